@@ -1,0 +1,38 @@
+"""``CompressionConfig``: everything one trial needs to know about how to compress."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+QuantBits = Literal[32, 16, 8]
+
+
+class CompressionConfig(BaseModel):
+    """The settings of one compression run: prune → distil → quantize.
+
+    Every field has a default, so a search that does not vary a parameter still gets
+    a complete config. Unknown keys are an error, not a silent default.
+
+    Attributes:
+        prune_ratio: Fraction of prunable channels / hidden neurons removed (structured).
+        quant_bits: 32 keeps fp32; 16 stores bf16 weights and runs in bf16; 8 applies
+            int8 dynamic quantization to every ``nn.Linear`` (CPU only).
+        distill_temperature: Softmax temperature of the distillation loss (> 0).
+        distill_alpha: Weight of the distillation loss; ``1 - alpha`` weights the
+            cross-entropy on hard labels.
+        batch_size: Fine-tuning micro-batch size.
+        grad_accum_steps: Micro-batches per optimizer step.
+        learning_rate: Adam learning rate of the fine-tune.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prune_ratio: float = Field(0.0, ge=0.0, le=0.95)
+    quant_bits: QuantBits = 32
+    distill_temperature: float = Field(4.0, gt=0.0, le=100.0)
+    distill_alpha: float = Field(0.5, ge=0.0, le=1.0)
+    batch_size: int = Field(64, ge=1, le=4096)
+    grad_accum_steps: int = Field(1, ge=1, le=256)
+    learning_rate: float = Field(1e-3, gt=0.0, le=1.0)

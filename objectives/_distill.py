@@ -1,0 +1,118 @@
+"""Knowledge-distillation fine-tune of a (pruned) student against its teacher's logits."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from objectives._config import CompressionConfig
+from objectives._errors import TrialFailed
+from objectives._task import Split, Task, forward, take, to_device
+
+
+@torch.no_grad()
+def predict_logits(
+    model: nn.Module, split: Split, *, batch_size: int = 256, device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """Logits of ``model`` over ``split`` in eval mode, as float32 on the CPU."""
+    model.eval()
+    outs = []
+    for start in range(0, len(split), batch_size):
+        xb = to_device(take(split.inputs, slice(start, start + batch_size)), device)
+        outs.append(forward(model, xb).float().cpu())
+    return torch.cat(outs)
+
+
+_TEACHER_LOGITS: dict[tuple[str, str], torch.Tensor] = {}
+
+
+def teacher_train_logits(task: Task, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The teacher's logits on ``task.train``, computed once per process and task."""
+    key = (task.fingerprint, str(device))
+    if key not in _TEACHER_LOGITS:
+        teacher = task.teacher.to(device)
+        _TEACHER_LOGITS[key] = predict_logits(teacher, task.train, device=device)
+        task.teacher.to("cpu")
+    return _TEACHER_LOGITS[key]
+
+
+def distillation_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    temperature: float,
+    alpha: float,
+) -> torch.Tensor:
+    """``alpha * T² * KL(teacher_T || student_T) + (1 - alpha) * CE(student, labels)``."""
+    t = temperature
+    kd = F.kl_div(
+        F.log_softmax(student_logits / t, dim=-1),
+        F.log_softmax(teacher_logits / t, dim=-1),
+        reduction="batchmean",
+        log_target=True,
+    ) * (t * t)
+    ce = F.cross_entropy(student_logits, labels)
+    return alpha * kd + (1.0 - alpha) * ce
+
+
+def finetune(
+    student: nn.Module,
+    task: Task,
+    config: CompressionConfig,
+    *,
+    seed: int,
+    device: torch.device | str = "cpu",
+) -> list[float]:
+    """Fine-tune ``student`` in place on ``task.train`` with distillation; return epoch losses.
+
+    The run is a deterministic function of the student's weights, the task, the config
+    and ``seed`` on a given device and thread count.
+
+    Raises:
+        TrialFailed: if the loss becomes NaN or infinite.
+    """
+    teacher_logits = teacher_train_logits(task, device)
+    n = len(task.train)
+    gen = torch.Generator().manual_seed(seed)
+    student.to(device).train()
+    optimizer = torch.optim.Adam(student.parameters(), lr=config.learning_rate)
+    accum = config.grad_accum_steps
+    history: list[float] = []
+    for epoch in range(task.finetune_epochs):
+        order = torch.randperm(n, generator=gen)
+        total, batches = 0.0, 0
+        optimizer.zero_grad(set_to_none=True)
+        for step, start in enumerate(range(0, n, config.batch_size)):
+            idx = order[start : start + config.batch_size]
+            xb = to_device(take(task.train.inputs, idx), device)
+            yb = task.train.labels[idx].to(device)
+            tb = teacher_logits[idx].to(device)
+            loss = distillation_loss(
+                forward(student, xb).float(),
+                tb,
+                yb,
+                temperature=config.distill_temperature,
+                alpha=config.distill_alpha,
+            )
+            value = float(loss.item())
+            if not math.isfinite(value):
+                raise TrialFailed(
+                    f"loss became {value} at epoch {epoch} step {step} "
+                    f"(learning_rate={config.learning_rate:g}); lower the learning rate"
+                )
+            (loss / accum).backward()
+            if (step + 1) % accum == 0:
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            total += value
+            batches += 1
+        if batches % accum != 0:
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        history.append(total / max(batches, 1))
+    student.eval()
+    return history

@@ -1,0 +1,229 @@
+"""One trial: structured pruning → distillation fine-tune → quantization → measurement."""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from objectives._config import CompressionConfig
+from objectives._distill import finetune
+from objectives._measure import LatencyStats, evaluate_metric, measure_latency
+from objectives._pruning import count_parameters, prune_structured
+from objectives._quantize import quantize
+from objectives._serialize import load_weights, save_weights
+from objectives._task import Task
+
+PHASES = ("prune", "finetune", "quantize", "measure")
+MODEL_FILE = "model.safetensors"
+
+
+@dataclass(frozen=True)
+class TrialResult:
+    """What one trial measured.
+
+    Attributes:
+        accuracy: ``task.metric`` on the validation split (never trained on) — ranked on.
+        test_accuracy: ``task.metric`` on the test split — reported only.
+        latency_ms: Median forward latency of the final artifact (see ``measure_latency``).
+        size_bytes: Bytes of the safetensors file the trial wrote.
+        latency: Full latency statistics.
+        num_parameters: Parameter elements after pruning.
+        timings: Seconds per phase (``prune_s``, ``finetune_s``, ``quantize_s``,
+            ``measure_s``) and in total (``compute_s``).
+        loss_history: Mean distillation loss per fine-tune epoch.
+    """
+
+    accuracy: float
+    test_accuracy: float
+    latency_ms: float
+    size_bytes: int
+    latency: LatencyStats
+    num_parameters: int
+    timings: dict[str, float] = field(default_factory=dict)
+    loss_history: list[float] = field(default_factory=list)
+
+    def metrics(self) -> dict[str, float]:
+        """The three objectives plus test accuracy, as plain floats."""
+        return {
+            "accuracy": self.accuracy,
+            "latency_ms": self.latency_ms,
+            "size_bytes": float(self.size_bytes),
+            "test_accuracy": self.test_accuracy,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything, JSON-serialisable."""
+        return asdict(self)
+
+
+@contextmanager
+def _threads(n: int) -> Iterator[None]:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[f"{name}_s"] = self.timings.get(f"{name}_s", 0.0) + (
+                time.perf_counter() - t0
+            )
+
+
+def _final_device(config: CompressionConfig, device: torch.device | str) -> torch.device:
+    return torch.device("cpu") if config.quant_bits == 8 else torch.device(device)
+
+
+def pruned_copy(task: Task, config: CompressionConfig) -> nn.Module:
+    """A deep copy of the teacher with ``config.prune_ratio`` of its channels removed."""
+    student = copy.deepcopy(task.teacher).cpu().eval()
+    return prune_structured(
+        student,
+        task.example_inputs,
+        config.prune_ratio,
+        ignored_layers=task.output_layers(student),
+    )
+
+
+def compress(
+    task: Task,
+    config: CompressionConfig,
+    *,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    clock: _Clock | None = None,
+) -> tuple[nn.Module, list[float]]:
+    """Compress the task's teacher with ``config``; return the final model and loss history.
+
+    Deterministic for a given task, config, seed, device and ``task.threads``.
+    """
+    clock = clock or _Clock()
+    torch.manual_seed(seed)
+    with _threads(task.threads):
+        with clock.phase("prune"):
+            student = pruned_copy(task, config)
+        with clock.phase("finetune"):
+            history = finetune(student, task, config, seed=seed, device=device)
+        with clock.phase("quantize"):
+            final = quantize(student.to(_final_device(config, device)), config.quant_bits,
+                             device=device)
+    return final, history
+
+
+def measure(
+    model: nn.Module,
+    task: Task,
+    *,
+    path: Path,
+    device: torch.device | str = "cpu",
+    metadata: dict[str, str] | None = None,
+) -> tuple[float, float, int, LatencyStats]:
+    """Write ``model`` to ``path`` and measure (val metric, test metric, bytes, latency)."""
+    size = save_weights(model, path, metadata=metadata)
+    with _threads(task.threads):
+        acc = evaluate_metric(model, task.val, task, device=device)
+        test_acc = evaluate_metric(model, task.test, task, device=device)
+    latency = measure_latency(model, task.latency_inputs, threads=task.threads, device=device)
+    return acc, test_acc, size, latency
+
+
+def evaluate(
+    task: Task,
+    config: CompressionConfig,
+    *,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    output_dir: str | Path | None = None,
+) -> TrialResult:
+    """Run one full trial and measure it.
+
+    The compressed weights are written to ``output_dir/model.safetensors`` (a temporary
+    directory, removed afterwards, when ``output_dir`` is None); ``size_bytes`` is that
+    file's size.
+
+    Raises:
+        TaskError: the model cannot be compressed this way.
+        TrialFailed: the fine-tune diverged.
+    """
+    clock = _Clock()
+    t0 = time.perf_counter()
+    model, history = compress(task, config, seed=seed, device=device, clock=clock)
+    final_device = _final_device(config, device)
+    with tempfile.TemporaryDirectory(prefix="slimsearch-trial-") as tmp:
+        out = Path(output_dir) if output_dir is not None else Path(tmp)
+        out.mkdir(parents=True, exist_ok=True)
+        with clock.phase("measure"):
+            acc, test_acc, size, latency = measure(
+                model, task, path=out / MODEL_FILE, device=final_device
+            )
+    timings = dict(clock.timings)
+    timings["compute_s"] = time.perf_counter() - t0
+    return TrialResult(
+        accuracy=acc,
+        test_accuracy=test_acc,
+        latency_ms=latency.median_ms,
+        size_bytes=size,
+        latency=latency,
+        num_parameters=count_parameters(model),
+        timings=timings,
+        loss_history=history,
+    )
+
+
+def evaluate_teacher(task: Task, *, device: torch.device | str = "cpu") -> TrialResult:
+    """Measure the uncompressed teacher exactly as trials are measured (the baseline)."""
+    clock = _Clock()
+    t0 = time.perf_counter()
+    teacher = copy.deepcopy(task.teacher).to(device).eval()
+    with tempfile.TemporaryDirectory(prefix="slimsearch-baseline-") as tmp:
+        with clock.phase("measure"):
+            acc, test_acc, size, latency = measure(
+                teacher, task, path=Path(tmp) / MODEL_FILE, device=device
+            )
+    timings = dict(clock.timings)
+    timings["compute_s"] = time.perf_counter() - t0
+    return TrialResult(
+        accuracy=acc,
+        test_accuracy=test_acc,
+        latency_ms=latency.median_ms,
+        size_bytes=size,
+        latency=latency,
+        num_parameters=count_parameters(teacher),
+        timings=timings,
+    )
+
+
+def skeleton(task: Task, config: CompressionConfig) -> nn.Module:
+    """The compressed model's structure (pruned + quantized, weights not yet loaded)."""
+    with _threads(task.threads):
+        student = pruned_copy(task, config)
+        return quantize(student, config.quant_bits)
+
+
+def load_compressed(task: Task, config: CompressionConfig, path: str | Path) -> nn.Module:
+    """Rebuild a compressed model from the teacher and a weights file written by a trial.
+
+    Pruning is re-applied to the teacher (it is deterministic), the result quantized
+    the same way, and the saved weights loaded into that structure.
+    """
+    return load_weights(skeleton(task, config), path)

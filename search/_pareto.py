@@ -1,0 +1,188 @@
+"""``ParetoFront``: the non-dominated accuracy / latency / size trade-offs of a study."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from search._errors import NoCandidateError
+from search._study import TRIAL_TEST_ACCURACY, StudyInfo
+
+Prefer = Literal["latency", "size", "accuracy"]
+PREFER_CHOICES = ("latency", "size", "accuracy")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One Pareto-optimal trial.
+
+    Attributes:
+        trial: The Optuna trial number.
+        params: The searched and fixed parameters the trial used.
+        accuracy: Validation metric (ranked on).
+        latency_ms: Median forward latency.
+        size_bytes: Bytes of the compressed weights file.
+        test_accuracy: Test metric (reported, not ranked on), if recorded.
+        attrs: The trial's other recorded measurements.
+    """
+
+    trial: int
+    params: Mapping[str, Any]
+    accuracy: float
+    latency_ms: float
+    size_bytes: int
+    test_accuracy: float | None = None
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_trial(cls, t: FrozenTrial, fixed: Mapping[str, Any] | None = None) -> Candidate:
+        acc, lat, size = t.values
+        return cls(
+            trial=t.number,
+            params={**(fixed or {}), **t.params},
+            accuracy=float(acc),
+            latency_ms=float(lat),
+            size_bytes=int(size),
+            test_accuracy=t.user_attrs.get(TRIAL_TEST_ACCURACY),
+            attrs=dict(t.user_attrs),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form used by ``slimsearch front --json``."""
+        return {
+            "trial": self.trial,
+            "params": dict(self.params),
+            "accuracy": self.accuracy,
+            "latency_ms": self.latency_ms,
+            "size_bytes": self.size_bytes,
+            "test_accuracy": self.test_accuracy,
+        }
+
+
+_KEYS = {
+    "latency": lambda c: (c.latency_ms, c.size_bytes, -c.accuracy, c.trial),
+    "size": lambda c: (c.size_bytes, c.latency_ms, -c.accuracy, c.trial),
+    "accuracy": lambda c: (-c.accuracy, c.latency_ms, c.size_bytes, c.trial),
+}
+
+
+class ParetoFront:
+    """The study's Pareto front (exactly ``optuna.Study.best_trials``) and its baseline.
+
+    Candidates violating the study's accuracy-drop constraint are excluded, as Optuna
+    excludes infeasible trials from ``best_trials``.
+    """
+
+    def __init__(
+        self,
+        candidates: list[Candidate],
+        *,
+        baseline: Mapping[str, float],
+        study_name: str,
+        max_accuracy_drop: float | None,
+        trials: list[Candidate] | None = None,
+        infeasible: set[int] | None = None,
+    ) -> None:
+        self.candidates = sorted(candidates, key=_KEYS["latency"])
+        self.baseline = dict(baseline)
+        self.study_name = study_name
+        self.max_accuracy_drop = max_accuracy_drop
+        self.trials = trials or []
+        self.infeasible = infeasible or set()
+
+    @classmethod
+    def from_study(cls, study: optuna.Study, info: StudyInfo) -> ParetoFront:
+        """Read the front of a slimsearch study."""
+        fixed = {
+            k: v["value"] for k, v in info.space.items() if isinstance(v, Mapping) and "value" in v
+        }
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        infeasible = {
+            t.number for t in complete if any(v > 0 for v in t.constraints.values())
+        }
+        return cls(
+            [Candidate.from_trial(t, fixed) for t in study.best_trials],
+            baseline=info.baseline,
+            study_name=info.name,
+            max_accuracy_drop=info.max_accuracy_drop,
+            trials=[Candidate.from_trial(t, fixed) for t in complete],
+            infeasible=infeasible,
+        )
+
+    def __len__(self) -> int:
+        return len(self.candidates)
+
+    def __iter__(self) -> Iterator[Candidate]:
+        return iter(self.candidates)
+
+    def get(self, trial: int) -> Candidate:
+        """The front's candidate from trial number ``trial``."""
+        for c in self.candidates:
+            if c.trial == trial:
+                return c
+        numbers = ", ".join(str(c.trial) for c in self.candidates) or "none"
+        raise NoCandidateError(
+            f"trial {trial} is not on the Pareto front of {self.study_name!r}; "
+            f"front trials: {numbers}"
+        )
+
+    def best(self, prefer: Prefer = "latency", max_accuracy_drop: float | None = None) -> Candidate:
+        """The candidate to export.
+
+        Args:
+            prefer: ``"latency"`` (fastest), ``"size"`` (smallest) or ``"accuracy"``
+                (most accurate); ties break on the other objectives.
+            max_accuracy_drop: Only consider candidates whose validation accuracy is at
+                most this far (absolute fraction, 0.01 = 1 point) below the baseline's.
+
+        Raises:
+            ValueError: for an unknown ``prefer``.
+            NoCandidateError: when no candidate qualifies.
+        """
+        if prefer not in _KEYS:
+            raise ValueError(f"prefer={prefer!r} is not allowed; use one of {PREFER_CHOICES}")
+        pool = list(self.candidates)
+        if max_accuracy_drop is not None:
+            floor = self.baseline["accuracy"] - max_accuracy_drop
+            pool = [c for c in pool if c.accuracy >= floor - 1e-12]
+        if not pool:
+            if not self.candidates:
+                raise NoCandidateError(
+                    f"study {self.study_name!r} has no completed feasible trial yet; run more trials"
+                )
+            best_drop = self.baseline["accuracy"] - max(c.accuracy for c in self.candidates)
+            raise NoCandidateError(
+                f"no front point within max_accuracy_drop={max_accuracy_drop:g} of the baseline "
+                f"accuracy {self.baseline['accuracy']:.4f}; the closest drops {best_drop:.4f}. "
+                "Allow a larger drop or run more trials"
+            )
+        return min(pool, key=_KEYS[prefer])
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"baseline": {...}, "front": [candidate, ...]}``."""
+        base = {k: self.baseline[k] for k in ("accuracy", "latency_ms", "size_bytes")}
+        base["size_bytes"] = int(base["size_bytes"])
+        if "test_accuracy" in self.baseline:
+            base["test_accuracy"] = self.baseline["test_accuracy"]
+        return {
+            "study": self.study_name,
+            "max_accuracy_drop": self.max_accuracy_drop,
+            "baseline": base,
+            "front": [c.to_dict() for c in self.candidates],
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """``to_dict()`` as JSON text."""
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def plot(self, path: str | Path) -> Path:
+        """Write a PNG with accuracy against latency and against size; return its path."""
+        from search._plot import plot_front
+
+        return plot_front(self, Path(path))

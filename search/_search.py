@@ -1,0 +1,327 @@
+"""``Search``: runs a compression study on Ray Tune over an Optuna RDB storage."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import optuna
+
+from objectives import Task
+from search._errors import SearchArgumentError, StudyMismatchError
+from search._pareto import ParetoFront
+from search._storage import open_storage, redact
+from search._study import (
+    ATTR_BASELINE,
+    StudyInfo,
+    complete_trials,
+    create,
+    find_study,
+    sweep_stale,
+)
+from spaces import SearchSpace
+
+if TYPE_CHECKING:
+    from ray.tune import Callback
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_STORAGE = "sqlite:///slimsearch.db"
+DEFAULT_MAX_ACCURACY_DROP = 0.01
+_UNSET: Any = object()
+_MAX_ROUNDS = 5
+
+
+def library_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("slimsearch")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def mixed_seed(seed: int, n_existing: int) -> int:
+    """Sampler seed for a (re)started study: a fixed seed must not replay earlier configs."""
+    return (seed * 1_000_003 + n_existing * 7_919) % (2**32)
+
+
+class Search:
+    """A resumable multi-objective compression search.
+
+    Trials run as Ray Tune trials (``OptunaSearch`` over the Optuna RDB study at
+    ``storage``); each compresses the task's teacher (prune → distil → quantize) and
+    measures validation accuracy, latency and size. The study maximises accuracy and
+    minimises latency and size, subject to accuracy ≥ baseline − ``max_accuracy_drop``.
+
+    ``n_trials`` is the study's total of COMPLETE trials: running again on the same
+    storage and study name continues up to it. Failed trials do not count; a run stops
+    early if a round of trials completes none.
+
+    Example:
+        >>> from objectives.tasks import digits
+        >>> front = Search(digits(), storage="sqlite:///demo.db", n_trials=20).run()
+        >>> recipe_candidate = front.best(prefer="size")
+
+    Args:
+        task: What to compress.
+        space: What to search; default ``SearchSpace.default()`` for a new study, the
+            stored space when resuming. A resumed study must be given the same space.
+        storage: SQLAlchemy URL of the Optuna storage.
+        study_name: Default ``"<task name>"``.
+        n_trials: Total COMPLETE trials wanted in the study.
+        max_concurrent_trials: Trials run at once (each takes ``task.threads`` CPUs).
+        max_accuracy_drop: Largest allowed validation-accuracy drop against the teacher
+            (fraction; 0.01 = 1 point); ``None`` for no constraint. Default 0.01 for a new
+            study, the stored value when resuming.
+        seed: Training seed of every trial, and the sampler's base seed.
+        sampler: An Optuna sampler; default multivariate TPE with constant liar.
+        gpus_per_trial: GPU fraction per trial (0 = CPU).
+        ray_address: Address of a running Ray cluster; default a local one.
+        callbacks: Extra Ray Tune callbacks.
+
+    Raises:
+        SearchArgumentError, SpaceError, StorageError, StudyMismatchError: on bad input,
+            before anything is written.
+    """
+
+    def __init__(
+        self,
+        task: Task,
+        space: SearchSpace | None = None,
+        *,
+        storage: str = DEFAULT_STORAGE,
+        study_name: str | None = None,
+        n_trials: int = 30,
+        max_concurrent_trials: int = 1,
+        max_accuracy_drop: float | None = _UNSET,
+        seed: int = 0,
+        sampler: optuna.samplers.BaseSampler | None = None,
+        gpus_per_trial: float = 0.0,
+        ray_address: str | None = None,
+        callbacks: Sequence[Callback] = (),
+    ) -> None:
+        if not isinstance(task, Task):
+            raise SearchArgumentError(f"task must be an objectives.Task, got {type(task).__name__}")
+        if space is not None and not isinstance(space, SearchSpace):
+            raise SearchArgumentError(
+                f"space must be a spaces.SearchSpace, got {type(space).__name__}"
+            )
+        _positive_int("n_trials", n_trials)
+        _positive_int("max_concurrent_trials", max_concurrent_trials)
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise SearchArgumentError(f"seed must be a non-negative integer, got {seed!r}")
+        if max_accuracy_drop is not _UNSET and max_accuracy_drop is not None:
+            if isinstance(max_accuracy_drop, bool) or not isinstance(max_accuracy_drop, (int, float)) \
+                    or not 0.0 <= float(max_accuracy_drop) <= 1.0:
+                raise SearchArgumentError(
+                    f"max_accuracy_drop must be a fraction in [0, 1] (0.01 = 1 point) or None, "
+                    f"got {max_accuracy_drop!r}"
+                )
+            max_accuracy_drop = float(max_accuracy_drop)
+        if not isinstance(gpus_per_trial, (int, float)) or not 0.0 <= gpus_per_trial <= 8:
+            raise SearchArgumentError(f"gpus_per_trial must be in [0, 8], got {gpus_per_trial!r}")
+        if study_name is not None and (not isinstance(study_name, str) or not study_name.strip()):
+            raise SearchArgumentError(f"study_name must be a non-empty string, got {study_name!r}")
+        self.task = task
+        self.space = space
+        self.storage_url = storage
+        self.study_name = study_name or task.name
+        self.n_trials = n_trials
+        self.max_concurrent_trials = max_concurrent_trials
+        self.max_accuracy_drop = max_accuracy_drop
+        self.seed = seed
+        self.sampler = sampler
+        self.gpus_per_trial = float(gpus_per_trial)
+        self.ray_address = ray_address
+        self.callbacks = list(callbacks)
+        self._storage = open_storage(storage)  # validates the URL before any work
+
+    # --------------------------------------------------------------------- public
+    @property
+    def study(self) -> optuna.Study | None:
+        """The Optuna study, once it exists."""
+        return find_study(self._storage, self.study_name)
+
+    def run(self) -> ParetoFront:
+        """Run (or continue) the study until it has ``n_trials`` COMPLETE trials.
+
+        Returns:
+            The study's Pareto front.
+        """
+        study = find_study(self._storage, self.study_name)
+        info = self._check_existing(study) if study is not None else None
+        space = self.space or (SearchSpace.from_dict(info.space) if info else SearchSpace.default())
+        drop = self.max_accuracy_drop
+        if drop is _UNSET:
+            drop = info.max_accuracy_drop if info else DEFAULT_MAX_ACCURACY_DROP
+
+        if study is not None and info is not None:
+            sweep_stale(study)
+            if len(complete_trials(study)) >= self.n_trials:
+                return ParetoFront.from_study(study, info)
+
+        with _ray_session(self.ray_address):
+            if info is None:
+                baseline = self._measure_baseline()
+                study = create(
+                    self._storage,
+                    self.study_name,
+                    task=self._task_identity(),
+                    space=space.to_dict(),
+                    baseline=baseline,
+                    max_accuracy_drop=drop,
+                    seed=self.seed,
+                    version=library_version(),
+                )
+                info = StudyInfo.from_study(study, self.storage_url)
+            assert study is not None
+            for _ in range(_MAX_ROUNDS):
+                remaining = self.n_trials - len(complete_trials(study))
+                if remaining <= 0:
+                    break
+                completed = self._run_round(study, info, space, remaining)
+                if completed == 0:
+                    logger.warning("a round of trials completed none; stopping early")
+                    break
+        return ParetoFront.from_study(study, info)
+
+    # -------------------------------------------------------------------- private
+    def _task_identity(self) -> dict[str, Any]:
+        return {
+            "name": self.task.name,
+            "fingerprint": self.task.fingerprint,
+            "spec": dict(self.task.spec),
+        }
+
+    def _check_existing(self, study: optuna.Study) -> StudyInfo:
+        info = StudyInfo.from_study(study, self.storage_url) if study.user_attrs else None
+        if info is None:
+            raise StudyMismatchError(
+                f"study {self.study_name!r} in {redact(self.storage_url)} was not created by "
+                "slimsearch; use another study name"
+            )
+        fp = info.task.get("fingerprint")
+        if fp != self.task.fingerprint:
+            raise StudyMismatchError(
+                f"study {self.study_name!r} was created for task {info.task.get('name')!r} "
+                f"(fingerprint {fp}); this task {self.task.name!r} has fingerprint "
+                f"{self.task.fingerprint}. Use another study name"
+            )
+        if self.space is not None and self.space.to_dict() != dict(info.space):
+            raise StudyMismatchError(
+                f"study {self.study_name!r} was created with another search space; resume it "
+                "without a space (the stored one is used) or use another study name"
+            )
+        if self.max_accuracy_drop is not _UNSET and self.max_accuracy_drop != info.max_accuracy_drop:
+            raise StudyMismatchError(
+                f"study {self.study_name!r} was created with max_accuracy_drop="
+                f"{info.max_accuracy_drop}; resume it with that value or use another study name"
+            )
+        if ATTR_BASELINE not in study.user_attrs:
+            raise StudyMismatchError(f"study {self.study_name!r} has no baseline; recreate it")
+        return info
+
+    def _resources(self) -> dict[str, float]:
+        res: dict[str, float] = {"cpu": float(self.task.threads)}
+        if self.gpus_per_trial > 0:
+            res["gpu"] = self.gpus_per_trial
+        return res
+
+    def _measure_baseline(self) -> dict[str, Any]:
+        import ray
+
+        from search._worker import measure_baseline
+
+        remote = ray.remote(measure_baseline).options(
+            num_cpus=self.task.threads, num_gpus=self.gpus_per_trial, max_retries=1
+        )
+        return ray.get(remote.remote(self.task, self.gpus_per_trial))
+
+    def _run_round(
+        self, study: optuna.Study, info: StudyInfo, space: SearchSpace, remaining: int
+    ) -> int:
+        from ray import tune
+
+        from search._searcher import HeartbeatCallback, StudySearcher
+        from search._worker import run_trial
+
+        sampler = self.sampler or optuna.samplers.TPESampler(
+            seed=mixed_seed(self.seed, len(study.get_trials(deepcopy=False))),
+            multivariate=True,
+            constant_liar=True,
+        )
+        searcher = StudySearcher(
+            space=space.distributions(),
+            sampler=sampler,
+            study_name=study.study_name,
+            storage=self._storage,
+            baseline_accuracy=float(info.baseline["accuracy"]),
+            max_accuracy_drop=info.max_accuracy_drop,
+        )
+        trainable = tune.with_resources(
+            tune.with_parameters(
+                run_trial,
+                task=self.task,
+                fixed=space.fixed_values(),
+                seed=info.seed,
+                gpus=self.gpus_per_trial,
+            ),
+            self._resources(),
+        )
+        results_dir = tempfile.mkdtemp(prefix="slimsearch-tune-")
+        try:
+            tuner = tune.Tuner(
+                trainable,
+                tune_config=tune.TuneConfig(
+                    search_alg=searcher,
+                    num_samples=remaining,
+                    max_concurrent_trials=self.max_concurrent_trials,
+                    reuse_actors=True,
+                ),
+                run_config=tune.RunConfig(
+                    name=f"slimsearch-{study.study_name}",
+                    storage_path=results_dir,
+                    verbose=0,
+                    failure_config=tune.FailureConfig(max_failures=1),
+                    callbacks=[HeartbeatCallback(searcher), *self.callbacks],
+                ),
+            )
+            tuner.fit()
+        finally:
+            shutil.rmtree(results_dir, ignore_errors=True)
+        return searcher.completed
+
+
+def _positive_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SearchArgumentError(f"{name} must be a positive integer, got {value!r}")
+
+
+@contextmanager
+def _ray_session(address: str | None) -> Iterator[None]:
+    """Use the running Ray, or start one (local, or joining ``address``) for the block."""
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    kwargs: dict[str, Any] = {
+        "include_dashboard": False,
+        "log_to_driver": False,
+        "logging_level": logging.WARNING,
+    }
+    if address:
+        kwargs["address"] = address
+    ray.init(**kwargs)
+    try:
+        yield
+    finally:
+        ray.shutdown()

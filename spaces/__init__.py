@@ -1,0 +1,26 @@
+"""What may be searched: parameter definitions, validation, presets and YAML round-trip.
+
+Example:
+    >>> from spaces import SearchSpace
+    >>> space = SearchSpace.default().drop("grad_accum_steps")
+    >>> "prune_ratio" in space.searched()
+    True
+"""
+
+from __future__ import annotations
+
+from spaces._catalog import CATALOG, ParamSpec, known_names
+from spaces._errors import SpaceError
+from spaces._space import Choice, Fixed, FloatRange, Param, SearchSpace
+
+__all__ = [
+    "CATALOG",
+    "Choice",
+    "Fixed",
+    "FloatRange",
+    "Param",
+    "ParamSpec",
+    "SearchSpace",
+    "SpaceError",
+    "known_names",
+]

@@ -1,0 +1,138 @@
+"""The parameters slimsearch knows how to search, with the values each may take.
+
+The catalog is the single place that says which names exist and which values are legal.
+Ranges a user writes must sit inside a parameter's ``bounds``; choices must each pass the
+parameter's rule. Defaults for a *dropped* parameter are not decided here: a dropped
+parameter is simply not sent to the trial, and the trial's own config supplies its default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """What one searchable parameter may be.
+
+    Attributes:
+        name: The parameter's name, as the trial config spells it.
+        kind: ``"float"`` (a range, optionally log-scaled) or ``"int"`` (a set of integers).
+        description: One line for help texts.
+        low: Smallest legal value (inclusive unless ``low_open``).
+        high: Largest legal value (inclusive).
+        low_open: Whether ``low`` itself is illegal (e.g. a temperature must be > 0).
+        allowed: For ``int`` parameters with a closed set of legal values, that set.
+        default_range: The range the default space searches (``float`` parameters).
+        default_log: Whether the default range is log-scaled.
+        default_choices: The choices the default space searches (``int`` parameters).
+    """
+
+    name: str
+    kind: Literal["float", "int"]
+    description: str
+    low: float
+    high: float
+    low_open: bool = False
+    allowed: tuple[int, ...] | None = None
+    default_range: tuple[float, float] | None = None
+    default_log: bool = False
+    default_choices: tuple[int, ...] | None = None
+
+    def allowed_text(self) -> str:
+        """Human-readable statement of the legal values, for error messages."""
+        if self.allowed is not None:
+            return "one of " + ", ".join(str(a) for a in self.allowed)
+        kind = "a number" if self.kind == "float" else "an integer"
+        lo = f"> {self.low:g}" if self.low_open else f">= {self.low:g}"
+        return f"{kind} {lo} and <= {self.high:g}"
+
+    def check_value(self, value: object) -> str | None:
+        """Return why ``value`` is illegal for this parameter, or ``None`` if it is legal."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"{value!r} is not a number; allowed: {self.allowed_text()}"
+        if self.kind == "int" and (isinstance(value, float) and not value.is_integer()):
+            return f"{value!r} is not an integer; allowed: {self.allowed_text()}"
+        if self.allowed is not None:
+            if int(value) not in self.allowed:
+                return f"{value!r} is not supported; allowed: {self.allowed_text()}"
+            return None
+        v = float(value)
+        if v != v or (self.low_open and v <= self.low) or v < self.low or v > self.high:
+            return f"{value!r} is out of range; allowed: {self.allowed_text()}"
+        return None
+
+
+CATALOG: dict[str, ParamSpec] = {
+    spec.name: spec
+    for spec in (
+        ParamSpec(
+            "prune_ratio",
+            "float",
+            "fraction of channels / hidden neurons removed by structured pruning",
+            low=0.0,
+            high=0.95,
+            default_range=(0.0, 0.8),
+        ),
+        ParamSpec(
+            "quant_bits",
+            "int",
+            "weight precision after compression: 32 = fp32, 16 = bf16, 8 = int8 dynamic",
+            low=8,
+            high=32,
+            allowed=(32, 16, 8),
+            default_choices=(32, 16, 8),
+        ),
+        ParamSpec(
+            "distill_temperature",
+            "float",
+            "softmax temperature of the distillation loss",
+            low=0.0,
+            high=100.0,
+            low_open=True,
+            default_range=(1.0, 20.0),
+            default_log=True,
+        ),
+        ParamSpec(
+            "distill_alpha",
+            "float",
+            "weight of the distillation loss against the hard-label loss",
+            low=0.0,
+            high=1.0,
+            default_range=(0.0, 1.0),
+        ),
+        ParamSpec(
+            "batch_size",
+            "int",
+            "fine-tuning micro-batch size",
+            low=1,
+            high=4096,
+            default_choices=(16, 32, 64, 128),
+        ),
+        ParamSpec(
+            "grad_accum_steps",
+            "int",
+            "micro-batches accumulated per optimizer step",
+            low=1,
+            high=256,
+            default_choices=(1, 2, 4, 8),
+        ),
+        ParamSpec(
+            "learning_rate",
+            "float",
+            "fine-tuning learning rate (Adam)",
+            low=0.0,
+            high=1.0,
+            low_open=True,
+            default_range=(1e-4, 1e-2),
+            default_log=True,
+        ),
+    )
+}
+
+
+def known_names() -> Sequence[str]:
+    """Names of every parameter the catalog knows, in catalog order."""
+    return tuple(CATALOG)

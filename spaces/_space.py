@@ -1,0 +1,337 @@
+"""``SearchSpace``: a validated, immutable description of what a study searches."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict
+
+from spaces._catalog import CATALOG, ParamSpec
+from spaces._errors import SpaceError
+
+if TYPE_CHECKING:
+    from optuna.distributions import BaseDistribution
+
+Scalar = Union[int, float]
+
+
+class FloatRange(BaseModel):
+    """Search a float in ``[low, high]``, uniformly or on a log scale."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    low: float
+    high: float
+    log: bool = False
+
+
+class Choice(BaseModel):
+    """Search one of a finite set of values."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    choices: tuple[Scalar, ...]
+
+
+class Fixed(BaseModel):
+    """Do not search: every trial uses ``value``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    value: Scalar
+
+
+Param = Union[FloatRange, Choice, Fixed]
+
+_FORMS = (
+    "a mapping with low/high[/log] (a range), with choices (a list), with value (fixed), "
+    "or a bare number (fixed)"
+)
+
+
+def _as_number(name: str, field: str, raw: object, spec: ParamSpec) -> Scalar:
+    if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+        raise SpaceError(f"{name}.{field}: {raw!r} is not a number; allowed: {spec.allowed_text()}")
+    if spec.kind == "int":
+        if isinstance(raw, float) and not raw.is_integer():
+            raise SpaceError(
+                f"{name}.{field}: {raw!r} is not an integer; allowed: {spec.allowed_text()}"
+            )
+        return int(raw)
+    return float(raw)
+
+
+def _check(name: str, field: str, value: Scalar, spec: ParamSpec) -> None:
+    why = spec.check_value(value)
+    if why is not None:
+        raise SpaceError(f"{name}.{field}: {why}")
+
+
+def _parse_param(name: str, raw: object) -> Param:
+    """Turn one user-written parameter entry into a validated ``Param``."""
+    spec = CATALOG.get(name)
+    if spec is None:
+        raise SpaceError(
+            f"unknown parameter {name!r}; known parameters: {', '.join(sorted(CATALOG))}"
+        )
+    if isinstance(raw, (FloatRange, Choice, Fixed)):
+        raw = raw.model_dump()
+    if not isinstance(raw, Mapping):
+        raw = {"value": raw}
+    keys = set(raw)
+    if keys <= {"low", "high", "log"} and {"low", "high"} <= keys:
+        if spec.kind != "float":
+            raise SpaceError(
+                f"{name}: takes choices (e.g. {{choices: {list(spec.default_choices or ())}}}), "
+                "not a low/high range"
+            )
+        low = _as_number(name, "low", raw["low"], spec)
+        high = _as_number(name, "high", raw["high"], spec)
+        log = raw.get("log", False)
+        if not isinstance(log, bool):
+            raise SpaceError(f"{name}.log: {log!r} is not true/false")
+        _check(name, "low", low, spec)
+        _check(name, "high", high, spec)
+        if not low < high:
+            raise SpaceError(
+                f"{name}: empty range low={low:g} >= high={high:g}; "
+                f"need low < high, or write {{value: {low:g}}} to fix it"
+            )
+        if log and low <= 0:
+            raise SpaceError(f"{name}: a log range needs low > 0, got low={low:g}")
+        return FloatRange(low=low, high=high, log=log)
+    if keys == {"choices"}:
+        choices = raw["choices"]
+        if not isinstance(choices, (list, tuple)) or len(choices) == 0:
+            raise SpaceError(f"{name}.choices: need a non-empty list, got {choices!r}")
+        parsed = tuple(_as_number(name, "choices", c, spec) for c in choices)
+        for c in parsed:
+            _check(name, "choices", c, spec)
+        if len(set(parsed)) != len(parsed):
+            raise SpaceError(f"{name}.choices: duplicate values in {list(parsed)}")
+        return Choice(choices=parsed)
+    if keys == {"value"}:
+        value = _as_number(name, "value", raw["value"], spec)
+        _check(name, "value", value, spec)
+        return Fixed(value=value)
+    raise SpaceError(f"{name}: unrecognised entry {dict(raw)!r}; write {_FORMS}")
+
+
+class SearchSpace:
+    """The parameters a study searches, each a range, a set of choices or a fixed value.
+
+    A ``SearchSpace`` is validated when it is built and immutable afterwards: every
+    name is one the trial understands, every range is non-empty and inside the legal
+    bounds, every choice is supported. Parameters left out are not searched; the trial
+    uses its built-in default for them.
+
+    Example:
+        >>> space = SearchSpace.default().narrow("prune_ratio", high=0.5).fix("quant_bits", 8)
+        >>> SearchSpace.from_yaml(space.to_yaml()) == space
+        True
+
+    Raises:
+        SpaceError: on construction, naming the bad field and what is allowed.
+    """
+
+    __slots__ = ("_params",)
+
+    def __init__(self, parameters: Mapping[str, object]) -> None:
+        if not isinstance(parameters, Mapping):
+            raise SpaceError(
+                f"a search space is a mapping of parameter name to entry, got "
+                f"{type(parameters).__name__}"
+            )
+        if not parameters:
+            raise SpaceError(
+                f"empty search space; name at least one of: {', '.join(CATALOG)}"
+            )
+        parsed: dict[str, Param] = {}
+        for name, raw in parameters.items():
+            if not isinstance(name, str):
+                raise SpaceError(f"parameter names must be strings, got {name!r}")
+            parsed[name] = _parse_param(name, raw)
+        # Keep catalog order so YAML output and Optuna distributions are stable.
+        order = list(CATALOG)
+        self._params: dict[str, Param] = dict(
+            sorted(parsed.items(), key=lambda kv: order.index(kv[0]))
+        )
+
+    # ----------------------------------------------------------------- construction
+    @classmethod
+    def default(cls) -> SearchSpace:
+        """The default space: every catalog parameter over its default range."""
+        params: dict[str, object] = {}
+        for spec in CATALOG.values():
+            if spec.default_range is not None:
+                lo, hi = spec.default_range
+                params[spec.name] = {"low": lo, "high": hi, "log": spec.default_log}
+            elif spec.default_choices is not None:
+                params[spec.name] = {"choices": list(spec.default_choices)}
+        return cls(params)
+
+    @classmethod
+    def from_dict(cls, data: object) -> SearchSpace:
+        """Build from the mapping form used in YAML files (see ``to_dict``)."""
+        if not isinstance(data, Mapping):
+            raise SpaceError(
+                "a search space file must hold a mapping of parameter name to entry, "
+                f"got {type(data).__name__}"
+            )
+        return cls(data)
+
+    @classmethod
+    def from_yaml(cls, text: str) -> SearchSpace:
+        """Parse a YAML document (read with ``yaml.safe_load``)."""
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise SpaceError(f"search space is not valid YAML: {_first_line(exc)}") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> SearchSpace:
+        """Read a search-space YAML file."""
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SpaceError(f"cannot read search space file {str(p)!r}: {exc}") from None
+        try:
+            return cls.from_yaml(text)
+        except SpaceError as exc:
+            raise SpaceError(f"{p}: {exc}") from None
+
+    # --------------------------------------------------------------------- editing
+    def narrow(
+        self,
+        name: str,
+        *,
+        low: float | None = None,
+        high: float | None = None,
+        choices: list[Scalar] | tuple[Scalar, ...] | None = None,
+    ) -> SearchSpace:
+        """Return a copy with ``name``'s range or choices replaced (validated again)."""
+        current = self._get(name)
+        raw: dict[str, Any]
+        if choices is not None:
+            raw = {"choices": list(choices)}
+        elif isinstance(current, FloatRange):
+            raw = {
+                "low": current.low if low is None else low,
+                "high": current.high if high is None else high,
+                "log": current.log,
+            }
+        else:
+            raise SpaceError(f"{name}: narrow a categorical parameter with choices=[...]")
+        return self._replace(name, raw)
+
+    def fix(self, name: str, value: Scalar) -> SearchSpace:
+        """Return a copy where ``name`` is not searched but set to ``value``."""
+        if name not in CATALOG:
+            _parse_param(name, value)  # raises the unknown-name error
+        return self._replace(name, {"value": value})
+
+    def drop(self, name: str) -> SearchSpace:
+        """Return a copy without ``name``: trials use the trial config's default."""
+        self._get(name)
+        params = {k: v for k, v in self._params.items() if k != name}
+        return SearchSpace(params)
+
+    # -------------------------------------------------------------------- queries
+    @property
+    def parameters(self) -> Mapping[str, Param]:
+        """Read-only view of the parameters, in catalog order."""
+        return dict(self._params)
+
+    def searched(self) -> list[str]:
+        """Names of the parameters that vary between trials."""
+        return [k for k, v in self._params.items() if not isinstance(v, Fixed)]
+
+    def fixed_values(self) -> dict[str, Scalar]:
+        """Values of the fixed parameters."""
+        return {k: v.value for k, v in self._params.items() if isinstance(v, Fixed)}
+
+    def distributions(self) -> dict[str, BaseDistribution]:
+        """Optuna distributions of the searched parameters."""
+        from optuna.distributions import CategoricalDistribution, FloatDistribution
+
+        out: dict[str, BaseDistribution] = {}
+        for k, v in self._params.items():
+            if isinstance(v, FloatRange):
+                out[k] = FloatDistribution(v.low, v.high, log=v.log)
+            elif isinstance(v, Choice):
+                out[k] = CategoricalDistribution(list(v.choices))
+        return out
+
+    def contains(self, config: Mapping[str, object]) -> bool:
+        """Whether ``config`` (searched + fixed values) is a point of this space."""
+        if set(config) != set(self._params):
+            return False
+        for k, p in self._params.items():
+            v = config[k]
+            if isinstance(p, Fixed) and v != p.value:
+                return False
+            if isinstance(p, Choice) and v not in p.choices:
+                return False
+            if isinstance(p, FloatRange):
+                if not isinstance(v, (int, float)) or math.isnan(float(v)):
+                    return False
+                if not p.low <= float(v) <= p.high:
+                    return False
+        return True
+
+    # -------------------------------------------------------------- serialisation
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """The mapping form: ``{name: {low, high, log} | {choices} | {value}}``."""
+        out: dict[str, dict[str, Any]] = {}
+        for k, v in self._params.items():
+            d = v.model_dump()
+            if isinstance(v, Choice):
+                d["choices"] = list(v.choices)
+            out[k] = d
+        return out
+
+    def to_yaml(self) -> str:
+        """YAML text that ``from_yaml`` reads back to an equal space."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``to_yaml()`` to ``path`` and return the path."""
+        p = Path(path)
+        p.write_text(self.to_yaml(), encoding="utf-8")
+        return p
+
+    # --------------------------------------------------------------------- dunder
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SearchSpace) and self._params == other._params
+
+    def __hash__(self) -> int:
+        return hash(tuple(self._params.items()))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._params)
+
+    def __len__(self) -> int:
+        return len(self._params)
+
+    def __repr__(self) -> str:
+        return f"SearchSpace({self.to_dict()!r})"
+
+    # -------------------------------------------------------------------- private
+    def _get(self, name: str) -> Param:
+        if name not in self._params:
+            raise SpaceError(
+                f"parameter {name!r} is not in this space; it has: {', '.join(self._params)}"
+            )
+        return self._params[name]
+
+    def _replace(self, name: str, raw: object) -> SearchSpace:
+        params: dict[str, object] = dict(self._params)
+        params[name] = raw
+        return SearchSpace(params)
+
+
+def _first_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
