@@ -6,14 +6,14 @@ import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Union
+from typing import Any
 
 import torch
 from torch import nn
 
 from objectives._errors import TaskError
 
-Inputs = Union[torch.Tensor, Mapping[str, torch.Tensor]]
+Inputs = torch.Tensor | Mapping[str, torch.Tensor]
 
 
 def _rows(inputs: Inputs) -> int:
@@ -62,7 +62,9 @@ class Split:
 
     def __post_init__(self) -> None:
         if self.labels.dim() != 1:
-            raise TaskError(f"labels must be 1-D class indices, got shape {tuple(self.labels.shape)}")
+            raise TaskError(
+                f"labels must be 1-D class indices, got shape {tuple(self.labels.shape)}"
+            )
         n = _rows(self.inputs)
         if n != int(self.labels.shape[0]):
             raise TaskError(f"inputs have {n} rows but labels have {int(self.labels.shape[0])}")

@@ -154,7 +154,8 @@ class ParetoFront:
         if not pool:
             if not self.candidates:
                 raise NoCandidateError(
-                    f"study {self.study_name!r} has no completed feasible trial yet; run more trials"
+                    f"study {self.study_name!r} has no completed feasible trial yet; "
+                    "run more trials"
                 )
             best_drop = self.baseline["accuracy"] - max(c.accuracy for c in self.candidates)
             raise NoCandidateError(
@@ -186,3 +187,20 @@ class ParetoFront:
         from search._plot import plot_front
 
         return plot_front(self, Path(path))
+
+
+def load_front(storage_url: str, study_name: str) -> tuple[ParetoFront, StudyInfo]:
+    """Open an existing study read-only and return its front and metadata.
+
+    Raises:
+        StorageError: the storage cannot be opened (a missing SQLite file is not created).
+        StudyNotFoundError: no such study.
+        StudyMismatchError: the study was not created by slimsearch.
+    """
+    from search._storage import open_storage
+    from search._study import load_existing
+
+    storage = open_storage(storage_url, create=False)
+    study = load_existing(storage, study_name, storage_url)
+    info = StudyInfo.from_study(study, storage_url)
+    return ParetoFront.from_study(study, info), info

@@ -117,8 +117,11 @@ class Search:
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise SearchArgumentError(f"seed must be a non-negative integer, got {seed!r}")
         if max_accuracy_drop is not _UNSET and max_accuracy_drop is not None:
-            if isinstance(max_accuracy_drop, bool) or not isinstance(max_accuracy_drop, (int, float)) \
-                    or not 0.0 <= float(max_accuracy_drop) <= 1.0:
+            if (
+                isinstance(max_accuracy_drop, bool)
+                or not isinstance(max_accuracy_drop, (int, float))
+                or not 0.0 <= float(max_accuracy_drop) <= 1.0
+            ):
                 raise SearchArgumentError(
                     f"max_accuracy_drop must be a fraction in [0, 1] (0.01 = 1 point) or None, "
                     f"got {max_accuracy_drop!r}"
@@ -218,7 +221,8 @@ class Search:
                 f"study {self.study_name!r} was created with another search space; resume it "
                 "without a space (the stored one is used) or use another study name"
             )
-        if self.max_accuracy_drop is not _UNSET and self.max_accuracy_drop != info.max_accuracy_drop:
+        drop = self.max_accuracy_drop
+        if drop is not _UNSET and drop != info.max_accuracy_drop:
             raise StudyMismatchError(
                 f"study {self.study_name!r} was created with max_accuracy_drop="
                 f"{info.max_accuracy_drop}; resume it with that value or use another study name"
@@ -292,6 +296,9 @@ class Search:
                     callbacks=[HeartbeatCallback(searcher), *self.callbacks],
                 ),
             )
+            # We read results from the study, not from Tune's result files (whose
+            # per-trial loggers are disabled for speed): silence Tune's complaint.
+            logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
             tuner.fit()
         finally:
             shutil.rmtree(results_dir, ignore_errors=True)

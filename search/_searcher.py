@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import warnings
 from typing import Any
 
 import optuna
@@ -35,6 +36,12 @@ from search._study import (
 )
 
 logger = logging.getLogger(__name__)
+
+# We renew heartbeats ourselves (see ``heartbeat``), which Optuna does not expect outside
+# ``Study.optimize``; its warning on every ``ask`` is noise here.
+warnings.filterwarnings(
+    "ignore", message="Heartbeat of storage is supposed to be used", category=UserWarning
+)
 
 # Keys a trial reports besides the objectives that are stored as user attributes.
 REPORTED_ATTRS = (
@@ -97,7 +104,9 @@ class StudySearcher(OptunaSearch):
                 self._beat(trial)
 
     def suggest(self, trial_id: str) -> dict | None:
-        config = super().suggest(trial_id)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Heartbeat of storage", category=UserWarning)
+            config = super().suggest(trial_id)
         if trial_id in self._ot_trials:
             self._beat(self._ot_trials[trial_id])
         return config

@@ -10,6 +10,7 @@ than the grace period are failed and re-queued once on the next run (see ``_stud
 from __future__ import annotations
 
 import sqlite3
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -112,13 +113,17 @@ def open_storage(url: str, *, create: bool = True) -> optuna.storages.RDBStorage
         _prepare_sqlite(db_path, create=create)
         engine_kwargs = {"connect_args": {"timeout": 60}}
     try:
-        return optuna.storages.RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=HEARTBEAT_INTERVAL_S,
-            grace_period=GRACE_PERIOD_S,
-            heartbeat_stale_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=1),
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=HEARTBEAT_INTERVAL_S,
+                grace_period=GRACE_PERIOD_S,
+                heartbeat_stale_trial_callback=optuna.storages.RetryFailedTrialCallback(
+                    max_retry=1
+                ),
+            )
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, OSError, RuntimeError) as exc:
         raise StorageError(
             f"cannot open storage {redact(url)}: {_first_line(exc)}"

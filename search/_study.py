@@ -9,6 +9,7 @@ that break the accuracy-drop constraint excluded through Optuna's constraint rec
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -165,7 +166,9 @@ def sweep_stale(study: optuna.Study) -> int:
         How many trials were failed.
     """
     before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
-    optuna.storages.fail_stale_trials(study)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
     stale = [
         t
         for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict
@@ -16,7 +16,7 @@ from spaces._errors import SpaceError
 if TYPE_CHECKING:
     from optuna.distributions import BaseDistribution
 
-Scalar = Union[int, float]
+Scalar = int | float
 
 
 class FloatRange(BaseModel):
@@ -42,7 +42,7 @@ class Fixed(BaseModel):
     value: Scalar
 
 
-Param = Union[FloatRange, Choice, Fixed]
+Param = FloatRange | Choice | Fixed
 
 _FORMS = (
     "a mapping with low/high[/log] (a range), with choices (a list), with value (fixed), "

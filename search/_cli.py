@@ -1,0 +1,320 @@
+"""The ``slimsearch`` command line: run, front, export, apply, demo.
+
+Every error a user can cause prints one line on stderr and exits with status 2;
+nothing is written to the study when the input is rejected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+EXIT_USAGE = 2
+EXIT_INTERNAL = 1
+DEFAULT_DEMO_DIR = "slimsearch-demo"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage dump)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a fraction in [0, 1] (0.01 means 1 accuracy point)"
+        )
+    return value
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from objectives.tasks import TASKS
+    from search._pareto import PREFER_CHOICES
+    from search._search import DEFAULT_STORAGE
+
+    parser = _Parser(prog="slimsearch", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more, show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run or resume a compression search")
+    run.add_argument("--task", required=True, choices=sorted(TASKS), help="built-in task")
+    run.add_argument("--trials", type=_positive, default=30, help="total COMPLETE trials")
+    run.add_argument("--workers", type=_positive, default=1, help="trials at once")
+    run.add_argument("--storage", default=DEFAULT_STORAGE, help="SQLAlchemy URL of the study")
+    run.add_argument("--study", default=None, help="study name (default: the task name)")
+    run.add_argument("--max-accuracy-drop", type=_fraction, default=None,
+                     help="largest validation accuracy drop vs the teacher, e.g. 0.01")
+    run.add_argument("--seed", type=_non_negative, default=0)
+    run.add_argument("--space", default=None, help="search-space YAML file")
+    run.add_argument("--ray-address", default=None, help="existing Ray cluster (auto|HOST:PORT)")
+    run.add_argument("--plot", default=None, help="also write the Pareto plot PNG here")
+    run.add_argument("--json", action="store_true", help="print the front as JSON")
+
+    front = sub.add_parser("front", help="show a study's Pareto front")
+    front.add_argument("--storage", required=True)
+    front.add_argument("--study", required=True)
+    front.add_argument("--json", action="store_true", help="print one JSON object")
+    front.add_argument("--plot", default=None, help="write the Pareto plot PNG here")
+
+    export = sub.add_parser("export", help="export a front point as a recipe")
+    export.add_argument("--storage", required=True)
+    export.add_argument("--study", required=True)
+    export.add_argument("--prefer", choices=PREFER_CHOICES, default="latency")
+    export.add_argument("--trial", type=_non_negative, default=None, help="a front trial number")
+    export.add_argument("--max-accuracy-drop", type=_fraction, default=None)
+    export.add_argument("-o", "--output", required=True, help="recipe YAML to write")
+
+    apply = sub.add_parser("apply", help="re-apply a recipe to its (built-in) task")
+    apply.add_argument("recipe", help="recipe YAML")
+    apply.add_argument("-o", "--output", default=None, help="directory for model + recipe")
+    apply.add_argument("--json", action="store_true", help="print one JSON object")
+
+    demo = sub.add_parser("demo", help="search the digits task, export and apply a recipe")
+    demo.add_argument("--trials", type=_positive, default=40)
+    demo.add_argument("--workers", type=_positive, default=2)
+    demo.add_argument("--out", default=DEFAULT_DEMO_DIR, help="output directory")
+    return parser
+
+
+# --------------------------------------------------------------------------- commands
+def _cmd_run(args: argparse.Namespace) -> int:
+    from objectives.tasks import get_task
+    from search._search import _UNSET, Search
+    from spaces import SearchSpace
+
+    space = SearchSpace.load(args.space) if args.space else None
+    search = Search(
+        get_task(args.task),
+        space,
+        storage=args.storage,
+        study_name=args.study,
+        n_trials=args.trials,
+        max_concurrent_trials=args.workers,
+        max_accuracy_drop=_UNSET if args.max_accuracy_drop is None else args.max_accuracy_drop,
+        seed=args.seed,
+        ray_address=args.ray_address,
+    )
+    front = search.run()
+    if args.plot:
+        front.plot(args.plot)
+    if args.json:
+        print(front.to_json())
+    else:
+        _print_front(front)
+    return 0
+
+
+def _cmd_front(args: argparse.Namespace) -> int:
+    from search._pareto import load_front
+
+    front, _ = load_front(args.storage, args.study)
+    if args.plot:
+        front.plot(args.plot)
+    if args.json:
+        print(json.dumps(front.to_dict()))
+    else:
+        _print_front(front)
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from search._pareto import load_front
+    from search._recipe import Recipe
+
+    front, info = load_front(args.storage, args.study)
+    recipe = Recipe.from_front(
+        front, info, prefer=args.prefer, trial=args.trial,
+        max_accuracy_drop=args.max_accuracy_drop,
+    )
+    path = recipe.save(args.output)
+    print(f"wrote {path} (trial {recipe.source.trial if recipe.source else '?'}: "
+          f"{_summary(recipe.metrics.model_dump(), recipe.baseline.model_dump())})")
+    return 0
+
+
+def _cmd_apply(args: argparse.Namespace) -> int:
+    from objectives.tasks import get_task
+    from search._recipe import Recipe
+
+    recipe = Recipe.load(args.recipe)
+    task = get_task(recipe.task.name, **recipe.task.spec)
+    applied = recipe.apply(task, output_dir=args.output)
+    metrics = applied.metrics()
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        print(f"re-applied {args.recipe}: {_summary(metrics, recipe.baseline.model_dump())}")
+        print(f"  searched: {_summary(recipe.metrics.model_dump(), recipe.baseline.model_dump())}")
+        if args.output:
+            print(f"  wrote {Path(args.output) / 'model.safetensors'} and recipe.yaml")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from objectives.tasks import digits
+    from search._recipe import Recipe
+    from search._search import Search
+    from search._study import StudyInfo
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    storage = f"sqlite:///{(out / 'study.db').resolve()}"
+    print(f"slimsearch demo: {args.trials} trials on the digits task, {args.workers} workers")
+    print(f"  study: {storage} (run again to resume; raise --trials to continue)")
+    task = digits()
+    search = Search(task, storage=storage, study_name="digits-demo", n_trials=args.trials,
+                    max_concurrent_trials=args.workers)
+    front = search.run()
+    _print_front(front)
+    plot = front.plot(out / "pareto.png")
+    (out / "front.json").write_text(front.to_json(), encoding="utf-8")
+    study = search.study
+    assert study is not None
+    info = StudyInfo.from_study(study, storage)
+    recipe = Recipe.from_front(front, info, prefer="size",
+                               max_accuracy_drop=info.max_accuracy_drop)
+    recipe_path = recipe.save(out / "recipe.yaml")
+    applied = Recipe.load(recipe_path).apply(task, output_dir=out / "model")
+    print(f"\nchosen (smallest within the accuracy constraint): trial {recipe.source.trial}"
+          if recipe.source else "")
+    print(f"  searched:   {_summary(recipe.metrics.model_dump(), recipe.baseline.model_dump())}")
+    print(f"  re-applied: {_summary(applied.metrics(), recipe.baseline.model_dump())}")
+    print(f"wrote {plot}, {out / 'front.json'}, {recipe_path}, {out / 'model'}/")
+    return 0
+
+
+# ----------------------------------------------------------------------------- output
+def _summary(m: dict[str, Any], base: dict[str, Any]) -> str:
+    parts = [f"accuracy {m['accuracy']:.4f} ({100 * (m['accuracy'] - base['accuracy']):+.2f} pts)"]
+    if m.get("test_accuracy") is not None:
+        parts.append(f"test {m['test_accuracy']:.4f}")
+    faster = base["latency_ms"] / m["latency_ms"]
+    smaller = base["size_bytes"] / m["size_bytes"]
+    parts.append(f"latency {m['latency_ms']:.3f} ms ({faster:.1f}x faster)")
+    parts.append(f"size {m['size_bytes'] / 1024:.1f} KiB ({smaller:.1f}x smaller)")
+    return ", ".join(parts)
+
+
+def _print_front(front: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    base = front.baseline
+    table = Table(title=f"Pareto front of {front.study_name!r} "
+                        f"({len(front)} of {len(front.trials)} trials)")
+    for col in ("trial", "val acc", "Δ pts", "test acc", "latency ms", "faster", "size KiB",
+                "smaller", "prune", "bits"):
+        table.add_column(col, justify="right")
+    table.add_row("teacher", f"{base['accuracy']:.4f}", "", _fmt(base.get("test_accuracy")),
+                  f"{base['latency_ms']:.3f}", "1.0x", f"{base['size_bytes'] / 1024:.1f}", "1.0x",
+                  "", "32")
+    for c in front:
+        table.add_row(
+            str(c.trial),
+            f"{c.accuracy:.4f}",
+            f"{100 * (c.accuracy - base['accuracy']):+.2f}",
+            _fmt(c.test_accuracy),
+            f"{c.latency_ms:.3f}",
+            f"{base['latency_ms'] / c.latency_ms:.1f}x",
+            f"{c.size_bytes / 1024:.1f}",
+            f"{base['size_bytes'] / c.size_bytes:.1f}x",
+            _fmt(c.params.get("prune_ratio"), ".2f"),
+            str(c.params.get("quant_bits", 32)),
+        )
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)
+    console.print(table)
+
+
+def _fmt(v: Any, spec: str = ".4f") -> str:
+    return "" if v is None else format(v, spec)
+
+
+# -------------------------------------------------------------------------------- main
+_COMMANDS = {
+    "run": _cmd_run,
+    "front": _cmd_front,
+    "export": _cmd_export,
+    "apply": _cmd_apply,
+    "demo": _cmd_demo,
+}
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from objectives import TaskError
+    from search._errors import SlimsearchError
+    from spaces import SpaceError
+
+    return (SlimsearchError, SpaceError, TaskError)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``slimsearch`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose)
+    try:
+        return _COMMANDS[args.command](args)
+    except _user_errors() as exc:
+        print(f"slimsearch: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("slimsearch: interrupted; completed trials are saved — run again to resume",
+              file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.verbose:
+            raise
+        print(f"slimsearch: internal error: {type(exc).__name__}: {_one_line(exc)} "
+              "(run with --verbose for the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,303 @@
+"""``Recipe``: a chosen configuration, exported as YAML, that re-applies the compression.
+
+A recipe holds the task's identity, the full compression config, the training seed,
+the metrics the search measured, the teacher's baseline and the library versions.
+``Recipe.load(path).apply(task)`` re-runs prune → distil → quantize with that config
+and seed — deterministic for the same task, thread count, device and library versions —
+and re-measures. Re-measured validation accuracy equals the searched value on the same
+machine and versions; across machines or torch builds it is expected within
+``ACCURACY_TOLERANCE`` (1 point). Latency is re-measured and depends on the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from objectives import (
+    MODEL_FILE,
+    CompressionConfig,
+    Task,
+    TrialResult,
+    evaluate,
+    load_compressed,
+)
+from search._errors import RecipeError
+from search._pareto import Candidate, ParetoFront, Prefer
+from search._study import StudyInfo
+
+logger = logging.getLogger(__name__)
+
+ACCURACY_TOLERANCE = 0.01
+RECIPE_FILE = "recipe.yaml"
+_LIBRARIES = ("slimsearch", "torch", "optuna", "ray", "torch-pruning", "transformers")
+
+
+class Metrics(BaseModel):
+    """Measured metrics of a model."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    accuracy: float
+    latency_ms: float = Field(ge=0)
+    size_bytes: int = Field(ge=0)
+    test_accuracy: float | None = None
+
+
+class TaskRef(BaseModel):
+    """Which task a recipe was made for."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str
+    fingerprint: str
+    spec: dict[str, Any] = Field(default_factory=dict)
+
+
+class SourceRef(BaseModel):
+    """Where a recipe came from."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    study: str
+    trial: int
+
+
+class Recipe(BaseModel):
+    """A compression recipe (see the module docstring for the reproduction contract).
+
+    Example:
+        >>> recipe = Recipe.load("recipe.yaml")          # doctest: +SKIP
+        >>> applied = recipe.apply(task, output_dir="compressed")  # doctest: +SKIP
+        >>> applied.result.accuracy                      # doctest: +SKIP
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    slimsearch_recipe: Literal[1] = 1
+    task: TaskRef
+    compression: CompressionConfig
+    seed: int = Field(ge=0)
+    metrics: Metrics
+    baseline: Metrics
+    source: SourceRef | None = None
+    versions: dict[str, str] = Field(default_factory=dict)
+
+    # ---------------------------------------------------------------- creation
+    @classmethod
+    def from_candidate(cls, candidate: Candidate, info: StudyInfo) -> Recipe:
+        """The recipe that reproduces ``candidate`` of the study ``info`` describes."""
+        return cls(
+            task=TaskRef(
+                name=info.task["name"],
+                fingerprint=info.task["fingerprint"],
+                spec=dict(info.task.get("spec", {})),
+            ),
+            compression=CompressionConfig(**candidate.params),
+            seed=info.seed,
+            metrics=Metrics(
+                accuracy=candidate.accuracy,
+                latency_ms=candidate.latency_ms,
+                size_bytes=candidate.size_bytes,
+                test_accuracy=candidate.test_accuracy,
+            ),
+            baseline=_baseline_metrics(info.baseline),
+            source=SourceRef(study=info.name, trial=candidate.trial),
+            versions=library_versions(),
+        )
+
+    @classmethod
+    def from_front(
+        cls,
+        front: ParetoFront,
+        info: StudyInfo,
+        *,
+        prefer: Prefer = "latency",
+        trial: int | None = None,
+        max_accuracy_drop: float | None = None,
+    ) -> Recipe:
+        """Pick a candidate (``trial``, else ``front.best(...)``) and make its recipe."""
+        candidate = front.get(trial) if trial is not None else front.best(
+            prefer=prefer, max_accuracy_drop=max_accuracy_drop
+        )
+        return cls.from_candidate(candidate, info)
+
+    # ------------------------------------------------------------------- files
+    def to_yaml(self) -> str:
+        """YAML text; ``Recipe.from_yaml`` reads it back to an equal recipe."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the recipe to ``path`` and return the path."""
+        p = Path(path)
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(self.to_yaml(), encoding="utf-8")
+        except OSError as exc:
+            raise RecipeError(f"cannot write recipe {str(p)!r}: {exc.strerror or exc}") from None
+        return p
+
+    @classmethod
+    def from_yaml(cls, text: str, *, source: str = "recipe") -> Recipe:
+        """Parse and validate recipe YAML (``yaml.safe_load``; unknown keys rejected)."""
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark is not None else ""
+            raise RecipeError(
+                f"{source}: not valid YAML{where} (truncated or corrupted?); re-export it "
+                "with `slimsearch export`"
+            ) from None
+        if not isinstance(data, dict):
+            raise RecipeError(
+                f"{source}: a recipe is a YAML mapping, got {type(data).__name__}; "
+                "re-export it with `slimsearch export`"
+            )
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise RecipeError(f"{source}: {_describe(exc)}") from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> Recipe:
+        """Read a recipe file."""
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise RecipeError(f"cannot read recipe {str(p)!r}: {reason}") from None
+        return cls.from_yaml(text, source=str(p))
+
+    # ----------------------------------------------------------------- applying
+    def check_task(self, task: Task) -> None:
+        """Raise ``RecipeError`` unless ``task`` is the one this recipe was made for."""
+        if task.name != self.task.name or task.fingerprint != self.task.fingerprint:
+            raise RecipeError(
+                f"recipe was made for task {self.task.name!r} (fingerprint "
+                f"{self.task.fingerprint}), not {task.name!r} (fingerprint {task.fingerprint}); "
+                "apply it to the task it was searched on"
+            )
+
+    def apply(self, task: Task, output_dir: str | Path | None = None) -> AppliedRecipe:
+        """Re-apply the compression to ``task`` and re-measure.
+
+        Args:
+            task: The task the recipe was made for (checked by fingerprint).
+            output_dir: Where to write ``model.safetensors``, ``recipe.yaml`` and
+                ``metrics.json``; default: a temporary directory that is removed, so
+                only the returned model and metrics remain.
+
+        Raises:
+            RecipeError: if the task is not the recipe's task.
+        """
+        self.check_task(task)
+        import tempfile
+
+        tmp = None
+        if output_dir is None:
+            tmp = tempfile.TemporaryDirectory(prefix="slimsearch-apply-")
+            out = Path(tmp.name)
+        else:
+            out = Path(output_dir)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            result = evaluate(task, self.compression, seed=self.seed, output_dir=out)
+            model = load_compressed(task, self.compression, out / MODEL_FILE)
+            drift = abs(result.accuracy - self.metrics.accuracy)
+            if drift > ACCURACY_TOLERANCE:
+                logger.warning(
+                    "re-applied accuracy %.4f differs from the searched %.4f by more than %.2f",
+                    result.accuracy, self.metrics.accuracy, ACCURACY_TOLERANCE,
+                )
+            if output_dir is not None:
+                self.save(out / RECIPE_FILE)
+                (out / "metrics.json").write_text(
+                    json.dumps(applied_metrics(result), indent=2), encoding="utf-8"
+                )
+        finally:
+            if tmp is not None:
+                tmp.cleanup()
+        return AppliedRecipe(
+            model=model,
+            result=result,
+            output_dir=None if output_dir is None else out,
+        )
+
+
+@dataclass(frozen=True)
+class AppliedRecipe:
+    """The outcome of ``Recipe.apply``: the compressed model and its fresh measurements."""
+
+    model: Any
+    result: TrialResult
+    output_dir: Path | None
+
+    def metrics(self) -> dict[str, float]:
+        """``{"accuracy", "test_accuracy", "latency_ms", "size_bytes"}``."""
+        return applied_metrics(self.result)
+
+
+def applied_metrics(result: TrialResult) -> dict[str, Any]:
+    """The metrics ``slimsearch apply --json`` prints."""
+    return {
+        "accuracy": result.accuracy,
+        "test_accuracy": result.test_accuracy,
+        "latency_ms": result.latency_ms,
+        "size_bytes": result.size_bytes,
+    }
+
+
+def library_versions() -> dict[str, str]:
+    """Installed versions of the libraries that determine a recipe's result."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in _LIBRARIES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def _baseline_metrics(baseline: dict[str, Any] | Any) -> Metrics:
+    return Metrics(
+        accuracy=float(baseline["accuracy"]),
+        latency_ms=float(baseline["latency_ms"]),
+        size_bytes=int(baseline["size_bytes"]),
+        test_accuracy=baseline.get("test_accuracy"),
+    )
+
+
+def _describe(exc: ValidationError) -> str:
+    """One line for the first validation error: where, what, and what is allowed."""
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "recipe"
+    if err["type"] == "extra_forbidden":
+        parent = err["loc"][:-1]
+        allowed = _allowed_keys(parent)
+        return f"unknown key {loc!r}; allowed keys here: {', '.join(allowed)}"
+    if err["type"] == "missing":
+        return f"missing key {loc!r}; re-export the recipe with `slimsearch export`"
+    return f"{loc}: {err['msg']} (got {err.get('input')!r})"
+
+
+def _allowed_keys(parent: tuple[Any, ...]) -> list[str]:
+    model: Any = Recipe
+    for part in parent:
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return []
+        ann = field.annotation
+        for cand in (ann, *getattr(ann, "__args__", ())):
+            if isinstance(cand, type) and issubclass(cand, BaseModel):
+                model = cand
+                break
+        else:
+            return []
+    return list(model.model_fields)

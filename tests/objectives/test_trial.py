@@ -1,0 +1,158 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from objectives import (
+    MODEL_FILE,
+    CompressionConfig,
+    Split,
+    Task,
+    TaskError,
+    TrialFailed,
+    count_parameters,
+    evaluate,
+    evaluate_metric,
+    evaluate_teacher,
+    forward,
+    load_compressed,
+)
+from tests.objectives.models import ConvOnly, TinyResNet, image_task
+
+
+def test_teacher_is_accurate_and_baseline_measured(digits_task):
+    base = evaluate_teacher(digits_task)
+    assert base.accuracy > 0.95
+    assert base.latency.repeats >= 30
+    assert base.latency_ms > 0
+    # fp32 MLP 64-512-256-10: the weights alone are ~650 KiB
+    assert base.size_bytes > 4 * count_parameters(digits_task.teacher)
+
+
+@pytest.mark.parametrize("bits", [32, 16, 8])
+def test_trial_writes_the_file_it_measures_and_reloads(digits_task, tmp_path, bits):
+    cfg = CompressionConfig(prune_ratio=0.5, quant_bits=bits)
+    result = evaluate(digits_task, cfg, seed=0, output_dir=tmp_path)
+    path = tmp_path / MODEL_FILE
+    assert result.size_bytes == path.stat().st_size
+    assert set(result.timings) >= {"prune_s", "finetune_s", "quantize_s", "measure_s", "compute_s"}
+    model = load_compressed(digits_task, cfg, path)
+    assert evaluate_metric(model, digits_task.val, digits_task) == pytest.approx(result.accuracy)
+
+
+def test_compression_really_shrinks_the_model(digits_task, tmp_path):
+    base = evaluate_teacher(digits_task)
+    half = evaluate(digits_task, CompressionConfig(prune_ratio=0.5), output_dir=tmp_path / "a")
+    int8 = evaluate(digits_task, CompressionConfig(quant_bits=8), output_dir=tmp_path / "b")
+    both = evaluate(
+        digits_task, CompressionConfig(prune_ratio=0.5, quant_bits=8), output_dir=tmp_path / "c"
+    )
+    # half the neurons of each hidden layer ≈ a third of the weights of the middle layer
+    assert half.num_parameters < 0.45 * base.num_parameters
+    assert int8.size_bytes < base.size_bytes / 3.5
+    assert both.size_bytes < base.size_bytes / 10
+    assert both.accuracy > base.accuracy - 0.05
+
+
+def test_trials_are_deterministic(digits_task):
+    cfg = CompressionConfig(prune_ratio=0.3, quant_bits=16, batch_size=32, learning_rate=3e-3)
+    a = evaluate(digits_task, cfg, seed=5)
+    b = evaluate(digits_task, cfg, seed=5)
+    assert a.accuracy == b.accuracy
+    assert a.size_bytes == b.size_bytes
+    assert a.loss_history == b.loss_history
+
+
+def test_residual_cnn_with_batchnorm_prunes_quantizes_and_reloads(tmp_path):
+    task = image_task(TinyResNet())
+    base = evaluate_teacher(task)
+    cfg = CompressionConfig(prune_ratio=0.5, quant_bits=16, learning_rate=3e-3)
+    result = evaluate(task, cfg, output_dir=tmp_path)
+    assert result.num_parameters < 0.4 * base.num_parameters
+    assert result.size_bytes < base.size_bytes / 4
+    model = load_compressed(task, cfg, tmp_path / MODEL_FILE)
+    assert evaluate_metric(model, task.val, task) == pytest.approx(result.accuracy)
+    # int8 dynamic quantizes the Linear head and leaves the convolutions in fp32
+    int8 = evaluate(task, CompressionConfig(prune_ratio=0.25, quant_bits=8))
+    assert math.isfinite(int8.latency_ms)
+
+
+def test_int8_without_linear_layers_is_a_task_error():
+    task = image_task(ConvOnly(), name="conv-only", epochs=2)
+    with pytest.raises(TaskError, match="has none"):
+        evaluate(task, CompressionConfig(quant_bits=8))
+
+
+def test_nan_loss_fails_the_trial(digits_task):
+    bad_train = Split(digits_task.train.inputs * float("nan"), digits_task.train.labels)
+    task = Task(
+        name="nan",
+        teacher=digits_task.teacher,
+        train=bad_train,
+        val=digits_task.val,
+        test=digits_task.test,
+        num_classes=10,
+        finetune_epochs=1,
+    )
+    with pytest.raises(TrialFailed, match="loss became nan"):
+        evaluate(task, CompressionConfig())
+
+
+def test_task_validation(digits_task):
+    with pytest.raises(TaskError, match="outside"):
+        Task(
+            name="x",
+            teacher=digits_task.teacher,
+            train=digits_task.train,
+            val=digits_task.val,
+            test=digits_task.test,
+            num_classes=5,
+        )
+    with pytest.raises(TaskError, match="rows"):
+        Split(torch.zeros(3, 2), torch.zeros(4, dtype=torch.long))
+    with pytest.raises(TaskError, match="positive integer"):
+        Task(
+            name="x",
+            teacher=digits_task.teacher,
+            train=digits_task.train,
+            val=digits_task.val,
+            test=digits_task.test,
+            num_classes=10,
+            threads=0,
+        )
+
+
+def test_mapping_inputs_are_passed_as_keywords():
+    class KW(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = torch.nn.Linear(3, 2)
+
+        def forward(self, features: torch.Tensor) -> torch.Tensor:
+            return self.lin(features)
+
+    out = forward(KW(), {"features": torch.zeros(4, 3)})
+    assert out.shape == (4, 2)
+
+
+def test_fingerprint_tracks_weights_and_data(digits_task):
+    from objectives.tasks import digits
+
+    same = digits(finetune_epochs=2, latency_batch_size=64)
+    assert same.fingerprint == digits_task.fingerprint
+    other = digits(finetune_epochs=2, latency_batch_size=64, seed=1)
+    assert other.fingerprint != digits_task.fingerprint
+
+
+def test_teacher_cache_is_reused_and_keyed(tmp_path):
+    from objectives.tasks import digits
+
+    a = digits(cache=tmp_path, epochs=3)
+    files = list((tmp_path / "teachers").glob("digits-*.safetensors"))
+    assert len(files) == 1
+    b = digits(cache=tmp_path, epochs=3)
+    assert a.fingerprint == b.fingerprint
+    digits(cache=tmp_path, epochs=4)
+    assert len(list((tmp_path / "teachers").glob("digits-*.safetensors"))) == 2

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from search import RecipeError
+from search._pareto import load_front
+from search._recipe import Recipe
+
+
+@pytest.fixture(scope="module")
+def recipe(searched) -> Recipe:
+    url, name, _ = searched
+    front, info = load_front(url, name)
+    return Recipe.from_front(front, info, prefer="size")
+
+
+def test_round_trip(recipe, tmp_path):
+    path = recipe.save(tmp_path / "r.yaml")
+    assert Recipe.load(path) == recipe
+    assert recipe.versions["torch"]
+    assert recipe.source is not None
+
+
+def test_apply_reproduces_the_searched_trial(recipe, digits_task, tmp_path):
+    applied = Recipe.load(recipe.save(tmp_path / "r.yaml")).apply(digits_task, tmp_path / "out")
+    assert applied.result.accuracy == pytest.approx(recipe.metrics.accuracy, abs=1e-9)
+    assert applied.result.size_bytes == recipe.metrics.size_bytes
+    assert (tmp_path / "out" / "model.safetensors").stat().st_size == recipe.metrics.size_bytes
+    assert Recipe.load(tmp_path / "out" / "recipe.yaml") == recipe
+
+
+def test_misspelt_key_is_rejected(recipe, tmp_path):
+    data = recipe.model_dump(mode="json")
+    data["compression"]["prune_ratoi"] = data["compression"].pop("prune_ratio")
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(RecipeError, match="unknown key 'compression.prune_ratoi'") as err:
+        Recipe.load(path)
+    assert "prune_ratio" in str(err.value)  # the allowed keys are listed
+
+
+@pytest.mark.parametrize(
+    ("mutate", "needle"),
+    [
+        (lambda d: d["compression"].update(quant_bits=4), "compression.quant_bits"),
+        (lambda d: d["compression"].update(prune_ratio="half"), "compression.prune_ratio"),
+        (lambda d: d.pop("task"), "missing key 'task'"),
+        (lambda d: d.update(slimsearch_recipe=9), "slimsearch_recipe"),
+        (lambda d: d.update(extra_field=1), "unknown key 'extra_field'"),
+    ],
+)
+def test_invalid_recipes(recipe, tmp_path, mutate, needle):
+    data = recipe.model_dump(mode="json")
+    mutate(data)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(RecipeError, match=needle):
+        Recipe.load(path)
+
+
+def test_truncated_and_hostile_files(recipe, tmp_path):
+    path = tmp_path / "trunc.yaml"
+    text = recipe.to_yaml()
+    path.write_text(text[: len(text) // 2] + "\n  - [unclosed")
+    with pytest.raises(RecipeError):
+        Recipe.load(path)
+    hostile = tmp_path / "hostile.yaml"
+    hostile.write_text("!!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(RecipeError, match="not valid YAML"):
+        Recipe.load(hostile)
+    with pytest.raises(RecipeError, match="cannot read"):
+        Recipe.load(tmp_path / "missing.yaml")
+
+
+def test_recipe_for_another_task_is_refused(recipe):
+    from objectives.tasks import digits
+
+    with pytest.raises(RecipeError, match="fingerprint"):
+        recipe.apply(digits(finetune_epochs=3))

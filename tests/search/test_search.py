@@ -1,0 +1,142 @@
+from __future__ import annotations
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from search import Search, SearchArgumentError, StorageError, StudyMismatchError
+from search._study import ATTR_BASELINE, ATTR_TASK
+from spaces import SearchSpace
+
+
+def _params_key(t: optuna.trial.FrozenTrial) -> tuple:
+    return tuple(sorted(t.params.items()))
+
+
+def test_front_is_optunas_best_trials(searched):
+    url, name, front = searched
+    study = optuna.load_study(study_name=name, storage=url)
+    assert {c.trial for c in front} == {t.number for t in study.best_trials}
+    assert len(front) >= 1
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(complete) == 8
+    for t in complete:
+        assert {"compute_s", "prune_s", "finetune_s", "quantize_s", "measure_s"} <= set(
+            t.user_attrs
+        )
+        assert "test_accuracy" in t.user_attrs
+        assert t.values[2] == int(t.values[2]) > 0
+
+
+def test_baseline_and_task_recorded(searched, digits_task):
+    url, name, front = searched
+    study = optuna.load_study(study_name=name, storage=url)
+    assert study.user_attrs[ATTR_TASK]["fingerprint"] == digits_task.fingerprint
+    base = study.user_attrs[ATTR_BASELINE]
+    assert base["threads"] == digits_task.threads
+    assert base["latency_batch_size"] == 64
+    assert front.baseline["accuracy"] == base["accuracy"]
+
+
+def test_resume_continues_to_n_trials_without_repeating(tmp_path, ray_session, digits_task):
+    url = f"sqlite:///{tmp_path / 'resume.db'}"
+    space = SearchSpace.default().narrow("quant_bits", choices=[32, 8])
+    Search(digits_task, space, storage=url, study_name="r", n_trials=4, seed=1).run()
+    study = optuna.load_study(study_name="r", storage=url)
+    first = [_params_key(t) for t in study.trials]
+    assert len(first) == 4
+    Search(digits_task, storage=url, study_name="r", n_trials=8, seed=1).run()
+    study = optuna.load_study(study_name="r", storage=url)
+    states = [t.state for t in study.trials]
+    assert states.count(TrialState.COMPLETE) == 8
+    assert len(study.trials) == 8
+    keys = [_params_key(t) for t in study.trials]
+    assert keys[:4] == first
+    assert len(set(keys)) == 8, "a resumed study must not replay earlier configs"
+    # a finished study is not re-run
+    Search(digits_task, storage=url, study_name="r", n_trials=8, seed=1).run()
+    assert len(optuna.load_study(study_name="r", storage=url).trials) == 8
+
+
+def test_accuracy_constraint_excludes_infeasible_trials(tmp_path, ray_session, digits_task):
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    space = SearchSpace.default().narrow("prune_ratio", low=0.85, high=0.95).fix(
+        "learning_rate", 1e-4
+    ).fix("quant_bits", 8)
+    front = Search(
+        digits_task, space, storage=url, study_name="c", n_trials=3, max_accuracy_drop=0.0
+    ).run()
+    study = optuna.load_study(study_name="c", storage=url)
+    infeasible = [t for t in study.trials if any(v > 0 for v in t.constraints.values())]
+    assert infeasible, "pruning 85-95% at a tiny learning rate must cost accuracy"
+    assert {c.trial for c in front}.isdisjoint({t.number for t in infeasible})
+    assert {c.trial for c in front} == {t.number for t in study.best_trials}
+
+
+def test_failing_trials_are_recorded_with_their_error(tmp_path, ray_session):
+    from tests.objectives.models import ConvOnly, image_task
+
+    task = image_task(ConvOnly(), name="conv-only", epochs=2)
+    url = f"sqlite:///{tmp_path / 'f.db'}"
+    space = SearchSpace.default().fix("quant_bits", 8)
+    front = Search(task, space, storage=url, study_name="f", n_trials=2).run()
+    assert len(front) == 0
+    study = optuna.load_study(study_name="f", storage=url)
+    failed = study.get_trials(states=(TrialState.FAIL,))
+    assert failed and not study.get_trials(states=(TrialState.RUNNING,))
+    assert all(t.user_attrs["error_type"] == "TaskError" for t in failed)
+    assert all("quant_bits=8" in t.user_attrs["error"] for t in failed)
+
+
+def test_resume_with_another_space_is_refused(searched, digits_task):
+    url, name, _ = searched
+    before = len(optuna.load_study(study_name=name, storage=url).trials)
+    with pytest.raises(StudyMismatchError, match="another search space"):
+        Search(
+            digits_task,
+            SearchSpace.default().fix("quant_bits", 8),
+            storage=url,
+            study_name=name,
+            n_trials=20,
+        ).run()
+    with pytest.raises(StudyMismatchError, match="max_accuracy_drop"):
+        Search(digits_task, storage=url, study_name=name, n_trials=20, max_accuracy_drop=0.2).run()
+    assert len(optuna.load_study(study_name=name, storage=url).trials) == before
+
+
+def test_resume_with_another_task_is_refused(searched):
+    from objectives.tasks import digits
+
+    url, name, _ = searched
+    with pytest.raises(StudyMismatchError, match="fingerprint"):
+        Search(digits(finetune_epochs=3), storage=url, study_name=name, n_trials=20).run()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"n_trials": 0}, "n_trials"),
+        ({"max_concurrent_trials": -1}, "max_concurrent_trials"),
+        ({"max_accuracy_drop": 2.0}, "max_accuracy_drop"),
+        ({"seed": -3}, "seed"),
+        ({"study_name": "  "}, "study_name"),
+    ],
+)
+def test_bad_arguments(tmp_path, digits_task, kwargs, needle):
+    with pytest.raises(SearchArgumentError, match=needle):
+        Search(digits_task, storage=f"sqlite:///{tmp_path / 'x.db'}", **kwargs)
+    assert not (tmp_path / "x.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "needle"),
+    [
+        ("redis://localhost/0", "not supported"),
+        ("not a url", "not a database URL"),
+        ("sqlite:///:memory:", "in-memory"),
+        ("sqlite:////nonexistent-dir/x.db", "does not exist"),
+    ],
+)
+def test_bad_storage(digits_task, url, needle):
+    with pytest.raises(StorageError, match=needle):
+        Search(digits_task, storage=url)
