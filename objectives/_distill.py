@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from objectives._config import CompressionConfig
@@ -26,17 +30,47 @@ def predict_logits(
     return torch.cat(outs)
 
 
-_TEACHER_LOGITS: dict[tuple[str, str], torch.Tensor] = {}
+_TEACHER_LOGITS: dict[str, torch.Tensor] = {}
+
+
+def _logits_file(task: Task) -> Path:
+    from objectives.tasks._cache import cache_dir
+
+    return cache_dir() / "logits" / f"{task.name}-{task.fingerprint}.safetensors"
 
 
 def teacher_train_logits(task: Task, device: torch.device | str = "cpu") -> torch.Tensor:
-    """The teacher's logits on ``task.train``, computed once per process and task."""
-    key = (task.fingerprint, str(device))
-    if key not in _TEACHER_LOGITS:
-        teacher = task.teacher.to(device)
-        _TEACHER_LOGITS[key] = predict_logits(teacher, task.train, device=device)
+    """The teacher's logits on ``task.train`` (float32, CPU), computed once per task.
+
+    Cached in memory per process and on disk under the cache directory, keyed by the
+    task's fingerprint (teacher weights + data), so every trial of a study — in any
+    worker process — reuses one forward pass of the teacher over the training set.
+    The disk file is written atomically; a corrupt or mismatched file is recomputed.
+    """
+    key = task.fingerprint
+    if key in _TEACHER_LOGITS:
+        return _TEACHER_LOGITS[key]
+    path = _logits_file(task)
+    logits: torch.Tensor | None = None
+    if path.exists():
+        try:
+            logits = load_file(str(path))["logits"]
+            if logits.shape[0] != len(task.train):
+                logits = None
+        except Exception:  # unreadable cache entry: recompute it
+            logits = None
+    if logits is None:
+        logits = predict_logits(task.teacher.to(device), task.train, device=device)
         task.teacher.to("cpu")
-    return _TEACHER_LOGITS[key]
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            save_file({"logits": logits.contiguous()}, str(tmp))
+            os.replace(tmp, path)
+        except OSError:
+            pass  # the cache is an optimisation; a read-only disk must not fail trials
+    _TEACHER_LOGITS[key] = logits
+    return logits
 
 
 def distillation_loss(
@@ -66,11 +100,17 @@ def finetune(
     *,
     seed: int,
     device: torch.device | str = "cpu",
+    on_epoch: Callable[[int, nn.Module], bool] | None = None,
 ) -> list[float]:
     """Fine-tune ``student`` in place on ``task.train`` with distillation; return epoch losses.
 
     The run is a deterministic function of the student's weights, the task, the config
     and ``seed`` on a given device and thread count.
+
+    Args:
+        on_epoch: Called after each epoch with (epoch index, student); returning True
+            stops the fine-tune there (early stopping). The student is in eval mode
+            during the call and put back into train mode afterwards.
 
     Raises:
         TrialFailed: if the loss becomes NaN or infinite.
@@ -114,5 +154,11 @@ def finetune(
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
         history.append(total / max(batches, 1))
+        if on_epoch is not None:
+            student.eval()
+            stop = on_epoch(epoch, student)
+            student.train()
+            if stop:
+                break
     student.eval()
     return history
