@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from objectives._config import CompressionConfig
 from objectives._distill import distillation_loss, finetune, predict_logits
+from objectives._early_stop import EarlyStopping, FinishedTrial
 from objectives._errors import TaskError, TrialFailed
 from objectives._measure import LatencyStats, evaluate_metric, measure_latency
 from objectives._pruning import count_parameters, prune_structured
 from objectives._quantize import BFloat16Module, quantize
+from objectives._quiet import MeasurementLock
 from objectives._serialize import load_weights, save_weights
 from objectives._task import Split, Task, accuracy, forward
 from objectives._trial import (
@@ -34,7 +36,10 @@ __all__ = [
     "PHASES",
     "BFloat16Module",
     "CompressionConfig",
+    "EarlyStopping",
+    "FinishedTrial",
     "LatencyStats",
+    "MeasurementLock",
     "Split",
     "Task",
     "TaskError",

@@ -14,6 +14,7 @@ from torch import nn
 
 from objectives._config import CompressionConfig
 from objectives._errors import TrialFailed
+from objectives._quiet import working
 from objectives._task import Split, Task, forward, take, to_device
 
 
@@ -128,26 +129,27 @@ def finetune(
         optimizer.zero_grad(set_to_none=True)
         for step, start in enumerate(range(0, n, config.batch_size)):
             idx = order[start : start + config.batch_size]
-            xb = to_device(take(task.train.inputs, idx), device)
-            yb = task.train.labels[idx].to(device)
-            tb = teacher_logits[idx].to(device)
-            loss = distillation_loss(
-                forward(student, xb).float(),
-                tb,
-                yb,
-                temperature=config.distill_temperature,
-                alpha=config.distill_alpha,
-            )
-            value = float(loss.item())
-            if not math.isfinite(value):
-                raise TrialFailed(
-                    f"loss became {value} at epoch {epoch} step {step} "
-                    f"(learning_rate={config.learning_rate:g}); lower the learning rate"
+            with working():
+                xb = to_device(take(task.train.inputs, idx), device)
+                yb = task.train.labels[idx].to(device)
+                tb = teacher_logits[idx].to(device)
+                loss = distillation_loss(
+                    forward(student, xb).float(),
+                    tb,
+                    yb,
+                    temperature=config.distill_temperature,
+                    alpha=config.distill_alpha,
                 )
-            (loss / accum).backward()
-            if (step + 1) % accum == 0:
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
+                value = float(loss.item())
+                if not math.isfinite(value):
+                    raise TrialFailed(
+                        f"loss became {value} at epoch {epoch} step {step} "
+                        f"(learning_rate={config.learning_rate:g}); lower the learning rate"
+                    )
+                (loss / accum).backward()
+                if (step + 1) % accum == 0:
+                    optimizer.step()
+                    optimizer.zero_grad(set_to_none=True)
             total += value
             batches += 1
         if batches % accum != 0:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from objectives._quiet import measuring, working
 from objectives._task import Inputs, Split, Task, forward, take, to_device
 
 MIN_REPEATS = 30
@@ -58,23 +59,24 @@ def measure_latency(
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        model.eval()
-        x = to_device(inputs, dev)
-        for _ in range(max(warmup, 1)):
-            forward(model, x)
-        _sync(dev)
-        t0 = time.perf_counter()
-        forward(model, x)
-        _sync(dev)
-        one = max(time.perf_counter() - t0, 1e-7)
-        inner = int(min(max(1, (min_sample_ms / 1000.0) // one + 1), 1000))
-        samples = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            for _ in range(inner):
+        with measuring():
+            model.eval()
+            x = to_device(inputs, dev)
+            for _ in range(max(warmup, 1)):
                 forward(model, x)
             _sync(dev)
-            samples.append((time.perf_counter() - t0) * 1000.0 / inner)
+            t0 = time.perf_counter()
+            forward(model, x)
+            _sync(dev)
+            one = max(time.perf_counter() - t0, 1e-7)
+            inner = int(min(max(1, (min_sample_ms / 1000.0) // one + 1), 1000))
+            samples = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                for _ in range(inner):
+                    forward(model, x)
+                _sync(dev)
+                samples.append((time.perf_counter() - t0) * 1000.0 / inner)
     finally:
         torch.set_num_threads(previous_threads)
     samples.sort()
@@ -107,6 +109,7 @@ def evaluate_metric(
     model.eval()
     logits = []
     for start in range(0, len(split), batch_size):
-        xb = to_device(take(split.inputs, slice(start, start + batch_size)), device)
-        logits.append(forward(model, xb).float().cpu())
+        with working():
+            xb = to_device(take(split.inputs, slice(start, start + batch_size)), device)
+            logits.append(forward(model, xb).float().cpu())
     return float(task.metric(torch.cat(logits), split.labels))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,6 +16,7 @@ from torch import nn
 
 from objectives._config import CompressionConfig
 from objectives._distill import finetune
+from objectives._early_stop import EarlyStopping
 from objectives._measure import LatencyStats, evaluate_metric, measure_latency
 from objectives._pruning import count_parameters, prune_structured
 from objectives._quantize import quantize
@@ -40,16 +41,21 @@ class TrialResult:
         timings: Seconds per phase (``prune_s``, ``finetune_s``, ``quantize_s``,
             ``measure_s``) and in total (``compute_s``).
         loss_history: Mean distillation loss per fine-tune epoch.
+        epoch_accuracies: Validation metric after each epoch (with early stopping).
+        stopped: Why the trial was stopped early, or None if it ran to the end; a
+            stopped trial has no final artifact (``latency`` is None).
     """
 
     accuracy: float
     test_accuracy: float
     latency_ms: float
     size_bytes: int
-    latency: LatencyStats
+    latency: LatencyStats | None
     num_parameters: int
     timings: dict[str, float] = field(default_factory=dict)
     loss_history: list[float] = field(default_factory=list)
+    epoch_accuracies: list[float] = field(default_factory=list)
+    stopped: str | None = None
 
     def metrics(self) -> dict[str, float]:
         """The three objectives plus test accuracy, as plain floats."""
@@ -112,21 +118,41 @@ def compress(
     seed: int = 0,
     device: torch.device | str = "cpu",
     clock: _Clock | None = None,
-) -> tuple[nn.Module, list[float]]:
+    after_prune: Callable[[nn.Module], None] | None = None,
+    on_epoch: Callable[[int, nn.Module], bool] | None = None,
+) -> tuple[nn.Module | None, list[float]]:
     """Compress the task's teacher with ``config``; return the final model and loss history.
 
-    Deterministic for a given task, config, seed, device and ``task.threads``.
+    Deterministic for a given task, config, seed, device and ``task.threads``; the hooks
+    observe the student but must not change it. ``after_prune`` sees the pruned student
+    before fine-tuning; ``on_epoch`` (see ``finetune``) may stop the fine-tune, in which
+    case the returned model is ``None``.
     """
     clock = clock or _Clock()
     torch.manual_seed(seed)
+    stopped = False
+
+    def epoch_hook(epoch: int, student: nn.Module) -> bool:
+        nonlocal stopped
+        stopped = bool(on_epoch(epoch, student)) if on_epoch is not None else False
+        return stopped
+
     with _threads(task.threads):
         with clock.phase("prune"):
             student = pruned_copy(task, config)
+        if after_prune is not None:
+            after_prune(student)
         with clock.phase("finetune"):
-            history = finetune(student, task, config, seed=seed, device=device)
+            history = finetune(
+                student, task, config, seed=seed, device=device,
+                on_epoch=epoch_hook if on_epoch is not None else None,
+            )
+        if stopped:
+            return None, history
         with clock.phase("quantize"):
-            final = quantize(student.to(_final_device(config, device)), config.quant_bits,
-                             device=device)
+            final = quantize(
+                student.to(_final_device(config, device)), config.quant_bits, device=device
+            )
     return final, history
 
 
@@ -154,6 +180,7 @@ def evaluate(
     seed: int = 0,
     device: torch.device | str = "cpu",
     output_dir: str | Path | None = None,
+    early_stopping: EarlyStopping | None = None,
 ) -> TrialResult:
     """Run one full trial and measure it.
 
@@ -161,14 +188,68 @@ def evaluate(
     directory, removed afterwards, when ``output_dir`` is None); ``size_bytes`` is that
     file's size.
 
+    With ``early_stopping``, the validation metric is measured after every fine-tune
+    epoch, and — when there are finished trials to compare with — latency and size of the
+    quantized pruned structure are measured before fine-tuning. A stopped trial returns
+    a result with ``stopped`` set, the last epoch's validation metric as ``accuracy``,
+    NaN test accuracy, and the pre-measured latency and size (NaN/0 when not measured).
+    Early stopping does not change the weights of a trial that runs to the end.
+
     Raises:
         TaskError: the model cannot be compressed this way.
         TrialFailed: the fine-tune diverged.
     """
     clock = _Clock()
     t0 = time.perf_counter()
-    model, history = compress(task, config, seed=seed, device=device, clock=clock)
     final_device = _final_device(config, device)
+    accuracies: list[float] = []
+    probe: dict[str, float] = {}
+    reason: str | None = None
+
+    def after_prune(student: nn.Module) -> None:
+        if early_stopping is None or not early_stopping.finished:
+            return
+        with clock.phase("measure"), tempfile.TemporaryDirectory(prefix="slimsearch-probe-") as d:
+            model = quantize(
+                copy.deepcopy(student).to(final_device), config.quant_bits, device=device
+            )
+            probe["size_bytes"] = save_weights(model, Path(d) / MODEL_FILE)
+            probe["latency_ms"] = measure_latency(
+                model, task.latency_inputs, threads=task.threads, device=final_device
+            ).median_ms
+
+    def on_epoch(epoch: int, student: nn.Module) -> bool:
+        nonlocal reason
+        assert early_stopping is not None  # only installed with a rule
+        with clock.phase("measure"):
+            accuracies.append(evaluate_metric(student, task.val, task, device=device))
+        reason = early_stopping.reason(
+            accuracies,
+            task.finetune_epochs,
+            probe.get("latency_ms"),
+            None if "size_bytes" not in probe else int(probe["size_bytes"]),
+        )
+        return reason is not None
+
+    model, history = compress(
+        task, config, seed=seed, device=device, clock=clock, after_prune=after_prune,
+        on_epoch=on_epoch if early_stopping is not None else None,
+    )
+    if model is None:
+        timings = dict(clock.timings)
+        timings["compute_s"] = time.perf_counter() - t0
+        return TrialResult(
+            accuracy=accuracies[-1],
+            test_accuracy=float("nan"),
+            latency_ms=probe.get("latency_ms", float("nan")),
+            size_bytes=int(probe.get("size_bytes", 0)),
+            latency=None,
+            num_parameters=0,
+            timings=timings,
+            loss_history=history,
+            epoch_accuracies=accuracies,
+            stopped=reason,
+        )
     with tempfile.TemporaryDirectory(prefix="slimsearch-trial-") as tmp:
         out = Path(output_dir) if output_dir is not None else Path(tmp)
         out.mkdir(parents=True, exist_ok=True)
@@ -187,6 +268,7 @@ def evaluate(
         num_parameters=count_parameters(model),
         timings=timings,
         loss_history=history,
+        epoch_accuracies=accuracies,
     )
 
 
