@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -64,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     from search._search import DEFAULT_STORAGE
 
     parser = _Parser(prog="slimsearch", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="log more, show tracebacks")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="log more and show tracebacks; -vv adds Optuna's and Ray's logs")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = sub.add_parser("run", help="run or resume a compression search")
@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--ray-address", default=None, help="existing Ray cluster (auto|HOST:PORT)")
     run.add_argument("--plot", default=None, help="also write the Pareto plot PNG here")
     run.add_argument("--json", action="store_true", help="print the front as JSON")
+    run.add_argument("--no-progress", action="store_true",
+                     help="no live display (off a terminal: no progress log lines)")
 
     front = sub.add_parser("front", help="show a study's Pareto front")
     front.add_argument("--storage", required=True)
@@ -104,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--trials", type=_positive, default=40)
     demo.add_argument("--workers", type=_positive, default=2)
     demo.add_argument("--out", default=DEFAULT_DEMO_DIR, help="output directory")
+    demo.add_argument("--no-progress", action="store_true", help="no live display")
     return parser
 
 
@@ -124,6 +127,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         max_accuracy_drop=_UNSET if args.max_accuracy_drop is None else args.max_accuracy_drop,
         seed=args.seed,
         ray_address=args.ray_address,
+        progress=False if args.no_progress else None,
     )
     front = search.run()
     if args.plot:
@@ -194,7 +198,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print(f"  study: {storage} (run again to resume; raise --trials to continue)")
     task = digits()
     search = Search(task, storage=storage, study_name="digits-demo", n_trials=args.trials,
-                    max_concurrent_trials=args.workers)
+                    max_concurrent_trials=args.workers,
+                    progress=False if args.no_progress else None)
     front = search.run()
     _print_front(front)
     plot = front.plot(out / "pareto.png")
@@ -272,14 +277,10 @@ _COMMANDS = {
 }
 
 
-def _configure_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
-    import optuna
+def _configure_logging(verbose: int) -> None:
+    from search._logging import configure_logging
 
-    optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
+    configure_logging(verbose)
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:

@@ -7,13 +7,14 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 import optuna
 
 from objectives import Task
 from search._errors import SearchArgumentError, StudyMismatchError
+from search._logging import quiet_libraries
 from search._pareto import ParetoFront
 from search._storage import open_storage, redact
 from search._study import (
@@ -84,6 +85,10 @@ class Search:
         gpus_per_trial: GPU fraction per trial (0 = CPU).
         ray_address: Address of a running Ray cluster; default a local one.
         callbacks: Extra Ray Tune callbacks.
+        progress: Show progress while running (``search._progress.Progress``): None
+            (default) a live display when stderr is a terminal, else one-line INFO
+            records on the ``search.progress`` logger; True always the live display;
+            False nothing.
 
     Raises:
         SearchArgumentError, SpaceError, StorageError, StudyMismatchError: on bad input,
@@ -105,6 +110,7 @@ class Search:
         gpus_per_trial: float = 0.0,
         ray_address: str | None = None,
         callbacks: Sequence[Callback] = (),
+        progress: bool | None = None,
     ) -> None:
         if not isinstance(task, Task):
             raise SearchArgumentError(f"task must be an objectives.Task, got {type(task).__name__}")
@@ -143,6 +149,9 @@ class Search:
         self.gpus_per_trial = float(gpus_per_trial)
         self.ray_address = ray_address
         self.callbacks = list(callbacks)
+        if progress is not None and not isinstance(progress, bool):
+            raise SearchArgumentError(f"progress must be True, False or None, got {progress!r}")
+        self.progress = progress
         self._storage = open_storage(storage)  # validates the URL before any work
 
     # --------------------------------------------------------------------- public
@@ -169,7 +178,7 @@ class Search:
             if len(complete_trials(study)) >= self.n_trials:
                 return ParetoFront.from_study(study, info)
 
-        with _ray_session(self.ray_address):
+        with _ray_session(self.ray_address), quiet_libraries(), self._progress():
             if info is None:
                 baseline = self._measure_baseline()
                 study = create(
@@ -195,6 +204,13 @@ class Search:
         return ParetoFront.from_study(study, info)
 
     # -------------------------------------------------------------------- private
+    def _progress(self) -> AbstractContextManager[Any]:
+        if self.progress is False:
+            return nullcontext()
+        from search._progress import Progress
+
+        return Progress(self._storage, self.study_name, self.n_trials, live=self.progress)
+
     def _task_identity(self) -> dict[str, Any]:
         return {
             "name": self.task.name,
