@@ -5,8 +5,8 @@ not on the values of its weights, so they are measured *before* fine-tuning. Dur
 the fine-tune the validation metric is checked after every epoch, and the trial stops
 when it
 
-* cannot meet the accuracy-drop constraint: even gaining the best per-epoch gain seen
-  so far (at least ``min_gain_per_epoch``) in every remaining epoch would leave it
+* cannot meet the accuracy-drop constraint: even gaining twice the best per-epoch gain
+  seen so far (at least ``min_gain_per_epoch``) in every remaining epoch would leave it
   below ``baseline − max_accuracy_drop``; or
 * is already beaten: a finished feasible trial is at least as fast and as small and has
   an accuracy this trial cannot reach by the same optimistic bound.
@@ -39,19 +39,21 @@ class EarlyStopping:
         finished: Finished feasible trials to compare against.
         min_epochs: Never stop before this many epochs have run.
         min_gain_per_epoch: Optimism floor for the remaining epochs' gain.
+        optimism: Factor on the best per-epoch gain seen so far.
     """
 
     baseline_accuracy: float
     max_accuracy_drop: float | None
     finished: Sequence[FinishedTrial] = field(default_factory=tuple)
-    min_epochs: int = 1
+    min_epochs: int = 2
     min_gain_per_epoch: float = 0.01
+    optimism: float = 2.0
 
     def reachable(self, accuracies: Sequence[float], total_epochs: int) -> float:
         """Optimistic bound on the accuracy this trial can end with."""
         best = max(accuracies)
         gains = [b - a for a, b in zip(accuracies, accuracies[1:])]
-        per_epoch = max([self.min_gain_per_epoch, *gains])
+        per_epoch = max(self.min_gain_per_epoch, self.optimism * max(gains, default=0.0))
         remaining = max(total_epochs - len(accuracies), 0)
         return best + per_epoch * remaining
 

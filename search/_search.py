@@ -20,9 +20,9 @@ from search._storage import open_storage, redact
 from search._study import (
     ATTR_BASELINE,
     StudyInfo,
-    complete_trials,
     create,
     find_study,
+    finished_trials,
     sweep_stale,
 )
 from spaces import SearchSpace
@@ -60,9 +60,10 @@ class Search:
     measures validation accuracy, latency and size. The study maximises accuracy and
     minimises latency and size, subject to accuracy ≥ baseline − ``max_accuracy_drop``.
 
-    ``n_trials`` is the study's total of COMPLETE trials: running again on the same
-    storage and study name continues up to it. Failed trials do not count; a run stops
-    early if a round of trials completes none.
+    ``n_trials`` is the study's total of finished trials — COMPLETE, plus PRUNED ones
+    that early stopping ended: running again on the same storage and study name
+    continues up to it. Failed trials do not count; a run stops early if a round of
+    trials finishes none.
 
     Example:
         >>> from objectives.tasks import digits
@@ -85,6 +86,14 @@ class Search:
         gpus_per_trial: GPU fraction per trial (0 = CPU).
         ray_address: Address of a running Ray cluster; default a local one.
         callbacks: Extra Ray Tune callbacks.
+        early_stopping: Stop trials that cannot meet the accuracy constraint or are
+            already dominated (``objectives.EarlyStopping``); they are recorded as PRUNED.
+        seed_configs: Evaluate known-good configs first in a new study
+            (``search._seeds.SEEDS``).
+        warm_start: Names of earlier studies in the same storage whose Pareto-front
+            configs a new study evaluates first.
+        measurement_lock: Time latency under a machine-wide lock so parallel trials do
+            not disturb it; default on when ``max_concurrent_trials > 1``.
         progress: Show progress while running (``search._progress.Progress``): None
             (default) a live display when stderr is a terminal, else one-line INFO
             records on the ``search.progress`` logger; True always the live display;
@@ -111,6 +120,10 @@ class Search:
         ray_address: str | None = None,
         callbacks: Sequence[Callback] = (),
         progress: bool | None = None,
+        early_stopping: bool = True,
+        seed_configs: bool = True,
+        warm_start: Sequence[str] = (),
+        measurement_lock: bool | None = None,
     ) -> None:
         if not isinstance(task, Task):
             raise SearchArgumentError(f"task must be an objectives.Task, got {type(task).__name__}")
@@ -152,7 +165,20 @@ class Search:
         if progress is not None and not isinstance(progress, bool):
             raise SearchArgumentError(f"progress must be True, False or None, got {progress!r}")
         self.progress = progress
+        self.early_stopping = bool(early_stopping)
+        self.seed_configs = bool(seed_configs)
+        if isinstance(warm_start, str):
+            warm_start = [warm_start]
+        self.warm_start = list(warm_start)
+        self.measurement_lock = (
+            max_concurrent_trials > 1 if measurement_lock is None else bool(measurement_lock)
+        )
         self._storage = open_storage(storage)  # validates the URL before any work
+        for name in self.warm_start:
+            if find_study(self._storage, name) is None:
+                raise SearchArgumentError(
+                    f"warm_start study {name!r} does not exist in {redact(storage)}"
+                )
 
     # --------------------------------------------------------------------- public
     @property
@@ -175,7 +201,7 @@ class Search:
 
         if study is not None and info is not None:
             sweep_stale(study)
-            if len(complete_trials(study)) >= self.n_trials:
+            if len(finished_trials(study)) >= self.n_trials:
                 return ParetoFront.from_study(study, info)
 
         with _ray_session(self.ray_address), quiet_libraries(), self._progress():
@@ -192,9 +218,10 @@ class Search:
                     version=library_version(),
                 )
                 info = StudyInfo.from_study(study, self.storage_url)
+                self._enqueue_first(study, space)
             assert study is not None
             for _ in range(_MAX_ROUNDS):
-                remaining = self.n_trials - len(complete_trials(study))
+                remaining = self.n_trials - len(finished_trials(study))
                 if remaining <= 0:
                     break
                 completed = self._run_round(study, info, space, remaining)
@@ -210,6 +237,19 @@ class Search:
         from search._progress import Progress
 
         return Progress(self._storage, self.study_name, self.n_trials, live=self.progress)
+
+    def _enqueue_first(self, study: optuna.Study, space: SearchSpace) -> None:
+        from search._seeds import enqueue, seed_configs, warm_start_configs
+
+        if self.seed_configs:
+            enqueue(study, seed_configs(space), "seed")
+        if self.warm_start:
+            enqueue(study, warm_start_configs(self._storage, self.warm_start, space), "warm_start")
+
+    def _lock_path(self) -> str | None:
+        from objectives._quiet import DEFAULT_LOCK_PATH
+
+        return str(DEFAULT_LOCK_PATH) if self.measurement_lock else None
 
     def _task_identity(self) -> dict[str, Any]:
         return {
@@ -261,7 +301,7 @@ class Search:
         remote = ray.remote(measure_baseline).options(
             num_cpus=self.task.threads, num_gpus=self.gpus_per_trial, max_retries=1
         )
-        return ray.get(remote.remote(self.task, self.gpus_per_trial))
+        return ray.get(remote.remote(self.task, self.gpus_per_trial, self._lock_path()))
 
     def _run_round(
         self, study: optuna.Study, info: StudyInfo, space: SearchSpace, remaining: int
@@ -283,6 +323,7 @@ class Search:
             storage=self._storage,
             baseline_accuracy=float(info.baseline["accuracy"]),
             max_accuracy_drop=info.max_accuracy_drop,
+            n_trials=self.n_trials,
         )
         trainable = tune.with_resources(
             tune.with_parameters(
@@ -291,6 +332,17 @@ class Search:
                 fixed=space.fixed_values(),
                 seed=info.seed,
                 gpus=self.gpus_per_trial,
+                early_stopping=(
+                    {
+                        "baseline_accuracy": float(info.baseline["accuracy"]),
+                        "max_accuracy_drop": info.max_accuracy_drop,
+                        "storage": self.storage_url,
+                        "study": study.study_name,
+                    }
+                    if self.early_stopping
+                    else None
+                ),
+                measurement_lock=self._lock_path(),
             ),
             self._resources(),
         )
@@ -318,7 +370,7 @@ class Search:
             tuner.fit()
         finally:
             shutil.rmtree(results_dir, ignore_errors=True)
-        return searcher.completed
+        return searcher.completed + searcher.pruned
 
 
 def _positive_int(name: str, value: object) -> None:

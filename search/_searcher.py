@@ -2,9 +2,12 @@
 
 On top of ``OptunaSearch`` (ask/tell on our RDB-stored study) this searcher:
 
-* writes each trial's heartbeat when it starts and while it runs, so a crashed driver's
-  trials can be told from live ones and re-queued (Optuna's own heartbeat does not
-  cover ask/tell);
+* writes each trial's owner (this process) and heartbeat when it starts, renews the
+  heartbeat while it runs, and periodically sweeps trials that no live driver owns
+  (FAIL + re-queue once, see ``_study.sweep_stale``) — Optuna's own heartbeat does not
+  cover ask/tell;
+* stops suggesting once the study's COMPLETE plus RUNNING trials reach ``n_trials``, so
+  several drivers sharing a study do not overshoot it;
 * stores the accuracy-drop constraint with Optuna's ``set_constraint`` and extra
   measurements (test accuracy, per-phase seconds, latency spread) as user attributes
   before telling the result, so samplers and ``best_trials`` see them;
@@ -25,14 +28,16 @@ from optuna.trial import TrialState
 from ray.tune import Callback
 from ray.tune.search.optuna import OptunaSearch
 
-from search._storage import HEARTBEAT_INTERVAL_S
 from search._study import (
     CONSTRAINT,
     METRICS,
     MODES,
     TRIAL_ERROR,
     TRIAL_ERROR_TYPE,
+    TRIAL_OWNER,
     accuracy_drop_constraint,
+    owner_identity,
+    sweep_stale,
 )
 
 logger = logging.getLogger(__name__)
@@ -56,6 +61,7 @@ REPORTED_ATTRS = (
     "measure_s",
     "seed",
     "device",
+    "epoch_accuracies",
 )
 
 
@@ -71,6 +77,7 @@ class StudySearcher(OptunaSearch):
         storage: optuna.storages.BaseStorage,
         baseline_accuracy: float,
         max_accuracy_drop: float | None,
+        n_trials: int | None = None,
     ) -> None:
         super().__init__(
             space=space,
@@ -82,9 +89,17 @@ class StudySearcher(OptunaSearch):
         )
         self._baseline_accuracy = baseline_accuracy
         self._max_drop = max_accuracy_drop
+        self._n_trials = n_trials
+        self._owner = owner_identity()
+        self._interval = float(getattr(storage, "heartbeat_interval", None) or 5)
+        self._grace = float(getattr(storage, "grace_period", None) or 4 * self._interval)
         self._last_beat = 0.0
+        self._last_sweep = time.monotonic()
         self.completed = 0
         self.failed = 0
+        self.pruned = 0
+        self.swept: list[int] = []
+        self.budget_reached = False
 
     # ----------------------------------------------------------------- heartbeat
     def _beat(self, trial: optuna.Trial) -> None:
@@ -94,21 +109,55 @@ class StudySearcher(OptunaSearch):
             logger.debug("heartbeat failed: %s", exc)
 
     def heartbeat(self, force: bool = False) -> None:
-        """Renew the heartbeat of every trial this searcher has running."""
+        """Renew the heartbeat of every trial this searcher has running; sweep now and then.
+
+        Every half grace period this also fails and re-queues other drivers' trials whose
+        owner is gone (``sweep_stale``); trials of live drivers are left alone.
+        """
         now = time.monotonic()
-        if not force and now - self._last_beat < HEARTBEAT_INTERVAL_S:
+        if not force and now - self._last_beat < self._interval:
             return
         self._last_beat = now
         for tid, trial in self._ot_trials.items():
             if tid not in self._completed_trials:
                 self._beat(trial)
+        if now - self._last_sweep >= self._grace / 2:
+            self._last_sweep = now
+            try:
+                swept = sweep_stale(self._ot_study)
+            except Exception as exc:  # a failed sweep is retried on the next one
+                logger.debug("stale-trial sweep failed: %s", exc)
+                return
+            if swept:
+                logger.warning("re-queued stale trials %s (their driver is gone)", swept)
+                self.swept.extend(swept)
+
+    def _budget_left(self) -> bool:
+        if self._n_trials is None:
+            return True
+        taken = self._ot_study._storage.get_all_trials(
+            self._ot_study._study_id,
+            deepcopy=False,
+            states=(TrialState.COMPLETE, TrialState.RUNNING),
+        )
+        return len(taken) < self._n_trials
 
     def suggest(self, trial_id: str) -> dict | None:
+        if trial_id not in self._ot_trials and not self._budget_left():
+            self.budget_reached = True
+            return OptunaSearch.FINISHED
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Heartbeat of storage", category=UserWarning)
             config = super().suggest(trial_id)
         if trial_id in self._ot_trials:
-            self._beat(self._ot_trials[trial_id])
+            trial = self._ot_trials[trial_id]
+            try:
+                self._ot_study._storage.set_trial_system_attr(
+                    trial._trial_id, TRIAL_OWNER, self._owner
+                )
+            except Exception as exc:  # the heartbeat still guards the trial
+                logger.debug("recording the trial owner failed: %s", exc)
+            self._beat(trial)
         return config
 
     # --------------------------------------------------------------- completion
@@ -130,6 +179,16 @@ class StudySearcher(OptunaSearch):
         for key in REPORTED_ATTRS:
             if key in result:
                 trial.set_user_attr(key, result[key])
+        if result.get("stopped"):
+            # Stopped early: the partial validation metric and the pre-measured latency
+            # and size are kept as attributes; the trial never enters the front.
+            trial.set_user_attr("stopped", str(result["stopped"]))
+            for m in METRICS:
+                if m in result and math.isfinite(float(result[m])):
+                    trial.set_user_attr(f"partial_{m}", float(result[m]))
+            self._tell(trial_id, trial, None, TrialState.PRUNED)
+            self.pruned += 1
+            return
         trial.set_constraint(
             CONSTRAINT,
             accuracy_drop_constraint(
@@ -168,6 +227,8 @@ def _failure(result: dict[str, Any], error: bool) -> tuple[str | None, str]:
     """(message, type) when ``result`` is not a valid completion, else (None, "")."""
     if result.get("error"):
         return str(result["error"]), str(result.get("error_type", "Exception"))
+    if result.get("stopped"):
+        return None, ""
     if error or not result:
         return (
             "the trial's worker raised or died without reporting (see Ray's logs)",

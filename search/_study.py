@@ -9,9 +9,12 @@ that break the accuracy-drop constraint excluded through Optuna's constraint rec
 from __future__ import annotations
 
 import math
-import warnings
+import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import optuna
@@ -23,7 +26,7 @@ from search._errors import (
     StudyMismatchError,
     StudyNotFoundError,
 )
-from search._storage import redact
+from search._storage import HEARTBEAT_INTERVAL_S, redact
 
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
@@ -46,6 +49,10 @@ TRIAL_ERROR = "error"
 TRIAL_ERROR_TYPE = "error_type"
 TRIAL_TEST_ACCURACY = "test_accuracy"
 TRIAL_COMPUTE = "compute_s"
+TRIAL_RETRY_OF = "retry_of"
+TRIAL_OWNER = "slimsearch_owner"  # system attribute: see ``owner_identity``
+STALE_TRIAL = "StaleTrial"
+MAX_RETRY = 1
 
 
 @dataclass(frozen=True)
@@ -159,24 +166,187 @@ def complete_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
 
 
-def sweep_stale(study: optuna.Study) -> int:
-    """Fail trials whose driver stopped renewing their heartbeat, re-queueing each once.
+def finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Trials that count toward ``n_trials``: COMPLETE, and PRUNED (stopped early)."""
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+
+
+def owner_identity() -> dict[str, Any]:
+    """Who runs trials from this process: host, PID namespace, PID and process start time.
+
+    Stored on every trial this process starts (system attribute ``slimsearch_owner``) so a
+    sweep on the same machine can tell a dead driver from a live one without waiting
+    for its heartbeat to go stale.
+    """
+    pid = os.getpid()
+    return {"host": socket.gethostname(), "pidns": _pid_namespace(), "pid": pid,
+            "start": _process_start(pid)}
+
+
+def owner_alive(owner: Mapping[str, Any] | None) -> bool | None:
+    """Whether the process in ``owner`` still runs; None when this machine cannot tell.
+
+    Only a process on this host, in this PID namespace, whose start time is readable
+    can be judged; anything else (another machine, no ``/proc``) is left to heartbeats.
+    """
+    if not isinstance(owner, Mapping) or owner.get("start") is None:
+        return None
+    if owner.get("host") != socket.gethostname() or owner.get("pidns") != _pid_namespace():
+        return None
+    if _pid_namespace() is None:
+        return None
+    pid = owner.get("pid")
+    if not isinstance(pid, int):
+        return None
+    return _process_start(pid) == owner["start"]
+
+
+def _pid_namespace() -> str | None:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
+def _process_start(pid: int) -> int | None:
+    """Start time of process ``pid`` in clock ticks since boot (Linux), or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    try:
+        return int(stat.rsplit(")", 1)[1].split()[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def _heartbeat_ages(storage: BaseStorage, study_id: int) -> dict[int, float]:
+    """Seconds since each RUNNING trial's last heartbeat, by the database's clock."""
+    import sqlalchemy
+    from optuna.storages._rdb import models
+
+    scoped = getattr(storage, "scoped_session", None)
+    if scoped is None:
+        return {}
+    session = scoped()
+    try:
+        now = session.execute(sqlalchemy.func.now()).scalar()
+        rows = (
+            session.query(models.TrialHeartbeatModel.trial_id, models.TrialHeartbeatModel.heartbeat)
+            .join(models.TrialModel)
+            .filter(models.TrialModel.study_id == study_id)
+            .filter(models.TrialModel.state == TrialState.RUNNING)
+            .all()
+        )
+        session.commit()
+    finally:
+        session.close()
+    if now is None:
+        return {}
+    now = now.replace(tzinfo=None)
+    return {tid: (now - beat.replace(tzinfo=None)).total_seconds() for tid, beat in rows}
+
+
+def _grace_period(storage: BaseStorage) -> float:
+    grace = getattr(storage, "grace_period", None)
+    if grace is None:
+        interval = getattr(storage, "heartbeat_interval", None) or HEARTBEAT_INTERVAL_S
+        grace = 2 * interval
+    return float(grace)
+
+
+def stale_reason(
+    trial: optuna.trial.FrozenTrial, heartbeat_age: float | None, grace: float
+) -> str | None:
+    """Why the RUNNING ``trial`` has no live owner, or None while it may still be running.
+
+    A trial whose owner process is known to be alive is never stale; one whose owner is
+    known to be gone is stale at once; otherwise its heartbeat (or, without any
+    heartbeat, its start time) must be older than ``grace`` seconds.
+    """
+    owner = trial.system_attrs.get(TRIAL_OWNER)
+    alive = owner_alive(owner)
+    if alive is True:
+        return None
+    if alive is False:
+        return (
+            f"driver process {owner['pid']} on {owner['host']} is gone (crash or kill?); "
+            "re-queued"
+        )
+    if heartbeat_age is not None:
+        if heartbeat_age > grace:
+            return (
+                f"no heartbeat for {heartbeat_age:.0f} s (grace period {grace:.0f} s): the "
+                "driver crashed or lost the database; re-queued"
+            )
+        return None
+    start = trial.datetime_start
+    if start is not None and (datetime.now() - start).total_seconds() > grace:
+        return (
+            f"started {(datetime.now() - start).total_seconds():.0f} s ago and never sent a "
+            "heartbeat: the driver crashed; re-queued"
+        )
+    return None
+
+
+def sweep_stale(study: optuna.Study) -> list[int]:
+    """Fail RUNNING trials that no live driver owns, re-queueing each config once.
+
+    Safe to call from any number of processes at any time: a trial whose owner is alive
+    (same machine) or whose heartbeat is younger than the storage's grace period is left
+    alone, and only the process whose FAIL update succeeds re-queues the trial. The
+    reason is stored on the failed trial (user attributes ``error``/``error_type``); the
+    re-queued WAITING trial records the original in ``failed_trial``/``retry_history``
+    (system attributes, as Optuna's ``RetryHeartbeatStaleTrialCallback``) and
+    ``retry_of`` (user attribute). The next ``ask`` on the study picks it up.
 
     Returns:
-        How many trials were failed.
+        The numbers of the trials this call failed.
     """
-    before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
-    stale = [
-        t
-        for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-        if t.number not in before
-    ]
-    for t in stale:
-        study._storage.set_trial_user_attr(
-            t._trial_id, TRIAL_ERROR, "driver stopped renewing the heartbeat (crash?); re-queued"
+    storage = study._storage
+    running = storage.get_all_trials(
+        study._study_id, deepcopy=False, states=(TrialState.RUNNING,)
+    )
+    if not running:
+        return []
+    ages = _heartbeat_ages(storage, study._study_id)
+    grace = _grace_period(storage)
+    failed: list[int] = []
+    for trial in running:
+        reason = stale_reason(trial, ages.get(trial._trial_id), grace)
+        if reason is None:
+            continue
+        try:  # a finished trial's attributes are frozen: annotate first, then fail
+            storage.set_trial_user_attr(trial._trial_id, TRIAL_ERROR, reason)
+            storage.set_trial_user_attr(trial._trial_id, TRIAL_ERROR_TYPE, STALE_TRIAL)
+            if not storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # finished meanwhile, or another process swept it first
+        requeue_once(study, storage.get_trial(trial._trial_id))
+        failed.append(trial.number)
+    return failed
+
+
+def requeue_once(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """Enqueue ``trial``'s config again as a WAITING trial, unless it already is a retry.
+
+    Like Optuna's ``RetryHeartbeatStaleTrialCallback(max_retry=1)`` but without copying
+    the failed attempt's measurements or constraints onto the new trial.
+    """
+    history = list(trial.system_attrs.get("retry_history", []))
+    history.append(trial.number)
+    if len(history) > MAX_RETRY:
+        return
+    study.add_trial(
+        optuna.create_trial(
+            state=TrialState.WAITING,
+            params=trial.params,
+            distributions=trial.distributions,
+            user_attrs={TRIAL_RETRY_OF: trial.number},
+            system_attrs={
+                "failed_trial": trial.system_attrs.get("failed_trial", trial.number),
+                "retry_history": history,
+            },
         )
-        study._storage.set_trial_user_attr(t._trial_id, TRIAL_ERROR_TYPE, "StaleTrial")
-    return len(stale)
+    )

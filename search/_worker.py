@@ -9,7 +9,44 @@ from typing import Any
 
 import torch
 
-from objectives import CompressionConfig, Task, TrialResult, evaluate, evaluate_teacher
+from objectives import (
+    CompressionConfig,
+    EarlyStopping,
+    FinishedTrial,
+    MeasurementLock,
+    Task,
+    TrialResult,
+    evaluate,
+    evaluate_teacher,
+)
+from objectives._quiet import set_active
+
+_LOCKS: dict[str, MeasurementLock] = {}
+
+
+def use_measurement_lock(path: str | None) -> None:
+    """Make this worker process time latency under the machine-wide lock at ``path``."""
+    if path is None:
+        set_active(None)
+        return
+    if path not in _LOCKS:
+        _LOCKS[path] = MeasurementLock(path)
+    set_active(_LOCKS[path])
+
+
+def finished_trials(storage_url: str, study_name: str) -> list[FinishedTrial]:
+    """Objectives of the study's COMPLETE, feasible trials (for early stopping)."""
+    import optuna
+
+    from search._storage import open_storage
+
+    study = optuna.load_study(study_name=study_name, storage=open_storage(storage_url))
+    out = []
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        if all(v <= 0 for v in t.constraints.values()):
+            acc, lat, size = t.values
+            out.append(FinishedTrial(float(acc), float(lat), int(size)))
+    return out
 
 
 def worker_device(gpus: float) -> str:
@@ -22,11 +59,16 @@ def result_to_report(result: TrialResult, *, seed: int, device: str) -> dict[str
     report: dict[str, Any] = {
         **result.metrics(),
         "num_parameters": result.num_parameters,
-        "latency_cv": result.latency.cv,
-        "latency_p90_ms": result.latency.p90_ms,
         "seed": seed,
         "device": device,
     }
+    if result.latency is not None:
+        report["latency_cv"] = result.latency.cv
+        report["latency_p90_ms"] = result.latency.p90_ms
+    if result.epoch_accuracies:
+        report["epoch_accuracies"] = list(result.epoch_accuracies)
+    if result.stopped is not None:
+        report["stopped"] = result.stopped
     report.update({k: float(v) for k, v in result.timings.items()})
     return report
 
@@ -38,23 +80,40 @@ def run_trial(
     fixed: Mapping[str, Any],
     seed: int,
     gpus: float = 0.0,
+    early_stopping: Mapping[str, Any] | None = None,
+    measurement_lock: str | None = None,
 ) -> None:
     """Ray Tune function trainable: compress with ``fixed | config`` and report metrics.
 
     Any exception is reported as ``{"error": "...", "error_type": ...}`` (the searcher
     records the trial as FAIL with that message) instead of crashing the worker, so the
     search goes on. A worker that dies outright is retried by Tune's ``FailureConfig``.
+
+    Args:
+        early_stopping: ``{"baseline_accuracy", "max_accuracy_drop", "storage",
+            "study"}`` to stop hopeless trials early (reported with ``stopped``).
+        measurement_lock: Path of the machine-wide lock that keeps latency timing free
+            of other trials' work (see ``objectives.MeasurementLock``); None: no lock.
     """
     from ray import tune
 
     device = worker_device(gpus)
+    use_measurement_lock(measurement_lock)
     try:
         cfg = CompressionConfig(**{**fixed, **config})
-        result = evaluate(task, cfg, seed=seed, device=device)
+        rule = None
+        if early_stopping is not None:
+            rule = EarlyStopping(
+                baseline_accuracy=float(early_stopping["baseline_accuracy"]),
+                max_accuracy_drop=early_stopping["max_accuracy_drop"],
+                finished=finished_trials(early_stopping["storage"], early_stopping["study"]),
+            )
+        result = evaluate(task, cfg, seed=seed, device=device, early_stopping=rule)
         report = result_to_report(result, seed=seed, device=device)
-        for m in ("accuracy", "latency_ms", "size_bytes"):
-            if not math.isfinite(report[m]):
-                raise FloatingPointError(f"{m} is {report[m]}")
+        if result.stopped is None:
+            for m in ("accuracy", "latency_ms", "size_bytes"):
+                if not math.isfinite(report[m]):
+                    raise FloatingPointError(f"{m} is {report[m]}")
     except Exception as exc:  # recorded on the trial, not raised
         if isinstance(exc, torch.OutOfMemoryError):
             torch.cuda.empty_cache() if torch.cuda.is_available() else None
@@ -70,9 +129,12 @@ def run_trial(
     tune.report(report)
 
 
-def measure_baseline(task: Task, gpus: float = 0.0) -> dict[str, Any]:
+def measure_baseline(
+    task: Task, gpus: float = 0.0, measurement_lock: str | None = None
+) -> dict[str, Any]:
     """The teacher's metrics, measured exactly as a trial's (run as a Ray task)."""
     device = worker_device(gpus)
+    use_measurement_lock(measurement_lock)
     result = evaluate_teacher(task, device=device)
     return {
         **result_to_report(result, seed=0, device=device),

@@ -1,0 +1,117 @@
+"""Configurations a new study evaluates first: known-good seeds and warm starts.
+
+Seeds (in this order, each only if it lies in the space): the teacher as is (no
+pruning, fp32), int8 only, bf16 only, prune 0.25 + int8, prune 0.5 + int8. Parameters a
+seed does not name take the trial config's default when the space allows it, else the
+middle of the range (geometric middle for log ranges) or the middle choice.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from objectives import CompressionConfig
+from spaces import Choice, Fixed, FloatRange, SearchSpace
+
+SEEDS: tuple[dict[str, Any], ...] = (
+    {"prune_ratio": 0.0, "quant_bits": 32},
+    {"prune_ratio": 0.0, "quant_bits": 8},
+    {"prune_ratio": 0.0, "quant_bits": 16},
+    {"prune_ratio": 0.25, "quant_bits": 8},
+    {"prune_ratio": 0.5, "quant_bits": 8},
+)
+
+SEED_ATTR = "slimsearch_seed_config"
+
+
+def _fits(param: object, value: object) -> bool:
+    if isinstance(param, FloatRange):
+        return isinstance(value, (int, float)) and param.low <= float(value) <= param.high
+    if isinstance(param, Choice):
+        return value in param.choices
+    if isinstance(param, Fixed):
+        return value == param.value
+    return False
+
+
+def _middle(param: FloatRange | Choice) -> Any:
+    if isinstance(param, Choice):
+        return param.choices[len(param.choices) // 2]
+    if param.log:
+        return math.sqrt(param.low * param.high)
+    return (param.low + param.high) / 2
+
+
+def _base(space: SearchSpace) -> dict[str, Any]:
+    defaults = CompressionConfig()
+    base: dict[str, Any] = {}
+    for name, param in space.parameters.items():
+        if isinstance(param, Fixed):
+            continue
+        default = getattr(defaults, name, None)
+        base[name] = default if _fits(param, default) else _middle(param)
+    return base
+
+
+def seed_configs(space: SearchSpace) -> list[dict[str, Any]]:
+    """The seed configs that lie in ``space`` (searched parameters only), de-duplicated."""
+    base = _base(space)
+    params = space.parameters
+    out: list[dict[str, Any]] = []
+    for seed in SEEDS:
+        config = dict(base)
+        ok = True
+        for name, value in seed.items():
+            if name not in params:
+                # dropped: the trial uses the config default; the seed only fits if equal
+                ok = getattr(CompressionConfig(), name, None) == value
+            elif not _fits(params[name], value):
+                ok = False
+            elif not isinstance(params[name], Fixed):
+                config[name] = value
+            if not ok:
+                break
+        if ok and config not in out:
+            out.append(config)
+    return out
+
+
+def warm_start_configs(
+    storage: optuna.storages.BaseStorage, study_names: list[str], space: SearchSpace
+) -> list[dict[str, Any]]:
+    """Pareto-front configs of earlier studies that lie in ``space`` (to re-evaluate)."""
+    searched = set(space.searched())
+    params = space.parameters
+    out: list[dict[str, Any]] = []
+    for name in study_names:
+        study = optuna.load_study(study_name=name, storage=storage)
+        for t in study.best_trials:
+            config = {k: v for k, v in t.params.items() if k in searched}
+            if set(config) != searched:
+                config = {**_base(space), **config}
+            if all(_fits(params[k], v) for k, v in config.items()) and config not in out:
+                out.append(config)
+    return out
+
+
+def enqueue(study: optuna.Study, configs: list[Mapping[str, Any]], origin: str) -> int:
+    """Enqueue ``configs`` not already evaluated or queued in ``study``; return how many."""
+    seen = [
+        t.params
+        for t in study.get_trials(deepcopy=False)
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.WAITING,
+                       TrialState.RUNNING)
+    ]
+    n = 0
+    for config in configs:
+        if dict(config) in seen:
+            continue
+        study.enqueue_trial(dict(config), user_attrs={SEED_ATTR: origin})
+        seen.append(dict(config))
+        n += 1
+    return n

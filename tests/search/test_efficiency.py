@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import optuna
+from optuna.trial import TrialState
+
+from search import Search
+from search._seeds import SEED_ATTR, seed_configs
+from spaces import SearchSpace
+
+
+def test_seed_configs_are_the_documented_ones_in_the_default_space():
+    seeds = seed_configs(SearchSpace.default())
+    assert [(s["prune_ratio"], s["quant_bits"]) for s in seeds] == [
+        (0.0, 32), (0.0, 8), (0.0, 16), (0.25, 8), (0.5, 8)
+    ]
+    for s in seeds:
+        assert SearchSpace.default().contains(s)
+        assert s["batch_size"] == 64 and s["learning_rate"] == 1e-3
+
+
+def test_seed_configs_respect_the_space():
+    space = SearchSpace.default().narrow("prune_ratio", high=0.2).narrow(
+        "quant_bits", choices=[32, 8]
+    )
+    seeds = seed_configs(space)
+    assert [(s["prune_ratio"], s["quant_bits"]) for s in seeds] == [(0.0, 32), (0.0, 8)]
+    fixed = SearchSpace.default().fix("quant_bits", 8).narrow("learning_rate", low=5e-3)
+    seeds = seed_configs(fixed)
+    assert all("quant_bits" not in s for s in seeds)
+    assert [s["prune_ratio"] for s in seeds] == [0.0, 0.25, 0.5]
+    assert all(5e-3 <= s["learning_rate"] <= 1e-2 for s in seeds)
+
+
+def test_new_study_evaluates_seeds_first(searched):
+    url, name, _ = searched
+    study = optuna.load_study(study_name=name, storage=url)
+    first = sorted(study.trials, key=lambda t: t.number)[:5]
+    assert all(t.user_attrs.get(SEED_ATTR) == "seed" for t in first)
+    assert [(t.params["prune_ratio"], t.params["quant_bits"]) for t in first] == [
+        (0.0, 32), (0.0, 8), (0.0, 16), (0.25, 8), (0.5, 8)
+    ]
+
+
+def test_warm_start_re_evaluates_an_earlier_front(searched, digits_task):
+    url, name, front = searched
+    Search(digits_task, storage=url, study_name="warm", n_trials=len(front), seed_configs=False,
+           warm_start=[name], progress=False).run()
+    warm = optuna.load_study(study_name="warm", storage=url)
+    got = [t.params for t in warm.trials if t.user_attrs.get(SEED_ATTR) == "warm_start"]
+    want = [t.params for t in optuna.load_study(study_name=name, storage=url).best_trials]
+    assert sorted(map(repr, got)) == sorted(map(repr, want))
+
+
+def test_early_stopped_trials_are_pruned_and_count(tmp_path, ray_session):
+    from objectives.tasks import digits
+
+    task = digits(finetune_epochs=6, latency_batch_size=64)
+    space = (
+        SearchSpace.default()
+        .narrow("prune_ratio", low=0.9, high=0.95)
+        .fix("learning_rate", 1e-4)
+        .fix("batch_size", 128)
+    )
+    url = f"sqlite:///{tmp_path / 'es.db'}"
+    Search(task, space, storage=url, study_name="es", n_trials=3, max_accuracy_drop=0.0,
+           seed_configs=False, progress=False).run()
+    study = optuna.load_study(study_name="es", storage=url)
+    pruned = study.get_trials(states=(TrialState.PRUNED,))
+    assert pruned, "95% pruning at lr 1e-4 cannot stay within 0 points of the teacher"
+    assert len(study.get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))) == 3
+    for t in pruned:
+        assert "accuracy floor" in t.user_attrs["stopped"]
+        assert t.user_attrs["epoch_accuracies"]
+        assert t.user_attrs["compute_s"] > 0
