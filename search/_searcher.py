@@ -61,6 +61,7 @@ REPORTED_ATTRS = (
     "measure_s",
     "seed",
     "device",
+    "node",
     "epoch_accuracies",
 )
 

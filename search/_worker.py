@@ -54,6 +54,16 @@ def worker_device(gpus: float) -> str:
     return "cuda" if gpus > 0 and torch.cuda.is_available() else "cpu"
 
 
+def _node_id() -> str:
+    """The Ray node this worker runs on ("" outside Ray)."""
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
+    except Exception:
+        return ""
+
+
 def result_to_report(result: TrialResult, *, seed: int, device: str) -> dict[str, Any]:
     """The flat dict a trial reports to Ray Tune."""
     report: dict[str, Any] = {
@@ -61,6 +71,7 @@ def result_to_report(result: TrialResult, *, seed: int, device: str) -> dict[str
         "num_parameters": result.num_parameters,
         "seed": seed,
         "device": device,
+        "node": _node_id(),
     }
     if result.latency is not None:
         report["latency_cv"] = result.latency.cv

@@ -1,0 +1,1 @@
+"""Benchmarks run on demand (``make bench``); each writes its table into docs/benchmarks.md."""

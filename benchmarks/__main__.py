@@ -1,0 +1,43 @@
+"""``python -m benchmarks [--only NAME ...]``: run benchmarks, write docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+import ray
+
+NAMES = ("hypervolume", "orchestration", "quantization")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks")
+    parser.add_argument("--only", nargs="*", choices=NAMES, default=list(NAMES))
+    parser.add_argument("--task", default="digits", help="task for the hypervolume benchmark")
+    parser.add_argument("--trials", type=int, default=90)
+    parser.add_argument("--seeds", type=int, default=3)
+    args = parser.parse_args()
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    try:
+        if "hypervolume" in args.only:
+            from benchmarks._hypervolume import run
+            from objectives.tasks import get_task
+
+            run(lambda: get_task(args.task), args.task, n_trials=args.trials,
+                seeds=tuple(range(args.seeds)))
+        if "orchestration" in args.only:
+            from benchmarks._orchestration import run as run_orchestration
+
+            run_orchestration()
+        if "quantization" in args.only:
+            from benchmarks._quantization import run as run_quantization
+
+            run_quantization()
+    finally:
+        ray.shutdown()
+
+
+if __name__ == "__main__":
+    main()

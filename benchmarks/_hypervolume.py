@@ -1,0 +1,125 @@
+"""Front quality per trial and per CPU-second: our default against the alternatives.
+
+Hypervolume is computed over (−accuracy/teacher, latency/teacher, size/teacher) of the
+feasible COMPLETE trials (accuracy within the study's max drop), against the reference
+point (−0.9, 1.5, 1.5): a front point must keep 90 % of the teacher's accuracy and be no
+more than 1.5x slower or larger to count. Higher is better.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import optuna
+from optuna._hypervolume import compute_hypervolume
+from optuna.trial import TrialState
+
+from benchmarks._report import machine, table, write_section
+from objectives import Task
+from search import Search
+
+REFERENCE = np.array([-0.9, 1.5, 1.5])
+
+
+def hypervolume(study: optuna.Study, upto: int | None = None) -> float:
+    """Hypervolume of the feasible COMPLETE trials among the first ``upto`` trials."""
+    base = study.user_attrs["slimsearch_baseline"]
+    trials = sorted(study.trials, key=lambda t: t.number)[:upto]
+    points = [
+        [-t.values[0] / base["accuracy"], t.values[1] / base["latency_ms"],
+         t.values[2] / base["size_bytes"]]
+        for t in trials
+        if t.state == TrialState.COMPLETE and all(v <= 0 for v in t.constraints.values())
+    ]
+    points = [p for p in points if all(a < b for a, b in zip(p, REFERENCE))]
+    if not points:
+        return 0.0
+    return float(compute_hypervolume(np.array(points), REFERENCE))
+
+
+def cpu_seconds(study: optuna.Study, upto: int | None = None) -> float:
+    """Seconds spent inside trials (the ``compute_s`` each trial recorded)."""
+    trials = sorted(study.trials, key=lambda t: t.number)[:upto]
+    return sum(float(t.user_attrs.get("compute_s", 0.0)) for t in trials)
+
+
+SAMPLERS: dict[str, Callable[[int], dict]] = {
+    # ours: the Search defaults (multivariate TPE + constant liar, seed configs, early stopping)
+    "slimsearch default": lambda seed: {},
+    "slimsearch, no early stopping": lambda seed: {"early_stopping": False},
+    "random": lambda seed: {
+        "sampler": optuna.samplers.RandomSampler(seed=seed), "seed_configs": False,
+        "early_stopping": False,
+    },
+    "Optuna default (TPESampler())": lambda seed: {
+        "sampler": optuna.samplers.TPESampler(seed=seed), "seed_configs": False,
+        "early_stopping": False,
+    },
+    "NSGA-II": lambda seed: {
+        "sampler": optuna.samplers.NSGAIISampler(seed=seed, population_size=20),
+        "seed_configs": False, "early_stopping": False,
+    },
+    "GP": lambda seed: {
+        "sampler": optuna.samplers.GPSampler(seed=seed), "seed_configs": False,
+        "early_stopping": False,
+    },
+}
+
+
+def run(task_factory: Callable[[], Task], task_label: str, *, n_trials: int = 90,
+        seeds: tuple[int, ...] = (0, 1, 2), samplers: list[str] | None = None,
+        workers: int = 2) -> None:
+    task = task_factory()
+    names = samplers or list(SAMPLERS)
+    checkpoints = [n for n in (10, 30, 60, 90) if n <= n_trials]
+    results: dict[str, list[dict]] = {n: [] for n in names}
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{Path(tmp) / 'hv.db'}"
+        for name in names:
+            for seed in seeds:
+                t0 = time.perf_counter()
+                study_name = f"{name}-{seed}"
+                Search(task, storage=url, study_name=study_name, n_trials=n_trials,
+                       max_concurrent_trials=workers, seed=seed, progress=False,
+                       max_accuracy_drop=0.02, **SAMPLERS[name](seed)).run()
+                study = optuna.load_study(study_name=study_name, storage=url)
+                results[name].append({
+                    "hv": {n: hypervolume(study, n) for n in checkpoints},
+                    "cpu": cpu_seconds(study),
+                    "wall": time.perf_counter() - t0,
+                })
+                last = results[name][-1]
+                print(f"{task_label} {name} seed {seed}: hv@{n_trials}="
+                      f"{last['hv'][n_trials]:.4f} cpu={last['cpu']:.0f}s", flush=True)
+    rows = []
+    for name in names:
+        rs = results[name]
+        row = [name]
+        for n in checkpoints:
+            vals = [r["hv"][n] for r in rs]
+            row.append(f"{statistics.mean(vals):.4f} ± {statistics.pstdev(vals):.4f}")
+        cpu = statistics.mean(r["cpu"] for r in rs)
+        hv_final = statistics.mean(r["hv"][n_trials] for r in rs)
+        row += [f"{cpu:.0f}", f"{1000 * hv_final / cpu:.2f}"]
+        rows.append(row)
+    headers = ["sampler"] + [f"HV @ {n} trials" for n in checkpoints] + [
+        "CPU-s in trials", "HV per 1000 CPU-s"]
+    body = "\n".join([
+        f"## Front quality: hypervolume against trials ({task_label})",
+        "",
+        f"`python -m benchmarks --only hypervolume --task {task_label}` — {len(seeds)} seeds, "
+        f"{n_trials} trials each, {workers} trials at a time, max accuracy drop 0.02. "
+        f"Machine: {machine()}.",
+        "",
+        "Hypervolume of (−accuracy, latency, size) normalised by the teacher, reference point "
+        "(−0.9, 1.5, 1.5); mean ± std over seeds. 'CPU-s in trials' sums each trial's "
+        "`compute_s`.",
+        "",
+        table(headers, rows),
+    ])
+    write_section(f"hypervolume-{task_label}", body)

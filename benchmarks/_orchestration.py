@@ -1,0 +1,121 @@
+"""Orchestration overhead, parallel throughput and latency fidelity.
+
+* overhead: wall time of a search minus the time spent inside trials (``compute_s``),
+  per trial, at concurrency 1, with Ray already running and the baseline measured;
+* throughput: trials of ≥ 2 s, 2 workers against 1 on this machine;
+* fidelity: the latency a trial recorded while another trial ran beside it, against the
+  same config re-measured alone — with and without the measurement lock.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from benchmarks._report import machine, table, write_section
+from objectives import CompressionConfig, evaluate
+from objectives.tasks import digits
+from search import Search
+
+
+def _complete(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
+    study = optuna.load_study(study_name=name, storage=url)
+    return study.get_trials(states=(TrialState.COMPLETE,))
+
+
+def overhead(tmp: Path, n: int = 30) -> list[object]:
+    task = digits(finetune_epochs=1, latency_batch_size=64)
+    url = f"sqlite:///{tmp / 'overhead.db'}"
+    kwargs = dict(storage=url, study_name="overhead", early_stopping=False, progress=False,
+                  seed_configs=False)
+    Search(task, n_trials=1, **kwargs).run()  # creates the study, measures the baseline
+    t0 = time.perf_counter()
+    Search(task, n_trials=n + 1, **kwargs).run()
+    wall = time.perf_counter() - t0
+    trials = _complete(url, "overhead")[1:]
+    inside = sum(t.user_attrs["compute_s"] for t in trials)
+    return [len(trials), f"{wall:.1f}", f"{inside:.1f}", f"{(wall - inside) / len(trials):.3f}"]
+
+
+def throughput(tmp: Path, n: int = 8) -> tuple[list[list[object]], str, list]:
+    task = digits(finetune_epochs=60, latency_batch_size=64)
+    rows, walls = [], {}
+    trials_2 = []
+    for workers in (1, 2):
+        url = f"sqlite:///{tmp / f'tp{workers}.db'}"
+        name = f"tp{workers}"
+        Search(task, storage=url, study_name=name, n_trials=1, max_concurrent_trials=workers,
+               early_stopping=False, progress=False, seed_configs=False).run()
+        t0 = time.perf_counter()
+        Search(task, storage=url, study_name=name, n_trials=n + 1,
+               max_concurrent_trials=workers, early_stopping=False, progress=False,
+               seed_configs=False).run()
+        walls[workers] = time.perf_counter() - t0
+        trials = _complete(url, name)[1:]
+        per_trial = statistics.mean(t.user_attrs["compute_s"] for t in trials)
+        rows.append([workers, n, f"{per_trial:.2f}", f"{walls[workers]:.1f}",
+                     f"{3600 * n / walls[workers]:.0f}"])
+        if workers == 2:
+            trials_2 = trials
+    return rows, f"{walls[1] / walls[2]:.2f}x", trials_2
+
+
+def fidelity(tmp: Path, task_epochs: int = 60, n: int = 8) -> list[list[object]]:
+    task = digits(finetune_epochs=task_epochs, latency_batch_size=64)
+    rows = []
+    for lock in (True, False):
+        url = f"sqlite:///{tmp / f'fid{lock}.db'}"
+        Search(task, storage=url, study_name="fid", n_trials=n, max_concurrent_trials=2,
+               early_stopping=False, progress=False, measurement_lock=lock).run()
+        trials = _complete(url, "fid")
+        ratios, cvs = [], []
+        for t in trials:
+            alone = evaluate(task, CompressionConfig(**t.params), seed=t.user_attrs["seed"])
+            ratios.append(t.values[1] / alone.latency_ms)
+            cvs.append(t.user_attrs.get("latency_cv", float("nan")))
+        dev = [abs(r - 1) for r in ratios]
+        rows.append([
+            "on" if lock else "off", len(trials),
+            f"{100 * statistics.median(dev):.1f} %", f"{100 * max(dev):.1f} %",
+            f"{100 * statistics.median(cvs):.1f} %", f"{100 * max(cvs):.1f} %",
+        ])
+    return rows
+
+
+def run() -> None:
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        over = overhead(tmp)
+        print("overhead", over, flush=True)
+        tp_rows, speedup, _ = throughput(tmp)
+        print("throughput", tp_rows, speedup, flush=True)
+        fid_rows = fidelity(tmp)
+        print("fidelity", fid_rows, flush=True)
+    body = "\n".join([
+        "## Orchestration overhead, throughput, latency fidelity (digits)",
+        "",
+        f"`python -m benchmarks --only orchestration`. Machine: {machine()}.",
+        "",
+        "Overhead per trial at concurrency 1 = (wall time of the search − time inside trials) "
+        "/ trials, with Ray running and the baseline already measured. Target ≤ 0.25 s.",
+        "",
+        table(["trials", "wall s", "inside trials s", "overhead s / trial"], [over]),
+        "",
+        f"Throughput on trials of ≥ 2 s (digits, 60 fine-tune epochs): 2 workers against 1 = "
+        f"**{speedup}** (target ≥ 1.7x).",
+        "",
+        table(["workers", "trials", "s per trial (inside)", "wall s", "trials / hour"], tp_rows),
+        "",
+        "Latency fidelity: each config's latency recorded during a 2-worker search, against the "
+        "same config re-measured alone afterwards; CV is the coefficient of variation of the 30 "
+        "timed samples within a trial. Targets: within 10 %, CV ≤ 5 %.",
+        "",
+        table(["measurement lock", "configs", "median |Δ|", "max |Δ|", "median CV", "max CV"],
+              fid_rows),
+    ])
+    write_section("orchestration", body)
