@@ -89,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
     front.add_argument("--json", action="store_true", help="print one JSON object")
     front.add_argument("--plot", default=None, help="write the Pareto plot PNG here")
 
+    report = sub.add_parser("report", help="write an HTML report (front, trade-offs, history)")
+    report.add_argument("--storage", required=True)
+    report.add_argument("--study", required=True)
+    report.add_argument("-o", "--output", default="report.html", help="HTML file to write")
+    report.add_argument("--png-dir", default=None, help="also write the figures as PNGs here")
+
     export = sub.add_parser("export", help="export a front point as a recipe")
     export.add_argument("--storage", required=True)
     export.add_argument("--study", required=True)
@@ -149,6 +155,14 @@ def _cmd_front(args: argparse.Namespace) -> int:
         print(json.dumps(front.to_dict()))
     else:
         _print_front(front)
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from search._report import write_report
+
+    path = write_report(args.storage, args.study, args.output, png_dir=args.png_dir)
+    print(f"wrote {path}" + (f" and the figures under {args.png_dir}/" if args.png_dir else ""))
     return 0
 
 
@@ -271,6 +285,7 @@ def _fmt(v: Any, spec: str = ".4f") -> str:
 _COMMANDS = {
     "run": _cmd_run,
     "front": _cmd_front,
+    "report": _cmd_report,
     "export": _cmd_export,
     "apply": _cmd_apply,
     "demo": _cmd_demo,

@@ -51,12 +51,13 @@ class Snapshot:
     """What the study holds at one moment.
 
     Attributes:
-        target: COMPLETE trials the run aims for.
-        done: COMPLETE trials in the study.
+        target: Finished trials the run aims for (``Search.n_trials``).
+        done: Finished trials in the study: COMPLETE, and PRUNED (stopped early).
         running: RUNNING trials (of every driver sharing the study).
         failed: FAIL trials.
-        stopped: PRUNED trials (stopped early, e.g. unable to reach the accuracy floor).
-        done_at_start: COMPLETE trials when this run began (for the rate).
+        stopped: Of ``done``, the PRUNED trials (stopped early, e.g. unable to reach the
+            accuracy floor).
+        done_at_start: Finished trials when this run began (for the rate).
         best: Objective name → best feasible value (accuracy max, the others min).
         front_size: Number of Pareto-optimal trials (``study.best_trials``).
         baseline: The teacher's metrics, once measured.
@@ -87,8 +88,8 @@ class Snapshot:
 
     def line(self) -> str:
         """One log-friendly line."""
-        parts = [f"trials {self.done}/{self.target} done, {self.running} running, "
-                 f"{self.failed} failed, {self.stopped} stopped early"]
+        parts = [f"trials {self.done}/{self.target} done ({self.stopped} stopped early), "
+                 f"{self.running} running, {self.failed} failed"]
         if self.best:
             parts.append("best " + ", ".join(
                 f"{_LABEL[k]} {_value(k, b.value)} (#{b.trial})"
@@ -139,7 +140,7 @@ def take_snapshot(
             best[key] = Best(float(t.values[i]), t.number)
     return Snapshot(
         target=target,
-        done=counts[TrialState.COMPLETE],
+        done=counts[TrialState.COMPLETE] + counts[TrialState.PRUNED],
         running=counts[TrialState.RUNNING],
         failed=counts[TrialState.FAIL],
         stopped=counts[TrialState.PRUNED],
@@ -163,10 +164,9 @@ def render(snap: Snapshot, title: str) -> RenderableType:
     bar = Table.grid(padding=(0, 1))
     bar.add_row(
         ProgressBar(total=max(snap.target, 1), completed=min(snap.done, snap.target), width=30),
-        f"{snap.done}/{snap.target} done",
+        f"{snap.done}/{snap.target} done ({snap.stopped} stopped early)",
         f"[yellow]{snap.running} running[/]",
         f"[red]{snap.failed} failed[/]" if snap.failed else "0 failed",
-        f"{snap.stopped} stopped early",
     )
     grid.add_row("trials", bar)
     base = snap.baseline
@@ -199,7 +199,7 @@ class Progress:
     Args:
         storage: The Optuna storage holding (or about to hold) the study.
         study_name: The study to watch; it may not exist yet when the block starts.
-        target: COMPLETE trials the run aims for.
+        target: Finished (COMPLETE or PRUNED) trials the run aims for.
         live: True: a rich live display; False: ``search.progress`` log lines;
             None: live when ``console`` (default stderr) is a terminal.
         console: Where the live display goes (default a stderr console).
@@ -278,9 +278,9 @@ class Progress:
                 self.snapshot = Snapshot(target=self._target, elapsed_s=elapsed)
             else:
                 if self._done_at_start is None:
-                    self._done_at_start = len(
-                        study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                    )
+                    self._done_at_start = len(study.get_trials(
+                        deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)
+                    ))
                 self.snapshot = take_snapshot(
                     study, self._target, done_at_start=self._done_at_start, elapsed_s=elapsed
                 )
