@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Callable
@@ -74,6 +75,13 @@ def teacher_train_logits(task: Task, device: torch.device | str = "cpu") -> torc
     return logits
 
 
+def _autocast(device: torch.device | str) -> contextlib.AbstractContextManager[object]:
+    """bf16 autocast for the forward pass on CUDA; a no-op elsewhere."""
+    if torch.device(device).type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def distillation_loss(
     student_logits: torch.Tensor,
     teacher_logits: torch.Tensor,
@@ -133,8 +141,10 @@ def finetune(
                 xb = to_device(take(task.train.inputs, idx), device)
                 yb = task.train.labels[idx].to(device)
                 tb = teacher_logits[idx].to(device)
+                with _autocast(device):
+                    student_logits = forward(student, xb)
                 loss = distillation_loss(
-                    forward(student, xb).float(),
+                    student_logits.float(),
                     tb,
                     yb,
                     temperature=config.distill_temperature,

@@ -5,7 +5,7 @@ one forward pass of the final artifact, after ``warmup`` untimed passes, with a 
 intra-op thread count, in ``torch.inference_mode``. A sample times ``inner`` back-to-back
 passes and divides by ``inner``, where ``inner`` is calibrated so a sample lasts at least
 ``min_sample_ms`` — so sub-millisecond models are not dominated by timer noise. On CUDA
-the device is synchronised before reading the clock.
+samples are timed with CUDA events (recorded on the stream, synchronised before reading).
 """
 
 from __future__ import annotations
@@ -72,10 +72,18 @@ def measure_latency(
             inner = int(min(max(1, (min_sample_ms / 1000.0) // one + 1), 1000))
             samples = []
             for _ in range(repeats):
+                if dev.type == "cuda":
+                    start, end = (torch.cuda.Event(enable_timing=True) for _ in range(2))
+                    start.record()
+                    for _ in range(inner):
+                        forward(model, x)
+                    end.record()
+                    end.synchronize()
+                    samples.append(start.elapsed_time(end) / inner)
+                    continue
                 t0 = time.perf_counter()
                 for _ in range(inner):
                     forward(model, x)
-                _sync(dev)
                 samples.append((time.perf_counter() - t0) * 1000.0 / inner)
     finally:
         torch.set_num_threads(previous_threads)

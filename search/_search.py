@@ -204,7 +204,9 @@ class Search:
             if len(finished_trials(study)) >= self.n_trials:
                 return ParetoFront.from_study(study, info)
 
+        self._check_devices(space)
         with _ray_session(self.ray_address), quiet_libraries(), self._progress():
+            self._check_cluster()
             if info is None:
                 baseline = self._measure_baseline()
                 study = create(
@@ -237,6 +239,31 @@ class Search:
         from search._progress import Progress
 
         return Progress(self._storage, self.study_name, self.n_trials, live=self.progress)
+
+    def _check_devices(self, space: SearchSpace) -> None:
+        """Refuse settings that cannot run on the requested device, before any work."""
+        if self.gpus_per_trial <= 0:
+            return
+        bits = space.parameters.get("quant_bits")
+        values = getattr(bits, "choices", None) or [getattr(bits, "value", 32)]
+        if 8 in values:
+            raise SearchArgumentError(
+                "quant_bits=8 is int8 dynamic quantization, which runs on CPU only; with "
+                "gpus_per_trial > 0 search quant_bits over [32, 16]"
+            )
+
+    def _check_cluster(self) -> None:
+        """A GPU search on a cluster without GPUs would wait forever: refuse it."""
+        if self.gpus_per_trial <= 0:
+            return
+        import ray
+
+        gpus = ray.cluster_resources().get("GPU", 0.0)
+        if gpus < self.gpus_per_trial:
+            raise SearchArgumentError(
+                f"gpus_per_trial={self.gpus_per_trial:g} but the Ray cluster has {gpus:g} GPUs; "
+                "use gpus_per_trial=0 (CPU) or join a cluster with GPUs"
+            )
 
     def _enqueue_first(self, study: optuna.Study, space: SearchSpace) -> None:
         from search._seeds import enqueue, seed_configs, warm_start_configs
@@ -346,6 +373,7 @@ class Search:
             ),
             self._resources(),
         )
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no per-experiment banner
         results_dir = tempfile.mkdtemp(prefix="slimsearch-tune-")
         try:
             tuner = tune.Tuner(

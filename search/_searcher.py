@@ -55,6 +55,7 @@ REPORTED_ATTRS = (
     "latency_cv",
     "latency_p90_ms",
     "compute_s",
+    "trial_fn_s",
     "prune_s",
     "finetune_s",
     "quantize_s",

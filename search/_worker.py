@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 import traceback
 from collections.abc import Mapping
 from typing import Any
@@ -108,6 +109,7 @@ def run_trial(
     """
     from ray import tune
 
+    entered = time.perf_counter()
     device = worker_device(gpus)
     use_measurement_lock(measurement_lock)
     try:
@@ -137,6 +139,7 @@ def run_trial(
             "error_type": type(exc).__name__,
             "traceback": traceback.format_exc()[-4000:],
         }
+    report["trial_fn_s"] = time.perf_counter() - entered
     tune.report(report)
 
 

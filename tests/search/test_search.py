@@ -141,3 +141,16 @@ def test_bad_arguments(tmp_path, digits_task, kwargs, needle):
 def test_bad_storage(digits_task, url, needle):
     with pytest.raises(StorageError, match=needle):
         Search(digits_task, storage=url)
+
+
+def test_gpu_settings_are_checked_before_work(tmp_path, digits_task, ray_session):
+    url = f"sqlite:///{tmp_path / 'gpu.db'}"
+    with pytest.raises(SearchArgumentError, match="CPU only"):
+        Search(digits_task, storage=url, gpus_per_trial=0.5, progress=False).run()
+    space = SearchSpace.default().narrow("quant_bits", choices=[32, 16])
+    import ray
+
+    if ray.cluster_resources().get("GPU", 0) == 0:
+        with pytest.raises(SearchArgumentError, match="GPUs"):
+            Search(digits_task, space, storage=url, gpus_per_trial=0.5, progress=False).run()
+    assert optuna.get_all_study_names(url) == []

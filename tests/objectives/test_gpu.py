@@ -1,0 +1,30 @@
+"""GPU code paths: bf16 autocast fine-tune, CUDA-event latency. Skipped without CUDA."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from objectives import CompressionConfig, evaluate, evaluate_teacher, measure_latency
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+]
+
+
+@pytest.mark.parametrize("bits", [32, 16])
+def test_trial_on_gpu(digits_task, bits):
+    result = evaluate(digits_task, CompressionConfig(prune_ratio=0.5, quant_bits=bits),
+                      device="cuda")
+    base = evaluate_teacher(digits_task, device="cuda")
+    assert result.latency is not None and result.latency.device.startswith("cuda")
+    assert result.accuracy > base.accuracy - 0.1
+    assert result.size_bytes < base.size_bytes
+
+
+def test_cuda_event_latency_is_positive_and_stable(digits_task):
+    model = digits_task.teacher.to("cuda")
+    stats = measure_latency(model, digits_task.latency_inputs, device="cuda")
+    digits_task.teacher.to("cpu")
+    assert stats.median_ms > 0 and stats.repeats >= 30
