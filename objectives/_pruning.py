@@ -61,7 +61,7 @@ def count_parameters(model: nn.Module) -> int:
     from objectives._serialize import _plain_tensors
 
     return sum(
-        t.numel()
+        2 * t.numel() if k.endswith(".int4") else t.numel()  # two int4 values per byte
         for k, t in _plain_tensors(model).items()
-        if not k.endswith((".scale", ".zero_point", ".axis"))
+        if not k.endswith((".scale", ".zero_point", ".axis", ".weight_scale", ".token_map"))
     )

@@ -18,9 +18,33 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from objectives._errors import TaskError
-from objectives._quantize import dynamic_int8_modules
+from objectives._quantize import dynamic_int8_modules, is_int4_weight
 
-_QSUFFIX = (".int8", ".scale", ".zero_point", ".axis")
+_QSUFFIX = (".int8", ".int4", ".scale", ".zero_point", ".axis")
+
+
+def _int4_tensors(key: str, weight: torch.Tensor) -> dict[str, torch.Tensor]:
+    """A torchao int4 weight as plain tensors: two 4-bit values per byte, scales, zeros."""
+    q = weight.qdata.detach().reshape(-1).to(torch.int16) + 8  # [-8, 7] -> [0, 15]
+    if q.numel() % 2:
+        q = torch.cat([q, q.new_zeros(1)])
+    packed = (q[0::2] | (q[1::2] << 4)).to(torch.uint8)
+    return {
+        f"{key}.int4": packed,
+        f"{key}.scale": weight.scale.detach(),
+        f"{key}.zero_point": weight.zero_point.detach(),
+    }
+
+
+def _load_int4(key: str, weight: torch.Tensor, tensors: dict[str, torch.Tensor]) -> None:
+    packed = tensors[f"{key}.int4"].to(torch.int16)
+    values = torch.stack([packed & 0xF, packed >> 4], dim=1).reshape(-1) - 8
+    n = weight.qdata.numel()
+    if values.numel() not in (n, n + 1):
+        raise TaskError(f"int4 weight {key} holds {values.numel()} values, model expects {n}")
+    weight.qdata.copy_(values[:n].reshape(weight.qdata.shape).to(torch.int8))
+    weight.scale.copy_(tensors[f"{key}.scale"])
+    weight.zero_point.copy_(tensors[f"{key}.zero_point"])
 
 
 def _plain_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -44,6 +68,9 @@ def _plain_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
                 out[f"{prefix}bias"] = b.detach()
             continue
         for name, p in module.named_parameters(recurse=False):
+            if is_int4_weight(p):
+                out.update(_int4_tensors(f"{prefix}{name}", p))
+                continue
             out[f"{prefix}{name}"] = p.detach()
         persistent = set(module._buffers) - module._non_persistent_buffers_set
         for name, buf in module.named_buffers(recurse=False):
@@ -140,6 +167,9 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
                 module.set_weight_bias(q, bias)
                 continue
             for name, p in module.named_parameters(recurse=False):
+                if is_int4_weight(p):
+                    _load_int4(f"{prefix}{name}", p, tensors)
+                    continue
                 p.copy_(tensors[f"{prefix}{name}"])
             for name, buf in module.named_buffers(recurse=False):
                 k = f"{prefix}{name}"
