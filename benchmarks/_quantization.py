@@ -34,7 +34,8 @@ def measure_task(task: Task, label: str) -> list[list[object]]:
             lat = measure_latency(model, task.latency_inputs, threads=task.threads)
             base_latency = base_latency or lat.median_ms
             base_size = base_size or size
-            rows.append([label, name, f"{lat.median_ms:.3f}", f"{base_latency / lat.median_ms:.2f}x",
+            speedup = base_latency / lat.median_ms
+            rows.append([label, name, f"{lat.median_ms:.3f}", f"{speedup:.2f}x",
                          f"{size / 1024:.0f}", f"{base_size / size:.2f}x", f"{100 * lat.cv:.1f} %"])
             print(rows[-1], flush=True)
     return rows
