@@ -8,7 +8,7 @@ import os
 
 import ray
 
-NAMES = ("hypervolume", "orchestration", "quantization")
+NAMES = ("hypervolume", "orchestration", "quantization", "logit_cache")
 
 
 def main() -> None:
@@ -35,6 +35,10 @@ def main() -> None:
             from benchmarks._quantization import run as run_quantization
 
             run_quantization()
+        if "logit_cache" in args.only:
+            from benchmarks._logit_cache import run as run_logit_cache
+
+            run_logit_cache()
     finally:
         ray.shutdown()
 
