@@ -23,6 +23,7 @@ from objectives import (
 from objectives._quiet import set_active
 
 _LOCKS: dict[str, MeasurementLock] = {}
+_STORAGES: dict[str, Any] = {}
 
 
 def use_measurement_lock(path: str | None) -> None:
@@ -41,7 +42,9 @@ def finished_trials(storage_url: str, study_name: str) -> list[FinishedTrial]:
 
     from search._storage import open_storage
 
-    study = optuna.load_study(study_name=study_name, storage=open_storage(storage_url))
+    if storage_url not in _STORAGES:  # one engine per worker process, reused by its trials
+        _STORAGES[storage_url] = open_storage(storage_url)
+    study = optuna.load_study(study_name=study_name, storage=_STORAGES[storage_url])
     out = []
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         if all(v <= 0 for v in t.constraints.values()):
