@@ -1,4 +1,4 @@
-"""The ``slimsearch`` command line: run, front, export, apply, demo.
+"""The ``slimsearch`` command line: run, status, front, export, apply, demo.
 
 Every error a user can cause prints one line on stderr and exits with status 2;
 nothing is written to the study when the input is rejected.
@@ -83,6 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true",
                      help="no live display (off a terminal: no progress log lines)")
 
+    status = sub.add_parser(
+        "status", help="trial counts, failures with reasons, best so far of a study"
+    )
+    status.add_argument("--storage", required=True)
+    status.add_argument("--study", required=True)
+    status.add_argument("--json", action="store_true", help="print one JSON object")
+
     front = sub.add_parser("front", help="show a study's Pareto front")
     front.add_argument("--storage", required=True)
     front.add_argument("--study", required=True)
@@ -142,6 +149,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(front.to_json())
     else:
         _print_front(front)
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from search._status import format_status, study_status
+
+    status = study_status(args.storage, args.study)
+    print(json.dumps(status.to_dict()) if args.json else format_status(status))
     return 0
 
 
@@ -284,6 +299,7 @@ def _fmt(v: Any, spec: str = ".4f") -> str:
 # -------------------------------------------------------------------------------- main
 _COMMANDS = {
     "run": _cmd_run,
+    "status": _cmd_status,
     "front": _cmd_front,
     "report": _cmd_report,
     "export": _cmd_export,

@@ -6,7 +6,7 @@ On top of ``OptunaSearch`` (ask/tell on our RDB-stored study) this searcher:
   heartbeat while it runs, and periodically sweeps trials that no live driver owns
   (FAIL + re-queue once, see ``_study.sweep_stale``) — Optuna's own heartbeat does not
   cover ask/tell;
-* stops suggesting once the study's COMPLETE plus RUNNING trials reach ``n_trials``, so
+* stops suggesting once the study's finished plus RUNNING trials reach ``n_trials``, so
   several drivers sharing a study do not overshoot it;
 * stores the accuracy-drop constraint with Optuna's ``set_constraint`` and extra
   measurements (test accuracy, per-phase seconds, latency spread) as user attributes
@@ -140,7 +140,7 @@ class StudySearcher(OptunaSearch):
         taken = self._ot_study._storage.get_all_trials(
             self._ot_study._study_id,
             deepcopy=False,
-            states=(TrialState.COMPLETE, TrialState.RUNNING),
+            states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING),
         )
         return len(taken) < self._n_trials
 

@@ -4,11 +4,20 @@ Durability contract: every completed trial is committed to the database before t
 next one is scheduled (Optuna's RDB storage commits per call). SQLite files are put in
 WAL mode with a 60 s busy timeout so several processes can share one file. A trial that
 is RUNNING carries a heartbeat that its driver renews; trials whose heartbeat is older
-than the grace period are failed and re-queued once on the next run (see ``_study``).
+than the grace period, or whose driver process is known to be gone, are failed and
+re-queued once (see ``_study.sweep_stale``).
+
+The heartbeat interval and grace period (seconds) default to 5 and 20 and can be set
+with the environment variables ``SLIMSEARCH_HEARTBEAT_INTERVAL`` and
+``SLIMSEARCH_GRACE_PERIOD``; every process sharing a study should use the same values.
+
+Storage URLs may carry a password: it is never printed or logged in clear (``redact``,
+and ``scrub`` for error texts that might echo it).
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import warnings
 from pathlib import Path
@@ -21,6 +30,8 @@ if TYPE_CHECKING:
 
 HEARTBEAT_INTERVAL_S = 5
 GRACE_PERIOD_S = 20
+ENV_HEARTBEAT = "SLIMSEARCH_HEARTBEAT_INTERVAL"
+ENV_GRACE = "SLIMSEARCH_GRACE_PERIOD"
 _SCHEMES = ("sqlite", "postgresql", "mysql")
 
 
@@ -32,6 +43,54 @@ def redact(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
         return "<unparseable storage URL>"
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` with the password of ``url`` (if any) replaced by ``***``."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        password = make_url(url).password
+    except Exception:
+        return text
+    if password:
+        text = text.replace(str(password), "***")
+        from urllib.parse import quote_plus
+
+        text = text.replace(quote_plus(str(password)), "***")
+    return text
+
+
+def heartbeat_settings() -> tuple[int, int]:
+    """(heartbeat interval, grace period) in seconds, from the environment or the defaults.
+
+    Raises:
+        StorageError: a variable that is not a positive integer, or a grace period not
+            longer than the interval.
+    """
+    values = []
+    for name, default in ((ENV_HEARTBEAT, HEARTBEAT_INTERVAL_S), (ENV_GRACE, GRACE_PERIOD_S)):
+        text = os.environ.get(name, "").strip()
+        if not text:
+            values.append(default)
+            continue
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise StorageError(
+                f"{name}={text!r} is not a positive whole number of seconds; unset it or "
+                f"use e.g. {default}"
+            )
+        values.append(value)
+    interval, grace = values
+    if grace <= interval:
+        raise StorageError(
+            f"{ENV_GRACE}={grace} must be longer than {ENV_HEARTBEAT}={interval} "
+            "(a live trial renews its heartbeat every interval); use e.g. 4x the interval"
+        )
+    return interval, grace
 
 
 def _sqlite_path(url: str) -> Path | None:
@@ -90,7 +149,10 @@ def open_storage(url: str, *, create: bool = True) -> optuna.storages.RDBStorage
     import optuna
     import sqlalchemy.exc
 
+    from search._study import requeue_once
+
     validate_url(url)
+    interval, grace = heartbeat_settings()
     engine_kwargs: dict[str, object] = {"pool_pre_ping": True}
     from sqlalchemy.engine import make_url
 
@@ -110,6 +172,11 @@ def open_storage(url: str, *, create: bool = True) -> optuna.storages.RDBStorage
                 )
         elif db_path.is_dir():
             raise StorageError(f"storage path {str(db_path)!r} is a directory, not a file")
+        elif create and not db_path.stat().st_mode & 0o222:
+            raise StorageError(
+                f"storage file {str(db_path)!r} is read-only; a search writes to it: make it "
+                "writable (chmod u+w) or point --storage at a copy"
+            )
         _prepare_sqlite(db_path, create=create)
         engine_kwargs = {"connect_args": {"timeout": 60}}
     try:
@@ -118,15 +185,18 @@ def open_storage(url: str, *, create: bool = True) -> optuna.storages.RDBStorage
             return optuna.storages.RDBStorage(
                 url,
                 engine_kwargs=engine_kwargs,
-                heartbeat_interval=HEARTBEAT_INTERVAL_S,
-                grace_period=GRACE_PERIOD_S,
-                heartbeat_stale_trial_callback=optuna.storages.RetryFailedTrialCallback(
-                    max_retry=1
-                ),
+                heartbeat_interval=interval,
+                grace_period=grace,
+                heartbeat_stale_trial_callback=requeue_once,
             )
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, OSError, RuntimeError) as exc:
         raise StorageError(
-            f"cannot open storage {redact(url)}: {_first_line(exc)}"
+            f"cannot open storage {redact(url)}: {scrub(_first_line(exc), url)}; "
+            + (
+                "check that the file is a writable SQLite database"
+                if make_url(url).get_backend_name() == "sqlite"
+                else "check that the server runs and the URL (user, host, port, database)"
+            )
         ) from None
 
 
