@@ -19,15 +19,21 @@ from search._errors import (
     StudyMismatchError,
     StudyNotFoundError,
 )
-from search._pareto import Candidate, ParetoFront
+from search._pareto import Candidate, ParetoFront, load_front
+from search._progress import Progress
+from search._recipe import AppliedRecipe, Recipe
+from search._report import write_report
 from search._search import Search
 from search._storage import open_storage, redact
 from search._study import StudyInfo
 
 __all__ = [
+    "AppliedRecipe",
     "Candidate",
     "NoCandidateError",
     "ParetoFront",
+    "Progress",
+    "Recipe",
     "RecipeError",
     "Search",
     "SearchArgumentError",
@@ -36,6 +42,8 @@ __all__ = [
     "StudyInfo",
     "StudyMismatchError",
     "StudyNotFoundError",
+    "load_front",
     "open_storage",
     "redact",
+    "write_report",
 ]

@@ -30,6 +30,7 @@ PROGRESS_LOGGER = "search.progress"
 # Ray loggers whose WARNINGs are about Ray's own set-up (auth tokens, object store
 # sizing, dashboard) rather than anything a slimsearch user can act on.
 _RAY_INTERNAL = ("ray._private", "ray._common", "ray.util", "ray.dashboard", "ray.air")
+_RAY_AUTH = "ray._private.authentication"
 _FORMAT_QUIET = "%(levelname)s %(name)s: %(message)s"
 _FORMAT_VERBOSE = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -84,7 +85,9 @@ def configure_logging(verbosity: int = 0) -> None:
 
 @contextmanager
 def quiet_libraries() -> Iterator[None]:
-    """Within the block, Optuna logs warnings only (unless ``search`` is at DEBUG)."""
+    """Within the block, Optuna logs warnings only and Ray's set-up chatter (auth token
+    notices) is hidden — unless the ``search`` logger is at DEBUG. Levels are restored
+    on exit."""
     import optuna
 
     if logging.getLogger("search").isEnabledFor(logging.DEBUG):
@@ -92,7 +95,11 @@ def quiet_libraries() -> Iterator[None]:
         return
     before = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(max(before, optuna.logging.WARNING))
+    ray_auth = logging.getLogger(_RAY_AUTH)
+    ray_level = ray_auth.level
+    ray_auth.setLevel(max(ray_auth.getEffectiveLevel(), logging.ERROR))
     try:
         yield
     finally:
         optuna.logging.set_verbosity(before)
+        ray_auth.setLevel(ray_level)

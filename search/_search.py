@@ -205,7 +205,7 @@ class Search:
                 return ParetoFront.from_study(study, info)
 
         self._check_devices(space)
-        with _ray_session(self.ray_address), quiet_libraries(), self._progress():
+        with quiet_libraries(), _ray_session(self.ray_address), self._progress():
             self._check_cluster()
             if info is None:
                 baseline = self._measure_baseline()
