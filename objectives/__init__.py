@@ -13,13 +13,16 @@ from __future__ import annotations
 from objectives._config import CompressionConfig
 from objectives._distill import distillation_loss, finetune, predict_logits
 from objectives._early_stop import EarlyStopping, FinishedTrial
+from objectives._embedding_quant import QuantizedEmbedding, quantize_embeddings
 from objectives._errors import TaskError, TrialFailed
 from objectives._measure import LatencyStats, evaluate_metric, measure_latency
+from objectives._pretrained import load_pretrained_compressed, save_pretrained_compressed
 from objectives._pruning import count_parameters, prune_structured
 from objectives._quantize import BFloat16Module, quantize
 from objectives._quiet import MeasurementLock
 from objectives._serialize import load_weights, save_weights
 from objectives._task import Split, Task, accuracy, forward
+from objectives._transformer_pruning import prune_transformer
 from objectives._trial import (
     MODEL_FILE,
     PHASES,
@@ -30,6 +33,7 @@ from objectives._trial import (
     load_compressed,
     skeleton,
 )
+from objectives._vocab import RemappedEmbedding, prune_vocabulary
 
 __all__ = [
     "MODEL_FILE",
@@ -40,6 +44,8 @@ __all__ = [
     "FinishedTrial",
     "LatencyStats",
     "MeasurementLock",
+    "QuantizedEmbedding",
+    "RemappedEmbedding",
     "Split",
     "Task",
     "TaskError",
@@ -55,11 +61,16 @@ __all__ = [
     "finetune",
     "forward",
     "load_compressed",
+    "load_pretrained_compressed",
     "load_weights",
     "measure_latency",
     "predict_logits",
     "prune_structured",
+    "prune_transformer",
+    "prune_vocabulary",
     "quantize",
+    "quantize_embeddings",
+    "save_pretrained_compressed",
     "save_weights",
     "skeleton",
 ]

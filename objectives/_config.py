@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 QuantBits = Literal[32, 16, 8]
+EmbedBits = Literal[32, 8]
 
 
 class CompressionConfig(BaseModel):
@@ -25,6 +26,14 @@ class CompressionConfig(BaseModel):
         batch_size: Fine-tuning micro-batch size.
         grad_accum_steps: Micro-batches per optimizer step.
         learning_rate: Adam learning rate of the fine-tune.
+        attn_prune_ratio: Fraction of each transformer layer's attention heads removed
+            (Hugging Face encoders only; > 0 on another model is a ``TaskError``).
+        ffn_prune_ratio: Fraction of each transformer layer's FFN neurons removed
+            (Hugging Face encoders only; > 0 on another model is a ``TaskError``).
+        prune_vocab: Keep only the embedding rows of tokens the training data uses
+            (text tasks only; True on another task is a ``TaskError``).
+        embed_bits: 32 keeps embedding tables fp32; 8 stores them int8 per row (a model
+            without ``nn.Embedding`` tables raises ``TaskError`` for 8).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -36,3 +45,7 @@ class CompressionConfig(BaseModel):
     batch_size: int = Field(64, ge=1, le=4096)
     grad_accum_steps: int = Field(1, ge=1, le=256)
     learning_rate: float = Field(1e-3, gt=0.0, le=1.0)
+    attn_prune_ratio: float = Field(0.0, ge=0.0, le=0.95)
+    ffn_prune_ratio: float = Field(0.0, ge=0.0, le=0.95)
+    prune_vocab: bool = False
+    embed_bits: EmbedBits = 32

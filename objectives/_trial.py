@@ -18,9 +18,10 @@ from objectives._config import CompressionConfig
 from objectives._distill import finetune
 from objectives._early_stop import EarlyStopping
 from objectives._measure import LatencyStats, evaluate_metric, measure_latency
-from objectives._pruning import count_parameters, prune_structured
+from objectives._pruning import count_parameters
 from objectives._quantize import quantize
 from objectives._serialize import load_weights, save_weights
+from objectives._structure import restructure
 from objectives._task import Task
 
 PHASES = ("prune", "finetune", "quantize", "measure")
@@ -101,14 +102,13 @@ def _final_device(config: CompressionConfig, device: torch.device | str) -> torc
 
 
 def pruned_copy(task: Task, config: CompressionConfig) -> nn.Module:
-    """A deep copy of the teacher with ``config.prune_ratio`` of its channels removed."""
+    """A deep copy of the teacher with the config's structural compression applied.
+
+    See ``objectives._structure.restructure``: channels (``prune_ratio``), transformer
+    heads/FFN neurons, vocabulary, int8 embedding tables.
+    """
     student = copy.deepcopy(task.teacher).cpu().eval()
-    return prune_structured(
-        student,
-        task.example_inputs,
-        config.prune_ratio,
-        ignored_layers=task.output_layers(student),
-    )
+    return restructure(student, task, config)
 
 
 def compress(

@@ -27,7 +27,9 @@ from objectives import (
     TrialResult,
     evaluate,
     load_compressed,
+    save_pretrained_compressed,
 )
+from objectives.tasks import TextTask
 from search._errors import RecipeError
 from search._pareto import Candidate, ParetoFront, Prefer
 from search._study import StudyInfo
@@ -190,7 +192,11 @@ class Recipe(BaseModel):
             task: The task the recipe was made for (checked by fingerprint).
             output_dir: Where to write ``model.safetensors``, ``recipe.yaml`` and
                 ``metrics.json``; default: a temporary directory that is removed, so
-                only the returned model and metrics remain.
+                only the returned model and metrics remain. For a Hugging Face text
+                task (``TextTask``) the directory is a loadable model directory:
+                ``config.json``, ``slimsearch.json``, the (remapped) tokenizer, and
+                ``model.safetensors`` in that structure — load it with
+                ``objectives.load_pretrained_compressed`` and ``AutoTokenizer``.
 
         Raises:
             RecipeError: if the task is not the recipe's task.
@@ -215,6 +221,16 @@ class Recipe(BaseModel):
                     result.accuracy, self.metrics.accuracy, ACCURACY_TOLERANCE,
                 )
             if output_dir is not None:
+                if isinstance(task, TextTask):
+                    # A Hugging Face model: write a directory that loads on its own
+                    # (config, tokenizer, structure; see load_pretrained_compressed).
+                    save_pretrained_compressed(
+                        model,
+                        out,
+                        tokenizer_dir=task.tokenizer_dir,
+                        quant_bits=self.compression.quant_bits,
+                        embed_bits=self.compression.embed_bits,
+                    )
                 self.save(out / RECIPE_FILE)
                 (out / "metrics.json").write_text(
                     json.dumps(applied_metrics(result), indent=2), encoding="utf-8"

@@ -9,12 +9,13 @@ Example:
 
 from __future__ import annotations
 
-from spaces._catalog import CATALOG, ParamSpec, known_names
+from spaces._catalog import CATALOG, PRESETS, ParamSpec, known_names
 from spaces._errors import SpaceError
 from spaces._space import Choice, Fixed, FloatRange, Param, SearchSpace
 
 __all__ = [
     "CATALOG",
+    "PRESETS",
     "Choice",
     "Fixed",
     "FloatRange",

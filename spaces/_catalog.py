@@ -19,7 +19,8 @@ class ParamSpec:
 
     Attributes:
         name: The parameter's name, as the trial config spells it.
-        kind: ``"float"`` (a range, optionally log-scaled) or ``"int"`` (a set of integers).
+        kind: ``"float"`` (a range, optionally log-scaled), ``"int"`` (a set of integers)
+            or ``"bool"`` (on/off: choices ``[false, true]`` or a fixed value).
         description: One line for help texts.
         low: Smallest legal value (inclusive unless ``low_open``).
         high: Largest legal value (inclusive).
@@ -31,7 +32,7 @@ class ParamSpec:
     """
 
     name: str
-    kind: Literal["float", "int"]
+    kind: Literal["float", "int", "bool"]
     description: str
     low: float
     high: float
@@ -43,6 +44,8 @@ class ParamSpec:
 
     def allowed_text(self) -> str:
         """Human-readable statement of the legal values, for error messages."""
+        if self.kind == "bool":
+            return "true or false"
         if self.allowed is not None:
             return "one of " + ", ".join(str(a) for a in self.allowed)
         kind = "a number" if self.kind == "float" else "an integer"
@@ -51,6 +54,8 @@ class ParamSpec:
 
     def check_value(self, value: object) -> str | None:
         """Return why ``value`` is illegal for this parameter, or ``None`` if it is legal."""
+        if self.kind == "bool":
+            return None if isinstance(value, bool) else f"{value!r} is not true/false"
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return f"{value!r} is not a number; allowed: {self.allowed_text()}"
         if self.kind == "int" and (isinstance(value, float) and not value.is_integer()):
@@ -129,7 +134,55 @@ CATALOG: dict[str, ParamSpec] = {
             default_range=(1e-4, 1e-2),
             default_log=True,
         ),
+        # Transformer parameters: not in the default space (see PRESETS["transformer"]).
+        ParamSpec(
+            "attn_prune_ratio",
+            "float",
+            "fraction of each transformer layer's attention heads removed",
+            low=0.0,
+            high=0.95,
+        ),
+        ParamSpec(
+            "ffn_prune_ratio",
+            "float",
+            "fraction of each transformer layer's feed-forward neurons removed",
+            low=0.0,
+            high=0.95,
+        ),
+        ParamSpec(
+            "prune_vocab",
+            "bool",
+            "keep only the embedding rows of tokens the training data uses",
+            low=0,
+            high=1,
+        ),
+        ParamSpec(
+            "embed_bits",
+            "int",
+            "embedding-table precision: 32 = fp32, 8 = int8 per row",
+            low=8,
+            high=32,
+            allowed=(32, 8),
+        ),
     )
+}
+
+
+PRESETS: dict[str, dict[str, object]] = {
+    # Hugging Face encoders (BERT, MiniLM, …): heads, FFN neurons, vocabulary and
+    # embeddings instead of channel pruning (which would cut the hidden size), and
+    # fine-tuning settings in the range transformers train with.
+    "transformer": {
+        "quant_bits": {"choices": [32, 16, 8]},
+        "distill_temperature": {"low": 1.0, "high": 8.0, "log": True},
+        "distill_alpha": {"low": 0.3, "high": 1.0},
+        "batch_size": {"choices": [16, 32]},
+        "learning_rate": {"low": 3e-5, "high": 3e-4, "log": True},
+        "attn_prune_ratio": {"low": 0.0, "high": 0.75},
+        "ffn_prune_ratio": {"low": 0.0, "high": 0.85},
+        "prune_vocab": {"choices": [False, True]},
+        "embed_bits": {"choices": [32, 8]},
+    },
 }
 
 

@@ -10,13 +10,14 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from pydantic import BaseModel, ConfigDict
 
-from spaces._catalog import CATALOG, ParamSpec
+from spaces._catalog import CATALOG, PRESETS, ParamSpec
 from spaces._errors import SpaceError
 
 if TYPE_CHECKING:
     from optuna.distributions import BaseDistribution
 
-Scalar = int | float
+# bool first: pydantic keeps True/False as bools, ints as ints (exact-type match).
+Scalar = bool | int | float
 
 
 class FloatRange(BaseModel):
@@ -51,6 +52,10 @@ _FORMS = (
 
 
 def _as_number(name: str, field: str, raw: object, spec: ParamSpec) -> Scalar:
+    if spec.kind == "bool":
+        if not isinstance(raw, bool):
+            raise SpaceError(f"{name}.{field}: {raw!r} is not true/false")
+        return raw
     if isinstance(raw, bool) or not isinstance(raw, (int, float)):
         raise SpaceError(f"{name}.{field}: {raw!r} is not a number; allowed: {spec.allowed_text()}")
     if spec.kind == "int":
@@ -82,9 +87,12 @@ def _parse_param(name: str, raw: object) -> Param:
     keys = set(raw)
     if keys <= {"low", "high", "log"} and {"low", "high"} <= keys:
         if spec.kind != "float":
+            example = (
+                "[false, true]" if spec.kind == "bool"
+                else str(list(spec.default_choices or spec.allowed or ()))
+            )
             raise SpaceError(
-                f"{name}: takes choices (e.g. {{choices: {list(spec.default_choices or ())}}}), "
-                "not a low/high range"
+                f"{name}: takes choices (e.g. {{choices: {example}}}), not a low/high range"
             )
         low = _as_number(name, "low", raw["low"], spec)
         high = _as_number(name, "high", raw["high"], spec)
@@ -170,6 +178,25 @@ class SearchSpace:
             elif spec.default_choices is not None:
                 params[spec.name] = {"choices": list(spec.default_choices)}
         return cls(params)
+
+    @classmethod
+    def preset(cls, name: str) -> SearchSpace:
+        """A named space for a kind of model: ``"default"`` or ``"transformer"``.
+
+        ``"transformer"`` searches attention-head and FFN pruning ratios, vocabulary
+        pruning (on/off), int8 embeddings, the quantization of Linear layers and the
+        distillation fine-tune, with learning rates suited to pre-trained encoders.
+
+        Raises:
+            SpaceError: for an unknown preset name.
+        """
+        if name == "default":
+            return cls.default()
+        if name not in PRESETS:
+            raise SpaceError(
+                f"unknown preset {name!r}; presets: {', '.join(['default', *sorted(PRESETS)])}"
+            )
+        return cls(PRESETS[name])
 
     @classmethod
     def from_dict(cls, data: object) -> SearchSpace:

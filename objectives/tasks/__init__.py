@@ -8,8 +8,10 @@ from typing import Any
 from objectives._errors import TaskError
 from objectives._task import Task
 from objectives.tasks._digits import DigitsMLP, digits
+from objectives.tasks._reviews import generate_reviews
+from objectives.tasks._text import TextTask, hf_text_task, minilm_text, read_text_data
 
-TASKS: dict[str, Callable[..., Task]] = {"digits": digits}
+TASKS: dict[str, Callable[..., Task]] = {"digits": digits, "minilm_text": minilm_text}
 
 
 def get_task(name: str, **spec: Any) -> Task:
@@ -27,4 +29,14 @@ def get_task(name: str, **spec: Any) -> Task:
         raise TaskError(f"task {name!r} cannot be built with {spec!r}: {exc}") from None
 
 
-__all__ = ["TASKS", "DigitsMLP", "digits", "get_task"]
+__all__ = [
+    "TASKS",
+    "DigitsMLP",
+    "TextTask",
+    "digits",
+    "generate_reviews",
+    "get_task",
+    "hf_text_task",
+    "minilm_text",
+    "read_text_data",
+]

@@ -1,0 +1,62 @@
+"""The structural step of a trial: which parts of the teacher a student loses.
+
+``restructure`` dispatches on the model and the config: channel / neuron pruning for
+MLPs and CNNs (``prune_ratio``), head and FFN pruning for transformer encoders
+(``attn_prune_ratio``, ``ffn_prune_ratio``), and vocabulary pruning for text tasks
+(``prune_vocab``), then int8 embedding tables (``embed_bits``). Embeddings are quantized
+*before* the distillation fine-tune: they stay frozen at int8 while the rest of the
+network adapts to them (quantization-aware for the tables, at no extra cost). Every
+step is a deterministic function of the teacher's weights, the task's data and the
+config, so ``skeleton``/``load_compressed`` can re-apply it.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from objectives._config import CompressionConfig
+from objectives._embedding_quant import quantize_embeddings
+from objectives._errors import TaskError
+from objectives._pruning import prune_structured
+from objectives._task import Task
+from objectives._transformer_pruning import is_transformer, prune_transformer
+from objectives._vocab import prune_vocabulary, used_token_ids
+
+
+def restructure(student: nn.Module, task: Task, config: CompressionConfig) -> nn.Module:
+    """Apply the config's structural compression to ``student`` (a copy of the teacher).
+
+    Raises:
+        TaskError: a setting does not apply to this model or task (the message names it
+            and the setting to fix instead).
+    """
+    transformer = is_transformer(student)
+    if config.prune_ratio > 0.0 and transformer:
+        raise TaskError(
+            f"prune_ratio={config.prune_ratio:g} prunes MLP/CNN channels and would cut the "
+            "hidden size of a transformer; fix prune_ratio at 0 and search attn_prune_ratio "
+            "and ffn_prune_ratio instead (SearchSpace.preset('transformer'))"
+        )
+    student = prune_structured(
+        student,
+        task.example_inputs,
+        config.prune_ratio,
+        ignored_layers=task.output_layers(student) if config.prune_ratio > 0.0 else (),
+    )
+    student = prune_transformer(
+        student,
+        task.example_inputs,
+        attn_ratio=config.attn_prune_ratio,
+        ffn_ratio=config.ffn_prune_ratio,
+    )
+    if config.prune_vocab:
+        unk = getattr(task, "unk_token_id", None)
+        if unk is None:
+            raise TaskError(
+                f"prune_vocab=true needs a text task that names its unknown token "
+                f"(objectives.tasks.hf_text_task); task {task.name!r} does not; "
+                "fix prune_vocab at false"
+            )
+        keep = used_token_ids(task.train.inputs) | set(getattr(task, "special_token_ids", ()))
+        student = prune_vocabulary(student, keep, unk_id=int(unk))
+    return quantize_embeddings(student, config.embed_bits)
