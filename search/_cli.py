@@ -1,4 +1,4 @@
-"""The ``slimsearch`` command line: run, status, front, export, apply, demo.
+"""The ``slimsearch`` command line: run, status, front, report, export, apply, demo.
 
 Every error a user can cause prints one line on stderr and exits with status 2;
 nothing is written to the study when the input is rejected.

@@ -207,7 +207,6 @@ def _front_2d(front: ParetoFront) -> Figure:
             ax.scatter(*xy(infeasible), c=_PINK, marker="x", s=22,
                        label="breaks the accuracy constraint")
         pts = sorted(front.candidates, key=lambda c, x=x: getattr(c, x))
-        ax.plot(*xy(pts), c=_RED, lw=1, alpha=0.5)
         ax.scatter(*xy(pts), c=_RED, s=40, zorder=3, label="Pareto front")
         for c in pts:
             ax.annotate(str(c.trial), (getattr(c, x) * _SCALE[x], getattr(c, y) * _SCALE[y]),
@@ -379,7 +378,8 @@ def _page(
         "<p>Each row is a Pareto-optimal trial: no other trial is at least as good on all of "
         "validation accuracy, latency and size and better on one. Ratios are against the "
         "uncompressed teacher, measured the same way. Export a row with "
-        f"<code>slimsearch export --study {_e(info.name)} --trial N -o recipe.yaml</code>.</p>",
+        f"<code>slimsearch export --storage URL --study {_e(info.name)} --trial N "
+        "-o recipe.yaml</code>.</p>",
         _tradeoff_table(front),
         "<h2>Pareto front</h2>",
         _img(figures, "front_2d.png", "Pareto front, 2-D projections"),
@@ -417,8 +417,10 @@ def _card(label: str, value: Any) -> str:
 def _tradeoff_table(front: ParetoFront) -> str:
     base = front.baseline
     head = ["trial", "val accuracy", "Δ accuracy", "test accuracy", "latency ms", "× faster",
-            "size KiB", "× smaller", "configuration"]
-    rows = ["<table><tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr>"]
+            "size KiB", "× smaller"]
+    rows = ["<table><tr>" + "".join(f"<th>{_e(h)}</th>" for h in head)
+            + "<th class='l'>configuration</th></tr>"]
+    head.append("configuration")
     test = base.get("test_accuracy")
     rows.append(
         "<tr class='teacher'><td class='l'>teacher</td>"
