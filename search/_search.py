@@ -8,6 +8,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import optuna
@@ -363,7 +364,7 @@ class Search:
                     {
                         "baseline_accuracy": float(info.baseline["accuracy"]),
                         "max_accuracy_drop": info.max_accuracy_drop,
-                        "storage": self.storage_url,
+                        "storage": _absolute_sqlite(self.storage_url),
                         "study": study.study_name,
                     }
                     if self.early_stopping
@@ -399,6 +400,19 @@ class Search:
         finally:
             shutil.rmtree(results_dir, ignore_errors=True)
         return searcher.completed + searcher.pruned
+
+
+def _absolute_sqlite(url: str) -> str:
+    """``url`` with a relative SQLite path made absolute (Ray workers run elsewhere)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return url
+    path = Path(parsed.database)
+    if path.is_absolute() or parsed.database == ":memory:":
+        return url
+    return parsed.set(database=str(path.resolve())).render_as_string(hide_password=False)
 
 
 def _positive_int(name: str, value: object) -> None:

@@ -76,16 +76,19 @@ def _finished(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
 def test_quickstart_then_export_apply(tmp_path, ray_cluster):
     from search import Recipe
 
-    url = f"sqlite:///{tmp_path / 'quick.db'}"
-    out = run_example("quickstart.py", "--trials", "2", "--epochs", "1", "--storage", url,
+    # The example's default storage: sqlite:///quickstart.db, relative to where it runs
+    # (Ray workers run in another directory and must still find it).
+    out = run_example("quickstart.py", "--trials", "2", "--epochs", "1",
                       "--out", str(tmp_path / "quick"), cwd=tmp_path, ray=ray_cluster)
+    url = f"sqlite:///{tmp_path / 'quickstart.db'}"
     assert "smallest within 1 point: trial" in out
     assert len(_finished(url, "quickstart")) == 2
     assert (tmp_path / "quick" / "pareto.png").stat().st_size > 10_000
     recipe = Recipe.load(tmp_path / "quick" / "recipe.yaml")
     assert recipe.source.study == "quickstart"
 
-    out = run_example("export_apply.py", "--storage", url, "--study", "quickstart",
+    out = run_example("export_apply.py", "--storage", "sqlite:///quickstart.db",
+                      "--study", "quickstart",
                       "--out", str(tmp_path / "model"), cwd=tmp_path, ray=ray_cluster)
     assert "exported trial" in out and "re-applied: accuracy" in out
     assert "test accuracy" in out
