@@ -37,55 +37,17 @@ from objectives import (
 from objectives._distill import _TEACHER_LOGITS, _logits_file, teacher_train_logits
 from objectives._trial import pruned_copy
 from objectives.tasks import TextTask, generate_reviews, hf_text_task, read_text_data
-
-SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-
-
-def _tiny_bert_dir(root, num_labels: int = 6):
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
-
-    texts, _ = generate_reviews(3000, seed=123)
-    words = sorted({w.strip(".,") for t in texts for w in t.split()} - {""})
-    # Tokens the data never uses, so vocabulary pruning has something to drop.
-    unused = [f"unused{i}" for i in range(300)]
-    vocab = {tok: i for i, tok in enumerate(SPECIALS + [".", ","] + words + unused)}
-    tok = BertTokenizer(vocab=vocab)
-    tok.save_pretrained(str(root))
-    torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=64,
-        num_labels=num_labels,
-        pad_token_id=0,
-    )
-    BertForSequenceClassification(config).save_pretrained(str(root))
-    return root
+from tests.objectives.tiny_bert import tiny_bert_dir, tiny_text_task
 
 
 @pytest.fixture(scope="module")
 def bert_dir(tmp_path_factory):
-    return _tiny_bert_dir(tmp_path_factory.mktemp("tiny-bert"))
+    return tiny_bert_dir(tmp_path_factory.mktemp("tiny-bert"))
 
 
 @pytest.fixture(scope="module")
 def text_task(bert_dir) -> TextTask:
-    texts, labels = generate_reviews(900, seed=5)
-    return hf_text_task(
-        bert_dir,
-        (texts[:600], labels[:600]),
-        (texts[600:750], labels[600:750]),
-        (texts[750:], labels[750:]),
-        name="tiny_text",
-        max_length=24,
-        teacher_epochs=12,
-        teacher_learning_rate=3e-3,
-        finetune_epochs=1,
-        latency_batch_size=8,
-    )
+    return tiny_text_task(bert_dir)
 
 
 FULL = CompressionConfig(
@@ -111,20 +73,7 @@ def test_task_is_a_text_task_with_fixed_length_token_inputs(text_task):
 
 
 def test_teacher_is_cached_and_reloaded(bert_dir, text_task):
-    texts, labels = generate_reviews(900, seed=5)
-    again = hf_text_task(
-        bert_dir,
-        (texts[:600], labels[:600]),
-        (texts[600:750], labels[600:750]),
-        (texts[750:], labels[750:]),
-        name="tiny_text",
-        max_length=24,
-        teacher_epochs=12,
-        teacher_learning_rate=3e-3,
-        finetune_epochs=1,
-        latency_batch_size=8,
-    )
-    assert again.fingerprint == text_task.fingerprint
+    assert tiny_text_task(bert_dir).fingerprint == text_task.fingerprint
 
 
 def test_heads_and_ffn_are_pruned_per_layer_with_separate_ratios(text_task):
