@@ -6,7 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-QuantBits = Literal[32, 16, 8]
+QuantBits = Literal[32, 16, 8, 4]
+EdgeBits = Literal[0, 8, 32]
 EmbedBits = Literal[32, 8]
 
 
@@ -19,7 +20,10 @@ class CompressionConfig(BaseModel):
     Attributes:
         prune_ratio: Fraction of prunable channels / hidden neurons removed (structured).
         quant_bits: 32 keeps fp32; 16 stores bf16 weights and runs in bf16; 8 applies
-            int8 dynamic quantization to every ``nn.Linear`` (CPU only).
+            int8 dynamic quantization to every ``nn.Linear``; 4 applies int4 weight-only
+            quantization (torchao, groups of 32) to every ``nn.Linear`` (8 and 4: CPU only).
+        edge_bits: Mixed precision: keep the first and last ``nn.Linear`` layers at 8 or 32
+            bits when ``quant_bits`` is lower; 0 quantizes them like the rest.
         distill_temperature: Softmax temperature of the distillation loss (> 0).
         distill_alpha: Weight of the distillation loss; ``1 - alpha`` weights the
             cross-entropy on hard labels.
@@ -40,6 +44,7 @@ class CompressionConfig(BaseModel):
 
     prune_ratio: float = Field(0.0, ge=0.0, le=0.95)
     quant_bits: QuantBits = 32
+    edge_bits: EdgeBits = 0
     distill_temperature: float = Field(4.0, gt=0.0, le=100.0)
     distill_alpha: float = Field(0.5, ge=0.0, le=1.0)
     batch_size: int = Field(64, ge=1, le=4096)

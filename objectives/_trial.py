@@ -98,7 +98,7 @@ class _Clock:
 
 
 def _final_device(config: CompressionConfig, device: torch.device | str) -> torch.device:
-    return torch.device("cpu") if config.quant_bits == 8 else torch.device(device)
+    return torch.device("cpu") if config.quant_bits in (8, 4) else torch.device(device)
 
 
 def pruned_copy(task: Task, config: CompressionConfig) -> nn.Module:
@@ -151,7 +151,8 @@ def compress(
             return None, history
         with clock.phase("quantize"):
             final = quantize(
-                student.to(_final_device(config, device)), config.quant_bits, device=device
+                student.to(_final_device(config, device)), config.quant_bits, device=device,
+                edge_bits=config.edge_bits,
             )
     return final, history
 
@@ -211,7 +212,8 @@ def evaluate(
             return
         with clock.phase("measure"), tempfile.TemporaryDirectory(prefix="slimsearch-probe-") as d:
             model = quantize(
-                copy.deepcopy(student).to(final_device), config.quant_bits, device=device
+                copy.deepcopy(student).to(final_device), config.quant_bits, device=device,
+                edge_bits=config.edge_bits,
             )
             probe["size_bytes"] = save_weights(model, Path(d) / MODEL_FILE)
             probe["latency_ms"] = measure_latency(
@@ -299,7 +301,7 @@ def skeleton(task: Task, config: CompressionConfig) -> nn.Module:
     """The compressed model's structure (pruned + quantized, weights not yet loaded)."""
     with _threads(task.threads):
         student = pruned_copy(task, config)
-        return quantize(student, config.quant_bits)
+        return quantize(student, config.quant_bits, edge_bits=config.edge_bits)
 
 
 def load_compressed(task: Task, config: CompressionConfig, path: str | Path) -> nn.Module:

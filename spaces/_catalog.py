@@ -84,11 +84,21 @@ CATALOG: dict[str, ParamSpec] = {
         ParamSpec(
             "quant_bits",
             "int",
-            "weight precision after compression: 32 = fp32, 16 = bf16, 8 = int8 dynamic",
-            low=8,
+            "weight precision after compression: 32 = fp32, 16 = bf16, 8 = int8 dynamic, "
+            "4 = int4 weight-only (smaller than int8, slower than fp32 on CPU; opt-in)",
+            low=4,
             high=32,
-            allowed=(32, 16, 8),
+            allowed=(32, 16, 8, 4),
             default_choices=(32, 16, 8),
+        ),
+        ParamSpec(
+            "edge_bits",
+            "int",
+            "mixed precision: first and last Linear layers kept at 8 or 32 bits when "
+            "quant_bits is lower (0 = like the rest; opt-in)",
+            low=0,
+            high=32,
+            allowed=(0, 8, 32),
         ),
         ParamSpec(
             "distill_temperature",
