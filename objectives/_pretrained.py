@@ -65,6 +65,7 @@ def save_pretrained_compressed(
     tokenizer_dir: str | Path,
     quant_bits: int,
     embed_bits: int = 32,
+    edge_bits: int = 0,
 ) -> Path:
     """Write the compressed ``model`` (as a trial produced it) as a loadable directory.
 
@@ -73,7 +74,8 @@ def save_pretrained_compressed(
             a pruned vocabulary); it is not modified.
         output_dir: Created if missing; files of the same names are replaced.
         tokenizer_dir: The task's tokenizer directory (``TextTask.tokenizer_dir``).
-        quant_bits, embed_bits: The config's bit-widths (how to rebuild the model).
+        quant_bits, embed_bits, edge_bits: The config's bit-widths (how to rebuild the
+            model).
 
     Returns:
         ``output_dir`` as a ``Path``.
@@ -111,6 +113,7 @@ def save_pretrained_compressed(
         "architecture": type(inner).__name__,
         "quant_bits": int(quant_bits),
         "embed_bits": int(embed_bits),
+        "edge_bits": int(edge_bits),
         "linears": {
             name: list(shape)
             for name, m in inner.named_modules()
@@ -170,7 +173,11 @@ def load_pretrained_compressed(path: str | Path) -> nn.Module:
             m.all_head_size = int(heads) * int(m.attention_head_size)
     model.eval()
     model = quantize_embeddings(model, int(structure.get("embed_bits", 32)))
-    model = quantize(model, int(structure.get("quant_bits", 32)))
+    model = quantize(
+        model,
+        int(structure.get("quant_bits", 32)),
+        edge_bits=int(structure.get("edge_bits", 0)),
+    )
     return load_weights(model, p / WEIGHTS_FILE).eval()
 
 

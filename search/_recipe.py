@@ -230,6 +230,7 @@ class Recipe(BaseModel):
                         tokenizer_dir=task.tokenizer_dir,
                         quant_bits=self.compression.quant_bits,
                         embed_bits=self.compression.embed_bits,
+                        edge_bits=self.compression.edge_bits,
                     )
                 self.save(out / RECIPE_FILE)
                 (out / "metrics.json").write_text(
