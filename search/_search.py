@@ -21,7 +21,7 @@ from search._storage import open_storage, redact
 from search._study import (
     ATTR_BASELINE,
     StudyInfo,
-    create,
+    create_or_join,
     find_study,
     finished_trials,
     sweep_stale,
@@ -210,7 +210,7 @@ class Search:
             self._check_cluster()
             if info is None:
                 baseline = self._measure_baseline()
-                study = create(
+                study, created = create_or_join(
                     self._storage,
                     self.study_name,
                     task=self._task_identity(),
@@ -220,8 +220,11 @@ class Search:
                     seed=self.seed,
                     version=library_version(),
                 )
-                info = StudyInfo.from_study(study, self.storage_url)
-                self._enqueue_first(study, space)
+                if created:
+                    info = StudyInfo.from_study(study, self.storage_url)
+                    self._enqueue_first(study, space)
+                else:  # another process created it meanwhile: it must be the same search
+                    info = self._check_existing(study)
             assert study is not None
             for _ in range(_MAX_ROUNDS):
                 remaining = self.n_trials - len(finished_trials(study))

@@ -102,6 +102,7 @@ class StudySearcher(OptunaSearch):
         self.pruned = 0
         self.swept: list[int] = []
         self.budget_reached = False
+        self._reseeded = False
 
     # ----------------------------------------------------------------- heartbeat
     def _beat(self, trial: optuna.Trial) -> None:
@@ -134,18 +135,29 @@ class StudySearcher(OptunaSearch):
                 logger.warning("re-queued stale trials %s (their driver is gone)", swept)
                 self.swept.extend(swept)
 
-    def _budget_left(self) -> bool:
-        if self._n_trials is None:
-            return True
+    def _look_at_study(self) -> bool:
+        """Whether the ``n_trials`` budget has room; reseed when another driver runs trials.
+
+        Samplers of drivers started together with the same seed would propose the same
+        random start-up configs: the first time this searcher sees a RUNNING trial of
+        another process, it reseeds its sampler at random. A lone driver never does, so
+        its search stays a function of its seed.
+        """
         taken = self._ot_study._storage.get_all_trials(
             self._ot_study._study_id,
             deepcopy=False,
             states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING),
         )
-        return len(taken) < self._n_trials
+        if not self._reseeded and any(
+            t.state == TrialState.RUNNING and t.system_attrs.get(TRIAL_OWNER) != self._owner
+            for t in taken
+        ):
+            self._ot_study.sampler.reseed_rng()
+            self._reseeded = True
+        return self._n_trials is None or len(taken) < self._n_trials
 
     def suggest(self, trial_id: str) -> dict | None:
-        if trial_id not in self._ot_trials and not self._budget_left():
+        if trial_id not in self._ot_trials and not self._look_at_study():
             self.budget_reached = True
             return OptunaSearch.FINISHED
         with warnings.catch_warnings():

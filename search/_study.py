@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import socket
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -127,16 +128,51 @@ def create(
     seed: int,
     version: str,
 ) -> optuna.Study:
-    """Create the study with its metadata; the version attribute is written last.
-
-    A study without the version attribute is incomplete (a crash between creation and
-    metadata); ``create`` repairs such a study when it has no trials.
-    """
-    study = optuna.create_study(
-        storage=storage, study_name=name, directions=list(DIRECTIONS), load_if_exists=True
+    """``create_or_join`` without telling whether this call created the study."""
+    study, _ = create_or_join(
+        storage, name, task=task, space=space, baseline=baseline,
+        max_accuracy_drop=max_accuracy_drop, seed=seed, version=version,
     )
-    if ATTR_VERSION in study.user_attrs:
-        return study
+    return study
+
+
+def create_or_join(
+    storage: BaseStorage,
+    name: str,
+    *,
+    task: Mapping[str, Any],
+    space: Mapping[str, Any],
+    baseline: Mapping[str, float],
+    max_accuracy_drop: float | None,
+    seed: int,
+    version: str,
+    wait_s: float = 10.0,
+) -> tuple[optuna.Study, bool]:
+    """Create the study with its metadata, or join the one another process creates.
+
+    Of several processes creating the same study at once exactly one wins (the
+    database's unique study name decides) and writes the metadata — at once, the
+    baseline is measured before — the version attribute last; the others wait up to
+    ``wait_s`` seconds for it and join. A study without the
+    version attribute after that is incomplete (a crash between creation and metadata)
+    and is repaired when it has no trials.
+
+    Returns:
+        ``(study, created)``: ``created`` is True for the process that wrote the metadata
+        (only it should enqueue first trials); a joining caller must check the stored
+        metadata against its own task and space.
+    """
+    try:
+        study = optuna.create_study(
+            storage=storage, study_name=name, directions=list(DIRECTIONS)
+        )
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(study_name=name, storage=storage)
+        deadline = time.monotonic() + wait_s
+        while ATTR_VERSION not in study.user_attrs and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if ATTR_VERSION in study.user_attrs:
+            return study, False
     if study.get_trials(deepcopy=False):
         raise StudyMismatchError(
             f"study {name!r} has trials but no slimsearch metadata; use another study name"
@@ -147,7 +183,7 @@ def create(
     study.set_user_attr(ATTR_MAX_DROP, max_accuracy_drop)
     study.set_user_attr(ATTR_SEED, seed)
     study.set_user_attr(ATTR_VERSION, version)
-    return study
+    return study, True
 
 
 def accuracy_drop_constraint(
