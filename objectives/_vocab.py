@@ -26,12 +26,14 @@ class RemappedEmbedding(nn.Module):
     Attributes:
         token_map: ``(original_vocab,)`` int32 buffer: original id → row of ``embedding``.
         embedding: The pruned table (``nn.Embedding`` or a quantized one).
+        unk_id: The original id of the unknown token, whose row dropped ids share.
     """
 
-    def __init__(self, token_map: torch.Tensor, embedding: nn.Module) -> None:
+    def __init__(self, token_map: torch.Tensor, embedding: nn.Module, unk_id: int) -> None:
         super().__init__()
         self.register_buffer("token_map", token_map.to(torch.int32))
         self.embedding = embedding
+        self.unk_id = int(unk_id)
 
     @property
     def weight(self) -> torch.Tensor:
@@ -45,12 +47,14 @@ class RemappedEmbedding(nn.Module):
         """Original ids of the kept tokens, in their new order (row 0, 1, …)."""
         rows = self.embedding.num_embeddings
         out = torch.full((rows,), -1, dtype=torch.long)
-        ids = torch.arange(self.token_map.numel())
-        # Every kept row has exactly one original id mapping to it with that id listed
-        # first: dropped ids map to the unknown token's row but come from other ids.
-        for row, orig in zip(self.token_map.long().tolist(), ids.tolist(), strict=True):
-            if out[row] < 0:
-                out[row] = orig
+        token_map = self.token_map.long()
+        unk_row = int(token_map[self.unk_id])
+        # Every kept row but the unknown token's has exactly one original id mapping to
+        # it; dropped ids share the unknown token's row, which belongs to unk_id.
+        ids = torch.arange(token_map.numel())
+        mask = token_map != unk_row
+        out[token_map[mask]] = ids[mask]
+        out[unk_row] = self.unk_id
         return out
 
 
@@ -93,7 +97,7 @@ def prune_vocabulary(model: nn.Module, keep: Iterable[int], *, unk_id: int) -> n
     small = nn.Embedding(len(ids), emb.embedding_dim, padding_idx=new_padding)
     with torch.no_grad():
         small.weight.copy_(emb.weight[kept])
-    model.set_input_embeddings(RemappedEmbedding(token_map, small))
+    model.set_input_embeddings(RemappedEmbedding(token_map, small, int(unk_id)))
     return model
 
 

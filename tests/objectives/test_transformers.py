@@ -66,8 +66,8 @@ def test_task_is_a_text_task_with_fixed_length_token_inputs(text_task):
     assert text_task.train.inputs["input_ids"].shape == (600, 24)
     assert text_task.latency_inputs["input_ids"].shape == (8, 24)
     assert text_task.num_classes == 6
-    assert text_task.unk_token_id == 1
-    assert set(text_task.special_token_ids) == {0, 1, 2, 3, 4}
+    assert text_task.unk_token_id == 51
+    assert set(text_task.special_token_ids) == {0, 51, 52, 53, 54}
     # The teacher was fine-tuned: well above the 1/6 of guessing.
     assert evaluate_metric(text_task.teacher, text_task.val, text_task) > 0.3
 
@@ -129,7 +129,9 @@ def test_vocabulary_pruning_is_exact_on_the_task_data(text_task):
     emb = model.get_input_embeddings()
     assert isinstance(emb, RemappedEmbedding)
     used = set(torch.unique(text_task.train.inputs["input_ids"]).tolist())
-    assert emb.embedding.num_embeddings == len(used | {0, 1, 2, 3, 4})
+    kept = sorted(used | {0, 51, 52, 53, 54})
+    assert emb.embedding.num_embeddings == len(kept)
+    assert emb.kept_ids().tolist() == kept
     assert emb.embedding.num_embeddings < text_task.teacher.config.vocab_size - 250
     # Tokens in the training data keep their embedding: identical logits.
     x = {k: v[:16] for k, v in text_task.train.inputs.items()}
@@ -137,7 +139,8 @@ def test_vocabulary_pruning_is_exact_on_the_task_data(text_task):
     # A dropped token reads the unknown token's row.
     dropped = text_task.teacher.config.vocab_size - 1
     assert dropped not in used
-    assert torch.equal(emb(torch.tensor([dropped])), emb(torch.tensor([1])))
+    assert torch.equal(emb(torch.tensor([dropped])), emb(torch.tensor([51])))
+    assert torch.equal(emb(torch.tensor([7])), emb(torch.tensor([51])))  # unused7
     assert torch.equal(emb.kept_ids()[emb.token_map[torch.tensor(sorted(used))].long()],
                        torch.tensor(sorted(used)))
 

@@ -15,14 +15,17 @@ def tiny_bert_dir(root: Path, num_labels: int = 6) -> Path:
     """Write a 2-layer, hidden-32, 4-head BERT with a WordPiece tokenizer to ``root``.
 
     The vocabulary is the generated reviews' words plus 300 tokens the data never uses
-    (so vocabulary pruning has something to drop).
+    (so vocabulary pruning has something to drop); [PAD] is 0, [UNK] 51, [CLS] 52,
+    [SEP] 53, [MASK] 54.
     """
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
 
     texts, _ = generate_reviews(3000, seed=123)
     words = sorted({w.strip(".,") for t in texts for w in t.split()} - {""})
     unused = [f"unused{i}" for i in range(300)]
-    vocab = {tok: i for i, tok in enumerate(SPECIALS + [".", ","] + words + unused)}
+    # As in BERT's vocabulary, unused tokens sit before [UNK] and after the words.
+    tokens = SPECIALS[:1] + unused[:50] + SPECIALS[1:] + [".", ","] + words + unused[50:]
+    vocab = {tok: i for i, tok in enumerate(tokens)}
     BertTokenizer(vocab=vocab).save_pretrained(str(root))
     torch.manual_seed(0)
     config = BertConfig(
