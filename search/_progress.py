@@ -18,6 +18,7 @@ next poll.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -164,11 +165,12 @@ def render(snap: Snapshot, title: str) -> RenderableType:
     bar = Table.grid(padding=(0, 1))
     bar.add_row(
         ProgressBar(total=max(snap.target, 1), completed=min(snap.done, snap.target), width=30),
-        f"{snap.done}/{snap.target} done ({snap.stopped} stopped early)",
-        f"[yellow]{snap.running} running[/]",
-        f"[red]{snap.failed} failed[/]" if snap.failed else "0 failed",
+        f"{snap.done}/{snap.target} done",
     )
     grid.add_row("trials", bar)
+    failed = f"[red]{snap.failed} failed[/]" if snap.failed else "0 failed"
+    grid.add_row("", f"[yellow]{snap.running} running[/] · {failed} · "
+                     f"{snap.stopped} stopped early")
     base = snap.baseline
     if not base:
         grid.add_row("teacher", "measuring…")
@@ -230,6 +232,7 @@ class Progress:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._live: Any = None
+        self._rerouted: list[tuple[logging.StreamHandler, Any]] = []
         self._start = 0.0
         self._done_at_start: int | None = None
         self._last_logged: tuple[int, int, int] | None = None
@@ -243,15 +246,17 @@ class Progress:
         if self.live:
             from rich.live import Live
 
+            original = sys.stderr
             self._live = Live(
                 self._renderable(),
                 console=self._console,
                 refresh_per_second=2,
                 transient=False,
-                redirect_stdout=False,
-                redirect_stderr=False,
+                redirect_stdout=True,
+                redirect_stderr=True,
             )
             self._live.start()
+            self._reroute_log_handlers(original, sys.stderr)
         self._thread = threading.Thread(target=self._loop, name="slimsearch-progress", daemon=True)
         self._thread.start()
         return self
@@ -263,10 +268,21 @@ class Progress:
         self.poll()
         if self._live is not None:
             self._live.update(self._renderable(), refresh=True)
+            for handler, stream in self._rerouted:
+                handler.setStream(stream)
+            self._rerouted = []
             self._live.stop()
             self._live = None
         else:
             self._log(force=True)
+
+    def _reroute_log_handlers(self, original: Any, proxy: Any) -> None:
+        """Log records printed while the panel is shown go above it, not through it."""
+        if proxy is original:
+            return
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream is original:
+                self._rerouted.append((handler, handler.setStream(proxy)))
 
     # ---------------------------------------------------------------------- polling
     def poll(self) -> Snapshot:

@@ -44,10 +44,19 @@ def test_live_display_then_log_lines_on_resume(tmp_path, ray_session, digits_tas
     url = f"sqlite:///{tmp_path / 'p.db'}"
     buf = io.StringIO()
     console = Console(file=buf, force_terminal=True, width=110, color_system=None)
-    with Progress(open_storage(url), "p", 3, live=True, console=console, interval_s=0.2):
-        Search(digits_task, storage=url, study_name="p", n_trials=3, seed=1,
-               progress=False).run()
+    handler = logging.StreamHandler(sys.stderr)  # as the CLI's logging set-up has
+    logging.getLogger().addHandler(handler)
+    try:
+        with Progress(open_storage(url), "p", 3, live=True, console=console, interval_s=0.2):
+            # A log record during the display is printed above the panel, not through it.
+            logging.getLogger("search.test").warning("a warning while the panel is shown")
+            Search(digits_task, storage=url, study_name="p", n_trials=3, seed=1,
+                   progress=False).run()
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert handler.stream is sys.stderr  # restored
     out = buf.getvalue()
+    assert "a warning while the panel is shown" in out
     # The panel was drawn before the study existed and redrawn until the end.
     assert "measuring" in out
     assert "3/3 done" in out
