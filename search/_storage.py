@@ -21,12 +21,13 @@ import os
 import sqlite3
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from search._errors import StorageError
 
 if TYPE_CHECKING:
     import optuna
+    import sqlalchemy
 
 HEARTBEAT_INTERVAL_S = 5
 GRACE_PERIOD_S = 20
@@ -180,15 +181,26 @@ def open_storage(url: str, *, create: bool = True) -> optuna.storages.RDBStorage
         _prepare_sqlite(db_path, create=create)
         engine_kwargs = {"connect_args": {"timeout": 60}}
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
-                url,
-                engine_kwargs=engine_kwargs,
-                heartbeat_interval=interval,
-                grace_period=grace,
-                heartbeat_stale_trial_callback=requeue_once,
-            )
+        for attempt in range(5):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    storage = optuna.storages.RDBStorage(
+                        url,
+                        engine_kwargs=engine_kwargs,
+                        heartbeat_interval=interval,
+                        grace_period=grace,
+                        heartbeat_stale_trial_callback=requeue_once,
+                    )
+                break
+            except sqlalchemy.exc.OperationalError as exc:
+                # Several processes creating the schema of a new file at once: one wins,
+                # the others see "table ... already exists" and simply open it again.
+                if "already exists" not in str(exc) or attempt == 4:
+                    raise
+        if make_url(url).get_backend_name() == "sqlite":
+            _serialize_sqlite_transactions(storage.engine)
+        return storage
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, OSError, RuntimeError) as exc:
         raise StorageError(
             f"cannot open storage {redact(url)}: {scrub(_first_line(exc), url)}; "
@@ -198,6 +210,28 @@ def open_storage(url: str, *, create: bool = True) -> optuna.storages.RDBStorage
                 else "check that the server runs and the URL (user, host, port, database)"
             )
         ) from None
+
+
+def _serialize_sqlite_transactions(engine: sqlalchemy.engine.Engine) -> None:
+    """Start every SQLite transaction with ``BEGIN IMMEDIATE``.
+
+    pysqlite otherwise begins a transaction only at the first write, so two processes
+    can both read a WAITING trial and both claim it (Optuna's ``SELECT … FOR UPDATE`` is
+    a no-op on SQLite). An immediate transaction takes the write lock first; the other
+    process waits for it (busy timeout), then reads the claimed state. Reads of other
+    connections are not blocked (WAL).
+    """
+    from sqlalchemy import event
+
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # let SQLAlchemy emit BEGIN itself
+
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    event.listen(engine, "connect", _on_connect)
+    event.listen(engine, "begin", _on_begin)
+    engine.dispose()  # connections made while Optuna set up the schema lack the hooks
 
 
 def _prepare_sqlite(path: Path, *, create: bool) -> None:

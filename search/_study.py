@@ -340,13 +340,14 @@ def sweep_stale(study: optuna.Study) -> list[int]:
         The numbers of the trials this call failed.
     """
     storage = study._storage
+    backend = getattr(storage, "_backend", storage)  # under Optuna's _CachedStorage
     running = storage.get_all_trials(
         study._study_id, deepcopy=False, states=(TrialState.RUNNING,)
     )
     if not running:
         return []
-    ages = _heartbeat_ages(storage, study._study_id)
-    grace = _grace_period(storage)
+    ages = _heartbeat_ages(backend, study._study_id)
+    grace = _grace_period(backend)
     failed: list[int] = []
     for trial in running:
         reason = stale_reason(trial, ages.get(trial._trial_id), grace)
