@@ -217,6 +217,7 @@ def _cmd_apply(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from objectives.tasks import digits
     from search._recipe import Recipe
+    from search._report import write_report
     from search._search import Search
     from search._study import StudyInfo
 
@@ -233,6 +234,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     _print_front(front)
     plot = front.plot(out / "pareto.png")
     (out / "front.json").write_text(front.to_json(), encoding="utf-8")
+    report = write_report(storage, "digits-demo", out / "report.html")
     study = search.study
     assert study is not None
     info = StudyInfo.from_study(study, storage)
@@ -244,7 +246,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
           if recipe.source else "")
     print(f"  searched:   {_summary(recipe.metrics.model_dump(), recipe.baseline.model_dump())}")
     print(f"  re-applied: {_summary(applied.metrics(), recipe.baseline.model_dump())}")
-    print(f"wrote {plot}, {out / 'front.json'}, {recipe_path}, {out / 'model'}/")
+    print(f"wrote {plot}, {report}, {out / 'front.json'}, {recipe_path}, {out / 'model'}/")
     return 0
 
 
