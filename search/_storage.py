@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -193,11 +194,17 @@ def open_storage(url: str, *, create: bool = True) -> optuna.storages.RDBStorage
                         heartbeat_stale_trial_callback=requeue_once,
                     )
                 break
-            except sqlalchemy.exc.OperationalError as exc:
-                # Several processes creating the schema of a new file at once: one wins,
-                # the others see "table ... already exists" and simply open it again.
-                if "already exists" not in str(exc) or attempt == 4:
+            except sqlalchemy.exc.SQLAlchemyError as exc:
+                # Several processes creating the schema of a new database at once: one
+                # wins, the others see a table or version row that already exists and
+                # simply open it again.
+                text = str(exc).lower()
+                racing = isinstance(exc, sqlalchemy.exc.IntegrityError) or any(
+                    s in text for s in ("already exists", "duplicate", "unique constraint")
+                )
+                if not racing or attempt == 4:
                     raise
+                time.sleep(0.1 * (attempt + 1))
         if make_url(url).get_backend_name() == "sqlite":
             _serialize_sqlite_transactions(storage.engine)
         return storage
