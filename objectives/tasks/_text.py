@@ -306,8 +306,8 @@ def hf_text_task(
             measured at this sequence length.
         teacher_epochs: 0 uses the directory's classifier as the teacher (it must have
             a trained head of the right width); > 0 fine-tunes it on ``train`` first
-            (with ``threads`` threads), once, cached under ``cache/teachers`` by model,
-            data and settings.
+            (with torch's default thread count), once, cached under ``cache/teachers``
+            by model, data and settings.
         teacher_learning_rate, teacher_batch_size: The teacher fine-tune's settings.
         finetune_epochs: Distillation epochs per trial.
         latency_batch_size: Rows per forward pass when timing.
@@ -362,19 +362,14 @@ def hf_text_task(
             load_weights(teacher, file)
         else:
             logger.info("fine-tuning the %s teacher (cached at %s)", name, file)
-            previous = torch.get_num_threads()
-            torch.set_num_threads(threads)
-            try:
-                fit_classifier(
-                    teacher,
-                    splits[0],
-                    epochs=teacher_epochs,
-                    learning_rate=teacher_learning_rate,
-                    batch_size=teacher_batch_size,
-                    seed=seed,
-                )
-            finally:
-                torch.set_num_threads(previous)
+            fit_classifier(
+                teacher,
+                splits[0],
+                epochs=teacher_epochs,
+                learning_rate=teacher_learning_rate,
+                batch_size=teacher_batch_size,
+                seed=seed,
+            )
             file.parent.mkdir(parents=True, exist_ok=True)
             save_weights(teacher, file)
     elif not head_trained:
@@ -425,7 +420,7 @@ def minilm_text(
     n_test: int = 1000,
     noise: float = 0.03,
     max_length: int = 32,
-    teacher_epochs: int = 3,
+    teacher_epochs: int = 5,
     finetune_epochs: int = 2,
     latency_batch_size: int = 32,
     threads: int = 1,
@@ -477,7 +472,7 @@ def minilm_text(
         max_length=max_length,
         seed=seed,
         teacher_epochs=teacher_epochs,
-        teacher_learning_rate=1e-4,
+        teacher_learning_rate=2e-4,
         teacher_batch_size=32,
         finetune_epochs=finetune_epochs,
         latency_batch_size=latency_batch_size,
