@@ -292,6 +292,9 @@ def _history(trials: Sequence[FrozenTrial], front: ParetoFront) -> Figure:
         ax.set_ylabel(_LABELS[metric])
         ax.grid(alpha=0.3)
     axes[0].legend(loc="lower right", fontsize=8, ncol=3)
+    from matplotlib.ticker import MaxNLocator
+
+    axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[-1].set_xlabel("trial number")
     fig.suptitle("Trial history")
     return fig
@@ -469,7 +472,14 @@ def _failure_table(trials: Sequence[FrozenTrial]) -> str:
     bad = [t for t in trials if t.state in (TrialState.FAIL, TrialState.PRUNED)]
     if not bad:
         return "<p>None: every finished trial completed.</p>"
-    rows = ["<table><tr><th>trial</th><th class='l'>state</th><th class='l'>type</th>"
+    kinds: dict[str, int] = {}
+    for t in bad:
+        kind = (t.user_attrs.get(TRIAL_ERROR_TYPE) or "unknown error"
+                if t.state == TrialState.FAIL else "stopped early")
+        kinds[kind] = kinds.get(kind, 0) + 1
+    summary = ", ".join(f"{n} × {_e(k)}" for k, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
+    rows = [f"<p>{len(bad)} of {len(trials)} trials: {summary}.</p>",
+            "<table><tr><th>trial</th><th class='l'>state</th><th class='l'>type</th>"
             "<th class='l'>reason</th><th class='l'>parameters</th></tr>"]
     for t in bad:
         if t.state == TrialState.FAIL:
