@@ -242,13 +242,21 @@ def _serialize_sqlite_transactions(engine: sqlalchemy.engine.Engine) -> None:
 
 
 def _prepare_sqlite(path: Path, *, create: bool) -> None:
-    """Switch the file to WAL mode (persistent) so readers and writers do not block."""
+    """Check the file is SQLite; for writing (``create``) switch it to WAL mode.
+
+    WAL (persistent) lets readers and writers not block each other. Reading commands
+    open the file read-only and leave it byte for byte as it is.
+    """
     try:
-        con = sqlite3.connect(str(path), timeout=60)
+        if create:
+            con = sqlite3.connect(str(path), timeout=60)
+        else:
+            con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=60)
         try:
-            mode = con.execute("PRAGMA journal_mode=WAL").fetchone()
-            if mode is None or str(mode[0]).lower() != "wal":
-                con.execute("PRAGMA journal_mode").fetchone()
+            if create:
+                con.execute("PRAGMA journal_mode=WAL").fetchone()
+            else:
+                con.execute("PRAGMA schema_version").fetchone()
         finally:
             con.close()
     except sqlite3.DatabaseError as exc:
