@@ -205,7 +205,8 @@ class Progress:
         live: True: a rich live display; False: ``search.progress`` log lines;
             None: live when ``console`` (default stderr) is a terminal.
         console: Where the live display goes (default a stderr console).
-        interval_s: Seconds between polls of the storage.
+        interval_s: Least seconds between polls of the storage (polls of a large study
+            are spaced further, at 10x the time one takes).
         log_interval_s: Least seconds between two log lines (when not live).
     """
 
@@ -305,8 +306,13 @@ class Progress:
         return self.snapshot
 
     def _loop(self) -> None:
-        while not self._stop.wait(self._interval):
+        # Reading a large study takes a while: wait at least 10x the last poll, so the
+        # display never costs the driver more than ~10 % of a core.
+        wait = self._interval
+        while not self._stop.wait(wait):
+            began = time.monotonic()
             self.poll()
+            wait = max(self._interval, 10 * (time.monotonic() - began))
             if self._live is not None:
                 self._live.update(self._renderable())
             else:
