@@ -134,6 +134,11 @@ def run_trial(
         if isinstance(exc, torch.OutOfMemoryError):
             torch.cuda.empty_cache() if torch.cuda.is_available() else None
         message = " ".join(f"{type(exc).__name__}: {exc}".split())[:2000]
+        if _out_of_memory(exc):
+            message = (
+                "out of memory (lower batch_size in the space, run fewer trials at once "
+                f"with --workers, or give each trial more memory): {message}"
+            )[:2000]
         report = {
             "accuracy": float("nan"),
             "latency_ms": float("nan"),
@@ -144,6 +149,16 @@ def run_trial(
         }
     report["trial_fn_s"] = time.perf_counter() - entered
     tune.report(report)
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an allocation failure (GPU or CPU) rather than a bug."""
+    if isinstance(exc, MemoryError | torch.OutOfMemoryError):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and (
+        "can't allocate memory" in text or "out of memory" in text
+    )
 
 
 def measure_baseline(

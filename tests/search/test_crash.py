@@ -230,6 +230,8 @@ class FailsInTraining(nn.Module):
                 out = out * torch.log(-torch.ones_like(out))  # log(-1) = NaN
             elif self.how == "oom":
                 bytearray(1 << 62)  # a real allocation the OS refuses: MemoryError
+            elif self.how == "torch-oom":
+                torch.empty(1 << 60)  # the CPU allocator refuses: RuntimeError
             elif self.how == "raise":
                 raise ValueError(f"cannot train on inputs of shape {tuple(x.shape)}")
         return out
@@ -273,7 +275,8 @@ def test_worker_killed_every_attempt_is_a_fail_with_reason(tmp_path, ray_session
     ("how", "error_type", "needle"),
     [
         ("nan", "TrialFailed", "loss became nan"),
-        ("oom", "MemoryError", "MemoryError"),
+        ("oom", "MemoryError", "out of memory (lower batch_size"),
+        ("torch-oom", "RuntimeError", "out of memory (lower batch_size"),
         ("raise", "ValueError", "cannot train on inputs of shape"),
     ],
 )
