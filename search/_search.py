@@ -425,7 +425,11 @@ def _positive_int(name: str, value: object) -> None:
 
 @contextmanager
 def _ray_session(address: str | None) -> Iterator[None]:
-    """Use the running Ray, or start one (local, or joining ``address``) for the block."""
+    """Use the running Ray, or for the block start a local one or join ``address``.
+
+    With no ``address`` (and no ``RAY_ADDRESS`` in the environment) a new local instance
+    is started, never a cluster that happens to run on the machine.
+    """
     import ray
 
     if ray.is_initialized():
@@ -440,6 +444,11 @@ def _ray_session(address: str | None) -> Iterator[None]:
     }
     if address:
         kwargs["address"] = address
+    elif not os.environ.get("RAY_ADDRESS"):
+        # Without an address Ray would join any cluster already started on this machine
+        # (`ray start`, another program's cluster); a search without --ray-address runs on
+        # its own local instance instead.
+        kwargs["address"] = "local"
     ray.init(**kwargs)
     try:
         yield

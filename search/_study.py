@@ -177,6 +177,7 @@ def create_or_join(
         raise StudyMismatchError(
             f"study {name!r} has trials but no slimsearch metadata; use another study name"
         )
+    study.set_metric_names(list(METRICS))  # named objectives in Optuna's CLI and dashboard
     study.set_user_attr(ATTR_TASK, dict(task))
     study.set_user_attr(ATTR_SPACE, dict(space))
     study.set_user_attr(ATTR_BASELINE, dict(baseline))
