@@ -12,6 +12,7 @@ import math
 import os
 import socket
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -177,7 +178,9 @@ def create_or_join(
         raise StudyMismatchError(
             f"study {name!r} has trials but no slimsearch metadata; use another study name"
         )
-    study.set_metric_names(list(METRICS))  # named objectives in Optuna's CLI and dashboard
+    with warnings.catch_warnings():  # named objectives in Optuna's CLI and dashboard
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(list(METRICS))
     study.set_user_attr(ATTR_TASK, dict(task))
     study.set_user_attr(ATTR_SPACE, dict(space))
     study.set_user_attr(ATTR_BASELINE, dict(baseline))
