@@ -310,21 +310,20 @@ def stale_reason(
         return None
     if alive is False:
         return (
-            f"driver process {owner['pid']} on {owner['host']} is gone (crash or kill?); "
-            "re-queued"
+            f"driver process {owner['pid']} on {owner['host']} is gone (crash or kill?)"
         )
     if heartbeat_age is not None:
         if heartbeat_age > grace:
             return (
                 f"no heartbeat for {heartbeat_age:.0f} s (grace period {grace:.0f} s): the "
-                "driver crashed or lost the database; re-queued"
+                "driver crashed or lost the database"
             )
         return None
     start = trial.datetime_start
     if start is not None and (datetime.now() - start).total_seconds() > grace:
         return (
             f"started {(datetime.now() - start).total_seconds():.0f} s ago and never sent a "
-            "heartbeat: the driver crashed; re-queued"
+            "heartbeat: the driver crashed"
         )
     return None
 
