@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import inspect
 import json
 import logging
 import math
@@ -160,11 +161,13 @@ def _label_index(
     return names, out
 
 
-def _encode(tokenizer: Any, texts: list[str], labels: list[int], max_length: int) -> Split:
+def _encode(
+    tokenizer: Any, texts: list[str], labels: list[int], max_length: int, accepted: set[str]
+) -> Split:
     enc = tokenizer(
         texts, padding="max_length", truncation=True, max_length=max_length, return_tensors="pt"
     )
-    inputs = {k: enc[k].to(torch.long) for k in _MODEL_INPUTS if k in enc}
+    inputs = {k: enc[k].to(torch.long) for k in _MODEL_INPUTS if k in enc and k in accepted}
     return Split(inputs, torch.tensor(labels, dtype=torch.long))
 
 
@@ -341,9 +344,13 @@ def hf_text_task(
         rows = _split_rows(len(texts[0]), split_fractions, seed)
         texts = [[texts[0][i] for i in r] for r in rows]
         ids = [[ids[0][i] for i in r] for r in rows]
-    splits = [_encode(tokenizer, t, y, max_length) for t, y in zip(texts, ids, strict=True)]
-
     teacher, head_trained = _load_model(model_path, len(names))
+    # Pass only the inputs the model takes (DistilBERT has no token_type_ids).
+    accepted = set(inspect.signature(teacher.forward).parameters)
+    splits = [
+        _encode(tokenizer, t, y, max_length, accepted) for t, y in zip(texts, ids, strict=True)
+    ]
+
     if teacher_epochs > 0:
         # Keyed by the fine-tune's code (not this whole module), the model, data, settings.
         key = teacher_key(
