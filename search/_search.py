@@ -25,6 +25,7 @@ from search._study import (
     find_study,
     finished_trials,
     sweep_stale,
+    wait_for_others,
 )
 from spaces import SearchSpace
 
@@ -227,6 +228,7 @@ class Search:
                     info = self._check_existing(study)
             assert study is not None
             for _ in range(_MAX_ROUNDS):
+                wait_for_others(study, self.n_trials)
                 remaining = self.n_trials - len(finished_trials(study))
                 if remaining <= 0:
                     break

@@ -368,6 +368,28 @@ def sweep_stale(study: optuna.Study) -> list[int]:
     return failed
 
 
+def wait_for_others(study: optuna.Study, n_trials: int, poll_s: float | None = None) -> None:
+    """Wait while other drivers' RUNNING trials could still bring the study to ``n_trials``.
+
+    Called between rounds, when this driver runs no trial itself: every RUNNING trial
+    then belongs to another process. Starting more trials would overshoot ``n_trials``
+    if they complete, and stopping would fall short if they fail; so wait, sweeping
+    stale ones (their configs are re-queued) every ``poll_s`` seconds (default: the
+    storage's heartbeat interval) until they are finished or gone.
+    """
+    backend = getattr(study._storage, "_backend", study._storage)
+    if poll_s is None:
+        poll_s = float(getattr(backend, "heartbeat_interval", None) or HEARTBEAT_INTERVAL_S)
+    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    while True:
+        sweep_stale(study)
+        trials = study._storage.get_all_trials(study._study_id, deepcopy=False, states=states)
+        finished = sum(t.state != TrialState.RUNNING for t in trials)
+        if finished >= n_trials or len(trials) < n_trials:
+            return
+        time.sleep(poll_s)
+
+
 def requeue_once(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
     """Enqueue ``trial``'s config again as a WAITING trial, unless it already is a retry.
 

@@ -174,15 +174,19 @@ def test_sigkill_driver_five_times_then_resume(tmp_path):
     assert len(stale) >= left_running
     retries = {t.user_attrs[TRIAL_RETRY_OF]: t for t in trials if TRIAL_RETRY_OF in t.user_attrs}
     for t in stale:
-        assert t.state == TrialState.FAIL and "gone" in t.user_attrs[TRIAL_ERROR]
+        # "gone" normally; "never sent a heartbeat" if the kill fell between ``ask`` and
+        # the owner record, so the trial was judged by its age.
+        reason = t.user_attrs[TRIAL_ERROR]
+        assert t.state == TrialState.FAIL and ("gone" in reason or "never sent" in reason)
         if TRIAL_RETRY_OF in t.user_attrs:  # a retry that was killed too: not retried again
             assert t.number not in retries
             continue
-        assert t.number in retries and _key(retries[t.number]) == _key(t)
+        # the same config; a kill in the middle of ``ask`` leaves part of it to sample
+        assert t.number in retries and set(_key(t)) <= set(_key(retries[t.number]))
         assert retries[t.number].system_attrs["retry_history"] == [t.number]
 
     # No config ran twice, in the study or in the workers, except the re-queued ones.
-    requeued = {_key(t) for t in stale}
+    requeued = {_key(retries[t.number]) for t in stale if t.number in retries}
     counts = Counter(_key(t) for t in trials if t.params)
     assert {k for k, n in counts.items() if n > 1} <= requeued
     assert all(n <= 2 for n in counts.values())
