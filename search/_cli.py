@@ -149,7 +149,24 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(front.to_json())
     else:
         _print_front(front)
+        _print_failures(search)
     return 0
+
+
+def _print_failures(search: Any) -> None:
+    """After a run: the study's failed trials with their reasons (the last few)."""
+    from search._status import format_failures, status_of
+    from search._storage import redact
+    from search._study import StudyInfo
+
+    study = search.study
+    if study is None:
+        return
+    status = status_of(study, StudyInfo.from_study(study, search.storage_url))
+    if status.failures:
+        print(format_failures(status, max_failures=5))
+        print(f"  (all of them: slimsearch status --storage {redact(search.storage_url)} "
+              f"--study {study.study_name})")
 
 
 def _cmd_status(args: argparse.Namespace) -> int:

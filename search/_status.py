@@ -159,14 +159,20 @@ def format_status(status: StudyStatus, *, max_failures: int = 20) -> str:
     else:
         lines.append(f"best so far: no COMPLETE trial meets the constraint ({constraint})")
     if status.failures:
-        shown = status.failures[-max_failures:]
-        lines.append(f"failed trials ({len(status.failures)}):")
-        if len(shown) < len(status.failures):
-            lines.append(f"  … {len(status.failures) - len(shown)} older failures not shown")
-        for f in shown:
-            retry = f" → re-queued as trial {f.retried_as}" if f.retried_as is not None else ""
-            error = f.error if len(f.error) <= 300 else f.error[:299] + "…"
-            lines.append(f"  trial {f.trial}: {f.error_type}: {error}{retry}")
+        lines.append(format_failures(status, max_failures=max_failures))
+    return "\n".join(lines)
+
+
+def format_failures(status: StudyStatus, *, max_failures: int = 20) -> str:
+    """The failed trials with their reasons, newest last (at most ``max_failures``)."""
+    shown = status.failures[-max_failures:] if max_failures > 0 else ()
+    lines = [f"failed trials ({len(status.failures)}):"]
+    if len(shown) < len(status.failures):
+        lines.append(f"  … {len(status.failures) - len(shown)} older failures not shown")
+    for f in shown:
+        retry = f" → re-queued as trial {f.retried_as}" if f.retried_as is not None else ""
+        error = f.error if len(f.error) <= 300 else f.error[:299] + "…"
+        lines.append(f"  trial {f.trial}: {f.error_type}: {error}{retry}")
     return "\n".join(lines)
 
 

@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 from torch import nn
 
 from search import Search
-from search._cli import main
+from search._cli import _print_failures, main
 from search._study import STALE_TRIAL, TRIAL_ERROR, TRIAL_ERROR_TYPE, TRIAL_RETRY_OF
 from spaces import SearchSpace
 from tests.search._driver import driver_task
@@ -294,7 +294,8 @@ def test_failing_trial_is_recorded_and_search_goes_on(
     ok = Search(task, _SPACE, storage=url, study_name="f", n_trials=1).run()
     assert len(ok.trials) == 1
     model.how = how  # the same task (same fingerprint) now fails in training
-    Search(task, storage=url, study_name="f", n_trials=2).run()
+    search = Search(task, storage=url, study_name="f", n_trials=2)
+    search.run()
     trials = _trials(url, "f")
     failed = [t for t in trials if t.state == TrialState.FAIL]
     assert trials[0].state == TrialState.COMPLETE
@@ -306,3 +307,6 @@ def test_failing_trial_is_recorded_and_search_goes_on(
     out = capsys.readouterr().out
     assert f"trial {failed[0].number}: {error_type}" in out and needle in out
     assert "1 complete" in out and f"{len(failed)} fail" in out
+    _print_failures(search)  # what `slimsearch run` prints after its front
+    out = capsys.readouterr().out
+    assert f"trial {failed[0].number}: {error_type}" in out and "slimsearch status" in out
