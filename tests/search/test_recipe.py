@@ -43,7 +43,7 @@ def test_misspelt_key_is_rejected(recipe, tmp_path):
 @pytest.mark.parametrize(
     ("mutate", "needle"),
     [
-        (lambda d: d["compression"].update(quant_bits=4), "compression.quant_bits"),
+        (lambda d: d["compression"].update(quant_bits=3), "compression.quant_bits"),
         (lambda d: d["compression"].update(prune_ratio="half"), "compression.prune_ratio"),
         (lambda d: d.pop("task"), "missing key 'task'"),
         (lambda d: d.update(slimsearch_recipe=9), "slimsearch_recipe"),
