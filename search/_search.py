@@ -403,6 +403,7 @@ class Search:
             logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
             tuner.fit()
         finally:
+            searcher.close()  # its trials left RUNNING (an interrupt) may now be swept
             shutil.rmtree(results_dir, ignore_errors=True)
         return searcher.completed + searcher.pruned
 

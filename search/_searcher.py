@@ -36,7 +36,9 @@ from search._study import (
     TRIAL_ERROR_TYPE,
     TRIAL_OWNER,
     accuracy_drop_constraint,
+    end_run,
     owner_identity,
+    start_run,
     sweep_stale,
 )
 
@@ -92,7 +94,8 @@ class StudySearcher(OptunaSearch):
         self._baseline_accuracy = baseline_accuracy
         self._max_drop = max_accuracy_drop
         self._n_trials = n_trials
-        self._owner = owner_identity()
+        self._run = start_run()
+        self._owner = owner_identity(self._run)
         self._interval = float(getattr(storage, "heartbeat_interval", None) or 5)
         self._grace = float(getattr(storage, "grace_period", None) or 4 * self._interval)
         self._last_beat = 0.0
@@ -134,6 +137,10 @@ class StudySearcher(OptunaSearch):
             if swept:
                 logger.warning("re-queued stale trials %s (their driver is gone)", swept)
                 self.swept.extend(swept)
+
+    def close(self) -> None:
+        """The run has ended: trials of it still RUNNING may be swept from now on."""
+        end_run(self._run)
 
     def _look_at_study(self) -> bool:
         """Whether the ``n_trials`` budget has room; reseed when another driver runs trials.
@@ -235,6 +242,9 @@ class HeartbeatCallback(Callback):
 
     def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
         self._searcher.heartbeat()
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self._searcher.close()
 
 
 def _failure(result: dict[str, Any], error: bool) -> tuple[str | None, str]:

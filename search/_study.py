@@ -12,6 +12,7 @@ import math
 import os
 import socket
 import time
+import uuid
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -211,16 +212,31 @@ def finished_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
 
 
-def owner_identity() -> dict[str, Any]:
-    """Who runs trials from this process: host, PID namespace, PID and process start time.
+_LIVE_RUNS: set[str] = set()
 
-    Stored on every trial this process starts (system attribute ``slimsearch_owner``) so a
-    sweep on the same machine can tell a dead driver from a live one without waiting
-    for its heartbeat to go stale.
+
+def start_run() -> str:
+    """Register a search run of this process; its token marks the trials it owns."""
+    token = uuid.uuid4().hex
+    _LIVE_RUNS.add(token)
+    return token
+
+
+def end_run(token: str) -> None:
+    """The run ``token`` has ended: its trials still RUNNING are stale from now on."""
+    _LIVE_RUNS.discard(token)
+
+
+def owner_identity(run: str | None = None) -> dict[str, Any]:
+    """Who runs a trial: host, PID namespace, PID, process start time and run token.
+
+    Stored on every trial a search starts (system attribute ``slimsearch_owner``) so a
+    sweep on the same machine can tell a dead driver — or, in the same process, a run
+    that has ended — from a live one without waiting for its heartbeat to go stale.
     """
     pid = os.getpid()
     return {"host": socket.gethostname(), "pidns": _pid_namespace(), "pid": pid,
-            "start": _process_start(pid)}
+            "start": _process_start(pid), "run": run}
 
 
 def owner_alive(owner: Mapping[str, Any] | None) -> bool | None:
@@ -238,7 +254,10 @@ def owner_alive(owner: Mapping[str, Any] | None) -> bool | None:
     pid = owner.get("pid")
     if not isinstance(pid, int):
         return None
-    return _process_start(pid) == owner["start"]
+    alive = _process_start(pid) == owner["start"]
+    if alive and pid == os.getpid() and owner.get("run") is not None:
+        return owner["run"] in _LIVE_RUNS  # this process: is that search still running?
+    return alive
 
 
 def _pid_namespace() -> str | None:
@@ -309,6 +328,8 @@ def stale_reason(
     if alive is True:
         return None
     if alive is False:
+        if owner.get("pid") == os.getpid():
+            return f"the search that started it in this process ({owner['pid']}) has ended"
         return (
             f"driver process {owner['pid']} on {owner['host']} is gone (crash or kill?)"
         )

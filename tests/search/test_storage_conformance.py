@@ -27,8 +27,10 @@ from search._study import (
     TRIAL_RETRY_OF,
     StudyInfo,
     create_or_join,
+    end_run,
     load_existing,
     owner_identity,
+    start_run,
     sweep_stale,
 )
 from tests.search._servers import MYSQL, POSTGRES, delete_study, server_url, unique_study
@@ -142,15 +144,21 @@ class TestStorageConformance:
         remote = running(elsewhere, beat=True)  # judged by its heartbeat
         silent = running(None, beat=False)  # crashed before its first heartbeat
         dead = running({**me, "pid": _dead_pid()}, beat=True)  # owner gone: stale at once
+        run = start_run()
+        ended = running(owner_identity(run), beat=True)  # this process, a run that ended
+        live_run = running(owner_identity(start_run()), beat=True)  # this process, running
+        end_run(run)
 
-        assert sweep_stale(study) == [dead.number]
+        assert sorted(sweep_stale(study)) == [dead.number, ended.number]
         time.sleep(3.5)  # past the 2 s grace period; ``mine`` is not renewed either
         assert sorted(sweep_stale(study)) == sorted([remote.number, silent.number])
         assert sweep_stale(study) == []
 
         trials = {t.number: t for t in study.get_trials()}
         assert trials[mine.number].state == TrialState.RUNNING
-        for t in (dead, remote, silent):
+        assert trials[live_run.number].state == TrialState.RUNNING
+        assert "has ended" in trials[ended.number].user_attrs[TRIAL_ERROR]
+        for t in (dead, ended, remote, silent):
             frozen = trials[t.number]
             assert frozen.state == TrialState.FAIL
             assert frozen.user_attrs[TRIAL_ERROR_TYPE] == STALE_TRIAL
@@ -161,7 +169,7 @@ class TestStorageConformance:
 
         waiting = study.get_trials(states=(TrialState.WAITING,))
         assert sorted(t.user_attrs[TRIAL_RETRY_OF] for t in waiting) == sorted(
-            t.number for t in (dead, remote, silent)
+            t.number for t in (dead, ended, remote, silent)
         )
         for w in waiting:
             origin = trials[w.user_attrs[TRIAL_RETRY_OF]]
@@ -180,6 +188,7 @@ class TestStorageConformance:
         assert len(sweep_stale(study)) == len(retries)
         assert MAX_RETRY == 1 and not study.get_trials(states=(TrialState.WAITING,))
         study.tell(mine, [0.9, 0.01, 1000])
+        study.tell(live_run, [0.9, 0.01, 1000])
 
     def test_a_waiting_trial_is_taken_by_one_driver_only(self, url, study_name):
         _create(url, study_name)
