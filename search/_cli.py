@@ -82,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print the front as JSON")
     run.add_argument("--no-progress", action="store_true",
                      help="no live display (off a terminal: no progress log lines)")
+    run.add_argument("--no-early-stopping", action="store_true",
+                     help="run every trial to the end (no PRUNED trials)")
+    run.add_argument("--warm-start", action="append", default=[], metavar="STUDY",
+                     help="a new study first re-evaluates this earlier study's front "
+                          "(same storage; repeatable)")
 
     status = sub.add_parser(
         "status", help="trial counts, failures with reasons, best so far of a study"
@@ -141,6 +146,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         seed=args.seed,
         ray_address=args.ray_address,
         progress=False if args.no_progress else None,
+        early_stopping=not args.no_early_stopping,
+        warm_start=args.warm_start,
     )
     front = search.run()
     if args.plot:

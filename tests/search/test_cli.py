@@ -64,6 +64,8 @@ def test_export_a_given_trial(searched, tmp_path, capsys):
         (["run", "--task", "digits", "--space", "{tmp}/missing.yaml"], "cannot read search space"),
         (["front", "--storage", "ftp://x", "--study", "x"], "not supported"),
         (["frobnicate"], "invalid choice"),
+        (["run", "--task", "digits", "--storage", "{url}", "--study", "new",
+          "--warm-start", "nope"], "warm_start study 'nope' does not exist"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(searched, tmp_path, capsys, args, needle):
