@@ -43,7 +43,7 @@ def main() -> None:
     import ray
 
     from benchmarks._report import machine, table, write_section
-    from objectives import load_pretrained_compressed, measure_latency
+    from objectives import RemappedEmbedding, load_pretrained_compressed, measure_latency
     from objectives.tasks import minilm_text
     from search import Search
     from search._pareto import load_front
@@ -77,6 +77,13 @@ def main() -> None:
         ray.shutdown()
 
     front, info = load_front(storage, args.study)
+    import optuna
+
+    trials = optuna.load_study(study_name=args.study, storage=storage).trials
+    starts = [t.datetime_start for t in trials if t.datetime_start is not None]
+    ends = [t.datetime_complete for t in trials if t.datetime_complete is not None]
+    if starts and ends:  # the search's own span, also when this run only resumed it
+        search_s = (max(ends) - min(starts)).total_seconds()
     base = info.baseline
     rows = []
     best = None
@@ -129,12 +136,18 @@ def main() -> None:
         out = Path(args.out) if args.out else Path(tmp.name) / "model"
         applied = recipe.apply(task, out)
         exported = load_pretrained_compressed(out)
+        # The exported model takes the exported tokenizer's ids: remap the task's ids.
+        inner = getattr(applied.model, "module", applied.model)
+        small_inputs = dict(task.latency_inputs)
+        emb = inner.get_input_embeddings()
+        if isinstance(emb, RemappedEmbedding):
+            small_inputs["input_ids"] = emb.token_map[small_inputs["input_ids"]].long()
         dir_mb = sum(f.stat().st_size for f in out.iterdir() if f.name == "model.safetensors")
         teacher_ms, small_ms = [], []
         for _ in range(args.rounds):
             teacher_ms.append(measure_latency(task.teacher, task.latency_inputs,
                                               threads=task.threads).median_ms)
-            small_ms.append(measure_latency(exported, task.latency_inputs,
+            small_ms.append(measure_latency(exported, small_inputs,
                                             threads=task.threads).median_ms)
         t_ms, s_ms = statistics.median(teacher_ms), statistics.median(small_ms)
         base_file = int(base["size_bytes"])
