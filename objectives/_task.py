@@ -115,6 +115,9 @@ class Task:
         threads: Intra-op threads for training and measurement (and CPUs per trial).
         ignored_layers: Optional ``f(model) -> modules`` never to prune; default: every
             ``Linear``/``Conv`` whose output width equals ``num_classes``.
+        space_preset: Name of the ``spaces`` preset a search uses when it is given no
+            space (the operators that apply depend on the model: ``"transformer"`` for
+            Hugging Face encoders).
         spec: Keyword arguments that rebuild this task through ``objectives.tasks``
             (built-in tasks only); recorded in recipes for the CLI.
     """
@@ -131,6 +134,7 @@ class Task:
     threads: int = 1
     ignored_layers: Callable[[nn.Module], list[nn.Module]] | None = None
     spec: dict[str, Any] = field(default_factory=dict)
+    space_preset: str = "default"
 
     def __post_init__(self) -> None:
         if not isinstance(self.teacher, nn.Module):

@@ -74,7 +74,8 @@ class Search:
 
     Args:
         task: What to compress.
-        space: What to search; default ``SearchSpace.default()`` for a new study, the
+        space: What to search; default ``SearchSpace.preset(task.space_preset)`` for a
+            new study (the default space, or the transformer preset for text tasks), the
             stored space when resuming. A resumed study must be given the same space.
         storage: SQLAlchemy URL of the Optuna storage.
         study_name: Default ``"<task name>"``.
@@ -196,7 +197,12 @@ class Search:
         """
         study = find_study(self._storage, self.study_name)
         info = self._check_existing(study) if study is not None else None
-        space = self.space or (SearchSpace.from_dict(info.space) if info else SearchSpace.default())
+        if self.space is not None:
+            space = self.space
+        elif info is not None:
+            space = SearchSpace.from_dict(info.space)
+        else:
+            space = SearchSpace.preset(self.task.space_preset)
         drop = self.max_accuracy_drop
         if drop is _UNSET:
             drop = info.max_accuracy_drop if info else DEFAULT_MAX_ACCURACY_DROP

@@ -1,7 +1,9 @@
 """Configurations a new study evaluates first: known-good seeds and warm starts.
 
 Seeds (in this order, each only if it lies in the space): the teacher as is (no
-pruning, fp32), int8 only, bf16 only, prune 0.25 + int8, prune 0.5 + int8. Parameters a
+pruning, fp32), int8 only, bf16 only, prune 0.25 + int8, prune 0.5 + int8; for
+transformers also int8 with int8 embeddings and a pruned vocabulary, and that plus a
+quarter of the heads and half the FFN neurons pruned. Parameters a
 seed does not name take the trial config's default when the space allows it, else the
 middle of the range (geometric middle for log ranges) or the middle choice.
 """
@@ -24,6 +26,10 @@ SEEDS: tuple[dict[str, Any], ...] = (
     {"prune_ratio": 0.0, "quant_bits": 16},
     {"prune_ratio": 0.25, "quant_bits": 8},
     {"prune_ratio": 0.5, "quant_bits": 8},
+    # transformers (seeds naming parameters the space lacks are skipped)
+    {"quant_bits": 8, "embed_bits": 8, "prune_vocab": True},
+    {"attn_prune_ratio": 0.25, "ffn_prune_ratio": 0.5, "quant_bits": 8, "embed_bits": 8,
+     "prune_vocab": True},
 )
 
 SEED_ATTR = "slimsearch_seed_config"

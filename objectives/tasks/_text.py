@@ -59,6 +59,7 @@ class TextTask(Task):
     unk_token_id: int | None = None
     special_token_ids: tuple[int, ...] = ()
     label_names: tuple[str, ...] = field(default_factory=tuple)
+    space_preset: str = "transformer"
 
     def tokenizer(self) -> Any:
         """The task's tokenizer, loaded from ``tokenizer_dir`` (offline)."""

@@ -72,3 +72,10 @@ def test_early_stopped_trials_are_pruned_and_count(tmp_path, ray_session):
         assert "accuracy floor" in t.user_attrs["stopped"]
         assert t.user_attrs["epoch_accuracies"]
         assert t.user_attrs["compute_s"] > 0
+
+
+def test_transformer_preset_gets_transformer_seeds():
+    seeds = seed_configs(SearchSpace.preset("transformer"))
+    assert {"prune_vocab": True, "embed_bits": 8, "quant_bits": 8}.items() <= seeds[3].items()
+    assert seeds[4]["attn_prune_ratio"] == 0.25 and seeds[4]["ffn_prune_ratio"] == 0.5
+    assert all(SearchSpace.preset("transformer").contains(s) for s in seeds)
