@@ -22,7 +22,10 @@ def _trial_seconds(task: Task, config: CompressionConfig, *, warm: bool) -> floa
 
 
 def measure(task: Task, label: str, repeats: int = 3) -> list[object]:
-    config = CompressionConfig(prune_ratio=0.25, quant_bits=8)
+    if task.space_preset == "transformer":
+        config = CompressionConfig(attn_prune_ratio=0.25, ffn_prune_ratio=0.25, quant_bits=8)
+    else:
+        config = CompressionConfig(prune_ratio=0.25, quant_bits=8)
     _trial_seconds(task, config, warm=False)  # warm-up: imports, allocator
     cold, warm = [], []
     for _ in range(repeats):
@@ -47,8 +50,9 @@ def run() -> None:
         "## Teacher-logit cache",
         "",
         f"`python -m benchmarks --only logit_cache`. Machine: {machine()}. Median seconds of "
-        "one distillation trial (prune 0.25 + int8), cache cold (teacher logits computed in "
-        "the trial) against warm (read from the study's cache). Target ≥ 1.3x.",
+        "one distillation trial (prune 0.25 of channels, or of heads and FFN neurons, + "
+        "int8), cache cold (teacher logits computed in the trial) against warm (read from "
+        "the study's cache). Target ≥ 1.3x.",
         "",
         table(["task", "train rows", "cold s", "warm s", "speed-up"], rows),
     ])

@@ -82,8 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print the front as JSON")
     run.add_argument("--no-progress", action="store_true",
                      help="no live display (off a terminal: no progress log lines)")
-    run.add_argument("--no-early-stopping", action="store_true",
-                     help="run every trial to the end (no PRUNED trials)")
+    run.add_argument("--early-stopping", action="store_true",
+                     help="stop trials that cannot meet the accuracy floor or are already "
+                          "dominated (recorded as PRUNED); pays when fine-tuning dominates")
     run.add_argument("--warm-start", action="append", default=[], metavar="STUDY",
                      help="a new study first re-evaluates this earlier study's front "
                           "(same storage; repeatable)")
@@ -146,7 +147,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         seed=args.seed,
         ray_address=args.ray_address,
         progress=False if args.no_progress else None,
-        early_stopping=not args.no_early_stopping,
+        early_stopping=args.early_stopping,
         warm_start=args.warm_start,
     )
     front = search.run()

@@ -85,12 +85,16 @@ class Search:
             (fraction; 0.01 = 1 point); ``None`` for no constraint. Default 0.01 for a new
             study, the stored value when resuming.
         seed: Training seed of every trial, and the sampler's base seed.
-        sampler: An Optuna sampler; default multivariate TPE with constant liar.
+        sampler: An Optuna sampler; default Optuna's ``TPESampler`` (chosen by the
+            hypervolume benchmark in docs/benchmarks.md) with ``constant_liar`` so that
+            parallel trials spread out, seeded per round.
         gpus_per_trial: GPU fraction per trial (0 = CPU).
         ray_address: Address of a running Ray cluster; default a local one.
         callbacks: Extra Ray Tune callbacks.
         early_stopping: Stop trials that cannot meet the accuracy constraint or are
             already dominated (``objectives.EarlyStopping``); they are recorded as PRUNED.
+            Off by default: on cheap trials its probes cost more than it saves
+            (docs/benchmarks.md); turn it on when the fine-tune dominates a trial.
         seed_configs: Evaluate known-good configs first in a new study
             (``search._seeds.SEEDS``).
         warm_start: Names of earlier studies in the same storage whose Pareto-front
@@ -123,7 +127,7 @@ class Search:
         ray_address: str | None = None,
         callbacks: Sequence[Callback] = (),
         progress: bool | None = None,
-        early_stopping: bool = True,
+        early_stopping: bool = False,
         seed_configs: bool = True,
         warm_start: Sequence[str] = (),
         measurement_lock: bool | None = None,
@@ -352,7 +356,6 @@ class Search:
 
         sampler = self.sampler or optuna.samplers.TPESampler(
             seed=mixed_seed(self.seed, len(study.get_trials(deepcopy=False))),
-            multivariate=True,
             constant_liar=True,
         )
         searcher = StudySearcher(

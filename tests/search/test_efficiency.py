@@ -63,7 +63,7 @@ def test_early_stopped_trials_are_pruned_and_count(tmp_path, ray_session):
     )
     url = f"sqlite:///{tmp_path / 'es.db'}"
     Search(task, space, storage=url, study_name="es", n_trials=3, max_accuracy_drop=0.0,
-           seed_configs=False, progress=False).run()
+           seed_configs=False, progress=False, early_stopping=True).run()
     study = optuna.load_study(study_name="es", storage=url)
     pruned = study.get_trials(states=(TrialState.PRUNED,))
     assert pruned, "95% pruning at lr 1e-4 cannot stay within 0 points of the teacher"
