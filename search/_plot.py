@@ -15,6 +15,7 @@ def plot_front(front: ParetoFront, path: Path) -> Path:
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), constrained_layout=True)
     on_front = {c.trial for c in front.candidates}
@@ -54,6 +55,9 @@ def plot_front(front: ParetoFront, path: Path) -> Path:
                 label=f"accuracy floor (−{front.max_accuracy_drop:g})",
             )
         ax.set_xscale("log")
+        # plain numbers on the log axis; minor ticks unlabelled (they collide)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(label)
         ax.set_ylabel("validation accuracy")
         ax.grid(alpha=0.3)
