@@ -222,7 +222,8 @@ def evaluate(
 
     def on_epoch(epoch: int, student: nn.Module) -> bool:
         nonlocal reason
-        assert early_stopping is not None  # only installed with a rule
+        if early_stopping is None:  # the hook is only installed with a rule
+            return False
         with clock.phase("measure"):
             accuracies.append(evaluate_metric(student, task.val, task, device=device))
         reason = early_stopping.reason(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -37,24 +37,23 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
+def _int_at_least(minimum: int, words: str) -> Callable[[str], int]:
+    """An argparse type: an integer ≥ ``minimum`` (``words`` says so in the error)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r} must be {words}")
+        return value
+
+    return parse
 
 
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
-    return value
+_positive = _int_at_least(1, "at least 1")
+_non_negative = _int_at_least(0, "0 or more")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -241,10 +240,10 @@ def _cmd_apply(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from objectives.tasks import digits
+    from search._pareto import load_front
     from search._recipe import Recipe
     from search._report import write_report
     from search._search import Search
-    from search._study import StudyInfo
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -260,9 +259,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     plot = front.plot(out / "pareto.png")
     (out / "front.json").write_text(front.to_json(), encoding="utf-8")
     report = write_report(storage, "digits-demo", out / "report.html")
-    study = search.study
-    assert study is not None
-    info = StudyInfo.from_study(study, storage)
+    front, info = load_front(storage, "digits-demo")
     recipe = Recipe.from_front(front, info, prefer="size",
                                max_accuracy_drop=info.max_accuracy_drop)
     recipe_path = recipe.save(out / "recipe.yaml")
