@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run or resume a compression search")
     run.add_argument("--task", required=True, choices=sorted(TASKS), help="built-in task")
-    run.add_argument("--trials", type=_positive, default=30, help="total COMPLETE trials")
+    run.add_argument("--trials", type=_positive, default=30,
+                     help="total finished trials in the study (COMPLETE + early-stopped)")
     run.add_argument("--workers", type=_positive, default=1, help="trials at once")
     run.add_argument("--storage", default=DEFAULT_STORAGE, help="SQLAlchemy URL of the study")
     run.add_argument("--study", default=None, help="study name (default: the task name)")

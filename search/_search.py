@@ -79,7 +79,7 @@ class Search:
             stored space when resuming. A resumed study must be given the same space.
         storage: SQLAlchemy URL of the Optuna storage.
         study_name: Default ``"<task name>"``.
-        n_trials: Total COMPLETE trials wanted in the study.
+        n_trials: Total finished trials (COMPLETE + PRUNED) wanted in the study.
         max_concurrent_trials: Trials run at once (each takes ``task.threads`` CPUs).
         max_accuracy_drop: Largest allowed validation-accuracy drop against the teacher
             (fraction; 0.01 = 1 point); ``None`` for no constraint. Default 0.01 for a new
@@ -194,7 +194,7 @@ class Search:
         return find_study(self._storage, self.study_name)
 
     def run(self) -> ParetoFront:
-        """Run (or continue) the study until it has ``n_trials`` COMPLETE trials.
+        """Run (or continue) the study until it has ``n_trials`` finished trials.
 
         Returns:
             The study's Pareto front.
