@@ -54,7 +54,10 @@ def driver_task():
     """
     from objectives.tasks import digits
 
-    return digits(hidden=64, finetune_epochs=1, latency_batch_size=32)
+    # The kill test lengthens trials (SLIMSEARCH_TEST_DRIVER_EPOCHS) so that a fast machine
+    # cannot finish the whole study before its kills land.
+    epochs = int(os.environ.get("SLIMSEARCH_TEST_DRIVER_EPOCHS", "1"))
+    return digits(hidden=64, finetune_epochs=epochs, latency_batch_size=32)
 
 
 def main(argv: list[str]) -> int:

@@ -113,7 +113,7 @@ def test_sigkill_driver_five_times_then_resume(tmp_path):
     url = f"sqlite:///{tmp_path / 'crash.db'}"
     study, n_trials = "crash", 40
     log = tmp_path / "evaluated.jsonl"
-    env = _driver_env()
+    env = {**_driver_env(), "SLIMSEARCH_TEST_DRIVER_EPOCHS": "30"}  # ~0.2-1 s trials
     driver_task()  # train and cache the teacher once, outside the timed legs
     rng = random.Random(20261123)
     survivors: dict[int, tuple] = {}
@@ -123,7 +123,7 @@ def test_sigkill_driver_five_times_then_resume(tmp_path):
         proc = start_driver(url, study, n_trials, log, env, *_TWO_WORKERS)
         try:
             if leg == 0:  # anywhere: Ray start-up, baseline, study creation, first trials
-                time.sleep(rng.uniform(4.0, 20.0))
+                time.sleep(rng.uniform(4.0, 10.0))
             elif leg % 2:  # while a trial is in flight
                 start = _count(url, study, TrialState.COMPLETE)
                 assert _wait(
