@@ -86,6 +86,10 @@ class _Clock:
     def __init__(self) -> None:
         self.timings: dict[str, float] = {}
 
+    def total(self, t0: float) -> dict[str, float]:
+        """The phase timings plus ``compute_s``, the seconds since ``t0``."""
+        return {**self.timings, "compute_s": time.perf_counter() - t0}
+
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
         t0 = time.perf_counter()
@@ -239,8 +243,7 @@ def evaluate(
         on_epoch=on_epoch if early_stopping is not None else None,
     )
     if model is None:
-        timings = dict(clock.timings)
-        timings["compute_s"] = time.perf_counter() - t0
+        timings = clock.total(t0)
         return TrialResult(
             accuracy=accuracies[-1],
             test_accuracy=float("nan"),
@@ -260,19 +263,8 @@ def evaluate(
             acc, test_acc, size, latency = measure(
                 model, task, path=out / MODEL_FILE, device=final_device
             )
-    timings = dict(clock.timings)
-    timings["compute_s"] = time.perf_counter() - t0
-    return TrialResult(
-        accuracy=acc,
-        test_accuracy=test_acc,
-        latency_ms=latency.median_ms,
-        size_bytes=size,
-        latency=latency,
-        num_parameters=count_parameters(model),
-        timings=timings,
-        loss_history=history,
-        epoch_accuracies=accuracies,
-    )
+    return _measured(model, acc, test_acc, size, latency, clock.total(t0),
+                     loss_history=history, epoch_accuracies=accuracies)
 
 
 def evaluate_teacher(task: Task, *, device: torch.device | str = "cpu") -> TrialResult:
@@ -285,16 +277,28 @@ def evaluate_teacher(task: Task, *, device: torch.device | str = "cpu") -> Trial
             acc, test_acc, size, latency = measure(
                 teacher, task, path=Path(tmp) / MODEL_FILE, device=device
             )
-    timings = dict(clock.timings)
-    timings["compute_s"] = time.perf_counter() - t0
+    return _measured(teacher, acc, test_acc, size, latency, clock.total(t0))
+
+
+def _measured(
+    model: nn.Module,
+    acc: float,
+    test_acc: float,
+    size: int,
+    latency: LatencyStats,
+    timings: dict[str, float],
+    **extra: list[float],
+) -> TrialResult:
+    """The ``TrialResult`` of a model that was measured to the end."""
     return TrialResult(
         accuracy=acc,
         test_accuracy=test_acc,
         latency_ms=latency.median_ms,
         size_bytes=size,
         latency=latency,
-        num_parameters=count_parameters(teacher),
+        num_parameters=count_parameters(model),
         timings=timings,
+        **extra,
     )
 
 

@@ -236,7 +236,7 @@ class Search:
                     self._enqueue_first(study, space)
                 else:  # another process created it meanwhile: it must be the same search
                     info = self._check_existing(study)
-            if study is None:  # pragma: no cover - create() returns a study or raises
+            if study is None:  # pragma: no cover - create_or_join returns a study or raises
                 raise StudyMismatchError(f"study {self.study_name!r} could not be created")
             for _ in range(_MAX_ROUNDS):
                 wait_for_others(study, self.n_trials)

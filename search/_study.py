@@ -119,25 +119,6 @@ def load_existing(storage: BaseStorage, name: str, storage_url: str) -> optuna.S
     return study
 
 
-def create(
-    storage: BaseStorage,
-    name: str,
-    *,
-    task: Mapping[str, Any],
-    space: Mapping[str, Any],
-    baseline: Mapping[str, float],
-    max_accuracy_drop: float | None,
-    seed: int,
-    version: str,
-) -> optuna.Study:
-    """``create_or_join`` without telling whether this call created the study."""
-    study, _ = create_or_join(
-        storage, name, task=task, space=space, baseline=baseline,
-        max_accuracy_drop=max_accuracy_drop, seed=seed, version=version,
-    )
-    return study
-
-
 def create_or_join(
     storage: BaseStorage,
     name: str,
