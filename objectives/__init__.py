@@ -19,7 +19,8 @@ from objectives._measure import LatencyStats, evaluate_metric, measure_latency
 from objectives._pretrained import load_pretrained_compressed, save_pretrained_compressed
 from objectives._pruning import count_parameters, prune_structured
 from objectives._quantize import BFloat16Module, quantize
-from objectives._quiet import MeasurementLock
+from objectives._quiet import DEFAULT_LOCK_PATH, MeasurementLock
+from objectives._quiet import set_active as activate_measurement_lock
 from objectives._serialize import load_weights, save_weights
 from objectives._task import Split, Task, accuracy, forward
 from objectives._transformer_pruning import prune_transformer
@@ -36,6 +37,7 @@ from objectives._trial import (
 from objectives._vocab import RemappedEmbedding, prune_vocabulary
 
 __all__ = [
+    "DEFAULT_LOCK_PATH",
     "MODEL_FILE",
     "PHASES",
     "BFloat16Module",
@@ -52,6 +54,7 @@ __all__ = [
     "TrialFailed",
     "TrialResult",
     "accuracy",
+    "activate_measurement_lock",
     "compress",
     "count_parameters",
     "distillation_loss",

@@ -291,7 +291,7 @@ class Search:
             enqueue(study, warm_start_configs(self._storage, self.warm_start, space), "warm_start")
 
     def _lock_path(self) -> str | None:
-        from objectives._quiet import DEFAULT_LOCK_PATH
+        from objectives import DEFAULT_LOCK_PATH
 
         return str(DEFAULT_LOCK_PATH) if self.measurement_lock else None
 

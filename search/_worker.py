@@ -17,10 +17,10 @@ from objectives import (
     MeasurementLock,
     Task,
     TrialResult,
+    activate_measurement_lock,
     evaluate,
     evaluate_teacher,
 )
-from objectives._quiet import set_active
 
 _LOCKS: dict[str, MeasurementLock] = {}
 _STORAGES: dict[str, Any] = {}
@@ -29,11 +29,11 @@ _STORAGES: dict[str, Any] = {}
 def use_measurement_lock(path: str | None) -> None:
     """Make this worker process time latency under the machine-wide lock at ``path``."""
     if path is None:
-        set_active(None)
+        activate_measurement_lock(None)
         return
     if path not in _LOCKS:
         _LOCKS[path] = MeasurementLock(path)
-    set_active(_LOCKS[path])
+    activate_measurement_lock(_LOCKS[path])
 
 
 def finished_trials(storage_url: str, study_name: str) -> list[FinishedTrial]:
