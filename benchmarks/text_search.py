@@ -45,9 +45,7 @@ def main() -> None:
     from benchmarks._report import machine, table, write_section
     from objectives import RemappedEmbedding, load_pretrained_compressed, measure_latency
     from objectives.tasks import minilm_text
-    from search import Search
-    from search._pareto import load_front
-    from search._recipe import Recipe
+    from search import Recipe, Search, load_front
     from spaces import SearchSpace
 
     space = SearchSpace.load(args.space) if args.space else SearchSpace.preset("transformer")

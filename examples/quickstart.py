@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 
 from objectives.tasks import digits
-from search import Recipe, Search, StudyInfo
+from search import Recipe, Search, StudyInfo, plot_front
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"smallest within 1 point: trial {best.trial}, "
           f"{base['size_bytes'] / best.size_bytes:.1f}x smaller, "
           f"{base['latency_ms'] / best.latency_ms:.1f}x faster")
-    front.plot(f"{args.out}/pareto.png")
+    plot_front(front, f"{args.out}/pareto.png")
     info = StudyInfo.from_study(search.study, args.storage)  # what the study was made for
     recipe = Recipe.from_candidate(best, info)
     print(f"wrote {recipe.save(f'{args.out}/recipe.yaml')}")

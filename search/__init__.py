@@ -1,5 +1,10 @@
 """How the study runs: Optuna study + storage, Ray Tune execution, resume, front, recipes.
 
+The public names below are the whole API; behind them ``search`` is laid out by job
+(docs/architecture.md): ``study/`` (the study in the database), ``run/`` (Ray Tune
+execution), ``results/`` (front, recipes, status), ``view/`` (what a person sees), and
+``Search``, the command line and seeding on top.
+
 Example:
     >>> from objectives.tasks import digits
     >>> from search import Search
@@ -19,13 +24,10 @@ from search._errors import (
     StudyMismatchError,
     StudyNotFoundError,
 )
-from search._pareto import Candidate, ParetoFront, load_front
-from search._progress import Progress
-from search._recipe import AppliedRecipe, Recipe
-from search._report import write_report
 from search._search import Search
-from search._storage import open_storage, redact
-from search._study import StudyInfo
+from search.results import AppliedRecipe, Candidate, ParetoFront, Recipe, load_front
+from search.study import StudyInfo, open_storage, redact
+from search.view import Progress, plot_front, write_report
 
 __all__ = [
     "AppliedRecipe",
@@ -44,6 +46,7 @@ __all__ = [
     "StudyNotFoundError",
     "load_front",
     "open_storage",
+    "plot_front",
     "redact",
     "write_report",
 ]

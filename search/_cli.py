@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from search.view import format_summary, plot_front, print_front
+
 EXIT_USAGE = 2
 EXIT_INTERNAL = 1
 DEFAULT_DEMO_DIR = "slimsearch-demo"
@@ -58,8 +60,8 @@ _non_negative = _int_at_least(0, "0 or more")
 
 def build_parser() -> argparse.ArgumentParser:
     from objectives.tasks import TASKS
-    from search._pareto import PREFER_CHOICES
     from search._search import DEFAULT_STORAGE
+    from search.results import PREFER_CHOICES
 
     parser = _Parser(prog="slimsearch", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="count", default=0,
@@ -95,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--storage", required=True)
     status.add_argument("--study", required=True)
     status.add_argument("--json", action="store_true", help="print one JSON object")
+    status.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                        help="also print each failed trial's worker traceback")
 
     front = sub.add_parser("front", help="show a study's Pareto front")
     front.add_argument("--storage", required=True)
@@ -132,10 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
 # --------------------------------------------------------------------------- commands
 def _cmd_run(args: argparse.Namespace) -> int:
     from objectives.tasks import get_task
-    from search._search import _UNSET, Search
+    from search._search import Search
     from spaces import SearchSpace
 
     space = SearchSpace.load(args.space) if args.space else None
+    given: dict[str, Any] = {}
+    if args.max_accuracy_drop is not None:  # else: the stored value, or the default
+        given["max_accuracy_drop"] = args.max_accuracy_drop
     search = Search(
         get_task(args.task),
         space,
@@ -143,7 +150,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         study_name=args.study,
         n_trials=args.trials,
         max_concurrent_trials=args.workers,
-        max_accuracy_drop=_UNSET if args.max_accuracy_drop is None else args.max_accuracy_drop,
+        **given,
         seed=args.seed,
         ray_address=args.ray_address,
         progress=False if args.no_progress else None,
@@ -152,20 +159,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
     )
     front = search.run()
     if args.plot:
-        front.plot(args.plot)
+        plot_front(front, args.plot)
     if args.json:
         print(front.to_json())
     else:
-        _print_front(front)
+        print_front(front)
         _print_failures(search)
     return 0
 
 
 def _print_failures(search: Any) -> None:
     """After a run: the study's failed trials with their reasons (the last few)."""
-    from search._status import format_failures, status_of
-    from search._storage import redact
-    from search._study import StudyInfo
+    from search.results import status_of
+    from search.study import StudyInfo, redact
+    from search.view import format_failures
 
     study = search.study
     if study is None:
@@ -178,28 +185,31 @@ def _print_failures(search: Any) -> None:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    from search._status import format_status, study_status
+    from search.results import study_status
+    from search.view import format_status
 
     status = study_status(args.storage, args.study)
-    print(json.dumps(status.to_dict()) if args.json else format_status(status))
+    tracebacks = bool(getattr(args, "verbose", 0))
+    print(json.dumps(status.to_dict()) if args.json
+          else format_status(status, tracebacks=tracebacks))
     return 0
 
 
 def _cmd_front(args: argparse.Namespace) -> int:
-    from search._pareto import load_front
+    from search.results import load_front
 
     front, _ = load_front(args.storage, args.study)
     if args.plot:
-        front.plot(args.plot)
+        plot_front(front, args.plot)
     if args.json:
         print(json.dumps(front.to_dict()))
     else:
-        _print_front(front)
+        print_front(front)
     return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from search._report import write_report
+    from search.view import write_report
 
     path = write_report(args.storage, args.study, args.output, png_dir=args.png_dir)
     print(f"wrote {path}" + (f" and the figures under {args.png_dir}/" if args.png_dir else ""))
@@ -207,8 +217,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from search._pareto import load_front
-    from search._recipe import Recipe
+    from search.results import Recipe, load_front
 
     front, info = load_front(args.storage, args.study)
     recipe = Recipe.from_front(
@@ -217,13 +226,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
     )
     path = recipe.save(args.output)
     print(f"wrote {path} (trial {recipe.source.trial if recipe.source else '?'}: "
-          f"{_summary(recipe.metrics.model_dump(), recipe.baseline.model_dump())})")
+          f"{format_summary(recipe.metrics.model_dump(), recipe.baseline.model_dump())})")
     return 0
 
 
 def _cmd_apply(args: argparse.Namespace) -> int:
     from objectives.tasks import get_task
-    from search._recipe import Recipe
+    from search.results import Recipe
 
     recipe = Recipe.load(args.recipe)
     task = get_task(recipe.task.name, **recipe.task.spec)
@@ -232,8 +241,9 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(metrics))
     else:
-        print(f"re-applied {args.recipe}: {_summary(metrics, recipe.baseline.model_dump())}")
-        print(f"  searched: {_summary(recipe.metrics.model_dump(), recipe.baseline.model_dump())}")
+        base = recipe.baseline.model_dump()
+        print(f"re-applied {args.recipe}: {format_summary(metrics, base)}")
+        print(f"  searched: {format_summary(recipe.metrics.model_dump(), base)}")
         if args.output:
             print(f"  wrote {Path(args.output) / 'model.safetensors'} and recipe.yaml")
     return 0
@@ -241,10 +251,9 @@ def _cmd_apply(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from objectives.tasks import digits
-    from search._pareto import load_front
-    from search._recipe import Recipe
-    from search._report import write_report
     from search._search import Search
+    from search.results import Recipe, load_front
+    from search.view import write_report
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -256,8 +265,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                     max_concurrent_trials=args.workers,
                     progress=False if args.no_progress else None)
     front = search.run()
-    _print_front(front)
-    plot = front.plot(out / "pareto.png")
+    print_front(front)
+    plot = plot_front(front, out / "pareto.png")
     (out / "front.json").write_text(front.to_json(), encoding="utf-8")
     report = write_report(storage, "digits-demo", out / "report.html")
     front, info = load_front(storage, "digits-demo")
@@ -267,58 +276,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     applied = Recipe.load(recipe_path).apply(task, output_dir=out / "model")
     print(f"\nchosen (smallest within the accuracy constraint): trial {recipe.source.trial}"
           if recipe.source else "")
-    print(f"  searched:   {_summary(recipe.metrics.model_dump(), recipe.baseline.model_dump())}")
-    print(f"  re-applied: {_summary(applied.metrics(), recipe.baseline.model_dump())}")
+    base = recipe.baseline.model_dump()
+    print(f"  searched:   {format_summary(recipe.metrics.model_dump(), base)}")
+    print(f"  re-applied: {format_summary(applied.metrics(), base)}")
     print(f"wrote {plot}, {report}, {out / 'front.json'}, {recipe_path}, {out / 'model'}/")
     return 0
-
-
-# ----------------------------------------------------------------------------- output
-def _summary(m: dict[str, Any], base: dict[str, Any]) -> str:
-    parts = [f"accuracy {m['accuracy']:.4f} ({100 * (m['accuracy'] - base['accuracy']):+.2f} pts)"]
-    if m.get("test_accuracy") is not None:
-        parts.append(f"test {m['test_accuracy']:.4f}")
-    faster = base["latency_ms"] / m["latency_ms"]
-    smaller = base["size_bytes"] / m["size_bytes"]
-    parts.append(f"latency {m['latency_ms']:.3f} ms ({faster:.1f}x faster)")
-    parts.append(f"size {m['size_bytes'] / 1024:.1f} KiB ({smaller:.1f}x smaller)")
-    return ", ".join(parts)
-
-
-def _print_front(front: Any) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    base = front.baseline
-    table = Table(title=f"Pareto front of {front.study_name!r} "
-                        f"({len(front)} of {len(front.trials)} trials)")
-    for col in ("trial", "val acc", "Δ pts", "test acc", "latency ms", "faster", "size KiB",
-                "smaller", "prune", "bits"):
-        table.add_column(col, justify="right")
-    table.add_row("teacher", f"{base['accuracy']:.4f}", "", _fmt(base.get("test_accuracy")),
-                  f"{base['latency_ms']:.3f}", "1.0x", f"{base['size_bytes'] / 1024:.1f}", "1.0x",
-                  "", "32")
-    for c in front:
-        table.add_row(
-            str(c.trial),
-            f"{c.accuracy:.4f}",
-            f"{100 * (c.accuracy - base['accuracy']):+.2f}",
-            _fmt(c.test_accuracy),
-            f"{c.latency_ms:.3f}",
-            f"{base['latency_ms'] / c.latency_ms:.1f}x",
-            f"{c.size_bytes / 1024:.1f}",
-            f"{base['size_bytes'] / c.size_bytes:.1f}x",
-            _fmt(c.params.get("prune_ratio"), ".2f"),
-            str(c.params.get("quant_bits", 32)),
-        )
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=160)
-    console.print(table)
-
-
-def _fmt(v: Any, spec: str = ".4f") -> str:
-    return "" if v is None else format(v, spec)
 
 
 # -------------------------------------------------------------------------------- main
@@ -334,7 +296,7 @@ _COMMANDS = {
 
 
 def _configure_logging(verbose: int) -> None:
-    from search._logging import configure_logging
+    from search.view import configure_logging
 
     configure_logging(verbose)
 

@@ -3,30 +3,29 @@
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
-from pathlib import Path
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 import optuna
 
-from objectives import Task
+from objectives import DEFAULT_LOCK_PATH, Task
 from search._errors import SearchArgumentError, StudyMismatchError
-from search._logging import quiet_libraries
-from search._pareto import ParetoFront
-from search._storage import open_storage, redact
-from search._study import (
+from search._seeds import enqueue, seed_configs, warm_start_configs
+from search.results import ParetoFront, library_versions
+from search.run import measure_baseline_remote, ray_session, run_round
+from search.study import (
     ATTR_BASELINE,
     StudyInfo,
     create_or_join,
     find_study,
     finished_trials,
+    open_storage,
+    redact,
     sweep_stale,
     wait_for_others,
 )
+from search.view import Progress, quiet_libraries
 from spaces import SearchSpace
 
 if TYPE_CHECKING:
@@ -41,12 +40,8 @@ _MAX_ROUNDS = 5
 
 
 def library_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("slimsearch")
-    except PackageNotFoundError:
-        return "0+unknown"
+    """The installed slimsearch version ("0+unknown" when not installed)."""
+    return library_versions().get("slimsearch", "0+unknown")
 
 
 def mixed_seed(seed: int, n_existing: int) -> int:
@@ -57,9 +52,9 @@ def mixed_seed(seed: int, n_existing: int) -> int:
 class Search:
     """A resumable multi-objective compression search.
 
-    Trials run as Ray Tune trials (``OptunaSearch`` over the Optuna RDB study at
-    ``storage``); each compresses the task's teacher (prune → distil → quantize) and
-    measures validation accuracy, latency and size. The study maximises accuracy and
+    Trials run as Ray Tune trials (``search.run.StudySearcher``: Optuna's ask/tell on
+    the RDB study at ``storage``); each compresses the task's teacher (prune → distil →
+    quantize) and measures validation accuracy, latency and size. The study maximises accuracy and
     minimises latency and size, subject to accuracy ≥ baseline − ``max_accuracy_drop``.
 
     ``n_trials`` is the study's total of finished trials — COMPLETE, plus PRUNED ones
@@ -212,12 +207,12 @@ class Search:
             drop = info.max_accuracy_drop if info else DEFAULT_MAX_ACCURACY_DROP
 
         if study is not None and info is not None:
-            sweep_stale(study)
+            sweep_stale(self._storage, study)
             if len(finished_trials(study)) >= self.n_trials:
                 return ParetoFront.from_study(study, info)
 
         self._check_devices(space)
-        with quiet_libraries(), _ray_session(self.ray_address), self._progress():
+        with quiet_libraries(), ray_session(self.ray_address), self._progress():
             self._check_cluster()
             if info is None:
                 baseline = self._measure_baseline()
@@ -239,7 +234,7 @@ class Search:
             if study is None:  # pragma: no cover - create_or_join returns a study or raises
                 raise StudyMismatchError(f"study {self.study_name!r} could not be created")
             for _ in range(_MAX_ROUNDS):
-                wait_for_others(study, self.n_trials)
+                wait_for_others(self._storage, study, self.n_trials)
                 remaining = self.n_trials - len(finished_trials(study))
                 if remaining <= 0:
                     break
@@ -253,8 +248,6 @@ class Search:
     def _progress(self) -> AbstractContextManager[Any]:
         if self.progress is False:
             return nullcontext()
-        from search._progress import Progress
-
         return Progress(self._storage, self.study_name, self.n_trials, live=self.progress)
 
     def _check_devices(self, space: SearchSpace) -> None:
@@ -283,16 +276,12 @@ class Search:
             )
 
     def _enqueue_first(self, study: optuna.Study, space: SearchSpace) -> None:
-        from search._seeds import enqueue, seed_configs, warm_start_configs
-
         if self.seed_configs:
             enqueue(study, seed_configs(space), "seed")
         if self.warm_start:
             enqueue(study, warm_start_configs(self._storage, self.warm_start, space), "warm_start")
 
     def _lock_path(self) -> str | None:
-        from objectives import DEFAULT_LOCK_PATH
-
         return str(DEFAULT_LOCK_PATH) if self.measurement_lock else None
 
     def _task_identity(self) -> dict[str, Any]:
@@ -338,132 +327,38 @@ class Search:
         return res
 
     def _measure_baseline(self) -> dict[str, Any]:
-        import ray
-
-        from search._worker import measure_baseline
-
-        remote = ray.remote(measure_baseline).options(
-            num_cpus=self.task.threads, num_gpus=self.gpus_per_trial, max_retries=1
+        return measure_baseline_remote(
+            self.task, gpus_per_trial=self.gpus_per_trial, measurement_lock=self._lock_path()
         )
-        return ray.get(remote.remote(self.task, self.gpus_per_trial, self._lock_path()))
 
     def _run_round(
         self, study: optuna.Study, info: StudyInfo, space: SearchSpace, remaining: int
     ) -> int:
-        from ray import tune
-
-        from search._searcher import HeartbeatCallback, StudySearcher
-        from search._worker import run_trial
-
         sampler = self.sampler or optuna.samplers.TPESampler(
             seed=mixed_seed(self.seed, len(study.get_trials(deepcopy=False))),
             constant_liar=True,
         )
-        searcher = StudySearcher(
-            space=space.distributions(),
-            sampler=sampler,
-            study_name=study.study_name,
-            storage=self._storage,
-            baseline_accuracy=float(info.baseline["accuracy"]),
-            max_accuracy_drop=info.max_accuracy_drop,
-            n_trials=self.n_trials,
-        )
-        trainable = tune.with_resources(
-            tune.with_parameters(
-                run_trial,
-                task=self.task,
-                fixed=space.fixed_values(),
-                seed=info.seed,
-                gpus=self.gpus_per_trial,
-                early_stopping=(
-                    {
-                        "baseline_accuracy": float(info.baseline["accuracy"]),
-                        "max_accuracy_drop": info.max_accuracy_drop,
-                        "storage": _absolute_sqlite(self.storage_url),
-                        "study": study.study_name,
-                    }
-                    if self.early_stopping
-                    else None
-                ),
-                measurement_lock=self._lock_path(),
+        return run_round(
+            task=self.task,
+            study=optuna.load_study(
+                study_name=study.study_name, storage=self._storage, sampler=sampler
             ),
-            self._resources(),
+            storage=self._storage,
+            storage_url=self.storage_url,
+            info=info,
+            distributions=space.distributions(),
+            fixed=space.fixed_values(),
+            n_trials=self.n_trials,
+            remaining=remaining,
+            max_concurrent_trials=self.max_concurrent_trials,
+            resources=self._resources(),
+            gpus_per_trial=self.gpus_per_trial,
+            early_stopping=self.early_stopping,
+            measurement_lock=self._lock_path(),
+            callbacks=self.callbacks,
         )
-        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # no per-experiment banner
-        results_dir = tempfile.mkdtemp(prefix="slimsearch-tune-")
-        try:
-            tuner = tune.Tuner(
-                trainable,
-                tune_config=tune.TuneConfig(
-                    search_alg=searcher,
-                    num_samples=remaining,
-                    max_concurrent_trials=self.max_concurrent_trials,
-                    reuse_actors=True,
-                ),
-                run_config=tune.RunConfig(
-                    name=f"slimsearch-{study.study_name}",
-                    storage_path=results_dir,
-                    verbose=0,
-                    failure_config=tune.FailureConfig(max_failures=1),
-                    callbacks=[HeartbeatCallback(searcher), *self.callbacks],
-                ),
-            )
-            # We read results from the study, not from Tune's result files (whose
-            # per-trial loggers are disabled for speed): silence Tune's complaint.
-            logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
-            tuner.fit()
-        finally:
-            searcher.close()  # its trials left RUNNING (an interrupt) may now be swept
-            shutil.rmtree(results_dir, ignore_errors=True)
-        return searcher.completed + searcher.pruned
-
-
-def _absolute_sqlite(url: str) -> str:
-    """``url`` with a relative SQLite path made absolute (Ray workers run elsewhere)."""
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or not parsed.database:
-        return url
-    path = Path(parsed.database)
-    if path.is_absolute() or parsed.database == ":memory:":
-        return url
-    return parsed.set(database=str(path.resolve())).render_as_string(hide_password=False)
 
 
 def _positive_int(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise SearchArgumentError(f"{name} must be a positive integer, got {value!r}")
-
-
-@contextmanager
-def _ray_session(address: str | None) -> Iterator[None]:
-    """Use the running Ray, or for the block start a local one or join ``address``.
-
-    With no ``address`` (and no ``RAY_ADDRESS`` in the environment) a new local instance
-    is started, never a cluster that happens to run on the machine.
-    """
-    import ray
-
-    if ray.is_initialized():
-        yield
-        return
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    kwargs: dict[str, Any] = {
-        "include_dashboard": False,
-        "log_to_driver": False,
-        "logging_level": logging.WARNING,
-    }
-    if address:
-        kwargs["address"] = address
-    elif not os.environ.get("RAY_ADDRESS"):
-        # Without an address Ray would join any cluster already started on this machine
-        # (`ray start`, another program's cluster); a search without --ray-address runs on
-        # its own local instance instead.
-        kwargs["address"] = "local"
-    ray.init(**kwargs)
-    try:
-        yield
-    finally:
-        ray.shutdown()

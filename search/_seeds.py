@@ -18,6 +18,7 @@ import optuna
 from optuna.trial import TrialState
 
 from objectives import CompressionConfig
+from search.study import TRIAL_SEED_CONFIG
 from spaces import Choice, Fixed, FloatRange, SearchSpace
 
 SEEDS: tuple[dict[str, Any], ...] = (
@@ -31,19 +32,6 @@ SEEDS: tuple[dict[str, Any], ...] = (
     {"attn_prune_ratio": 0.25, "ffn_prune_ratio": 0.5, "quant_bits": 8, "embed_bits": 8,
      "prune_vocab": True},
 )
-
-SEED_ATTR = "slimsearch_seed_config"
-
-
-def _fits(param: object, value: object) -> bool:
-    if isinstance(param, FloatRange):
-        return isinstance(value, (int, float)) and param.low <= float(value) <= param.high
-    if isinstance(param, Choice):
-        return value in param.choices
-    if isinstance(param, Fixed):
-        return value == param.value
-    return False
-
 
 def _middle(param: FloatRange | Choice) -> Any:
     if isinstance(param, Choice):
@@ -60,7 +48,7 @@ def _base(space: SearchSpace) -> dict[str, Any]:
         if isinstance(param, Fixed):
             continue
         default = getattr(defaults, name, None)
-        base[name] = default if _fits(param, default) else _middle(param)
+        base[name] = default if space.allows(name, default) else _middle(param)
     return base
 
 
@@ -76,7 +64,7 @@ def seed_configs(space: SearchSpace) -> list[dict[str, Any]]:
             if name not in params:
                 # dropped: the trial uses the config default; the seed only fits if equal
                 ok = getattr(CompressionConfig(), name, None) == value
-            elif not _fits(params[name], value):
+            elif not space.allows(name, value):
                 ok = False
             elif not isinstance(params[name], Fixed):
                 config[name] = value
@@ -92,7 +80,6 @@ def warm_start_configs(
 ) -> list[dict[str, Any]]:
     """Pareto-front configs of earlier studies that lie in ``space`` (to re-evaluate)."""
     searched = set(space.searched())
-    params = space.parameters
     out: list[dict[str, Any]] = []
     for name in study_names:
         study = optuna.load_study(study_name=name, storage=storage)
@@ -100,7 +87,7 @@ def warm_start_configs(
             config = {k: v for k, v in t.params.items() if k in searched}
             if set(config) != searched:
                 config = {**_base(space), **config}
-            if all(_fits(params[k], v) for k, v in config.items()) and config not in out:
+            if all(space.allows(k, v) for k, v in config.items()) and config not in out:
                 out.append(config)
     return out
 
@@ -117,7 +104,7 @@ def enqueue(study: optuna.Study, configs: list[Mapping[str, Any]], origin: str) 
     for config in configs:
         if dict(config) in seen:
             continue
-        study.enqueue_trial(dict(config), user_attrs={SEED_ATTR: origin})
+        study.enqueue_trial(dict(config), user_attrs={TRIAL_SEED_CONFIG: origin})
         seen.append(dict(config))
         n += 1
     return n

@@ -292,22 +292,28 @@ class SearchSpace:
                 out[k] = CategoricalDistribution(list(v.choices))
         return out
 
+    def allows(self, name: str, value: object) -> bool:
+        """Whether parameter ``name`` of this space may take ``value``.
+
+        A fixed parameter allows its value only, a choice its choices, a range any
+        number within it; a name the space does not hold allows nothing.
+        """
+        p = self._params.get(name)
+        if isinstance(p, Fixed):
+            return value == p.value
+        if isinstance(p, Choice):
+            return value in p.choices
+        if isinstance(p, FloatRange):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                return False
+            return not math.isnan(float(value)) and p.low <= float(value) <= p.high
+        return False
+
     def contains(self, config: Mapping[str, object]) -> bool:
         """Whether ``config`` (searched + fixed values) is a point of this space."""
         if set(config) != set(self._params):
             return False
-        for k, p in self._params.items():
-            v = config[k]
-            if isinstance(p, Fixed) and v != p.value:
-                return False
-            if isinstance(p, Choice) and v not in p.choices:
-                return False
-            if isinstance(p, FloatRange):
-                if not isinstance(v, (int, float)) or math.isnan(float(v)):
-                    return False
-                if not p.low <= float(v) <= p.high:
-                    return False
-        return True
+        return all(self.allows(k, v) for k, v in config.items())
 
     # -------------------------------------------------------------- serialisation
     def to_dict(self) -> dict[str, dict[str, Any]]:

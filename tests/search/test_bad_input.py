@@ -155,8 +155,7 @@ CASES = [
 @pytest.fixture(scope="module")
 def inputs(searched, tmp_path_factory) -> tuple[Path, Path, str]:
     """(directory of bad files, the searched study's database, its study name)."""
-    from search._pareto import load_front
-    from search._recipe import Recipe
+    from search import Recipe, load_front
 
     url, name, _ = searched
     db = Path(url.removeprefix("sqlite:///"))

@@ -45,7 +45,7 @@ def test_export_a_given_trial(searched, tmp_path, capsys):
     out = tmp_path / "r.yaml"
     assert main(["export", "--storage", url, "--study", name, "--trial", str(trial),
                  "-o", str(out)]) == 0
-    from search._recipe import Recipe
+    from search import Recipe
 
     assert Recipe.load(out).source.trial == trial
 

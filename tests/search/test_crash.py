@@ -24,7 +24,7 @@ from torch import nn
 
 from search import Search
 from search._cli import _print_failures, main
-from search._study import STALE_TRIAL, TRIAL_ERROR, TRIAL_ERROR_TYPE, TRIAL_RETRY_OF
+from search.study import STALE_TRIAL, TRIAL_ERROR, TRIAL_ERROR_TYPE, TRIAL_RETRY_OF
 from spaces import SearchSpace
 from tests.search._driver import driver_task
 

@@ -4,7 +4,8 @@ import optuna
 from optuna.trial import TrialState
 
 from search import Search
-from search._seeds import SEED_ATTR, seed_configs
+from search._seeds import seed_configs
+from search.study import TRIAL_SEED_CONFIG as SEED_ATTR
 from spaces import SearchSpace
 
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from search import Candidate, NoCandidateError, ParetoFront
+from search import Candidate, NoCandidateError, ParetoFront, plot_front
 
 BASE = {"accuracy": 0.95, "latency_ms": 10.0, "size_bytes": 1000, "test_accuracy": 0.94}
 
@@ -48,6 +48,6 @@ def test_json_shape():
 
 def test_plot_writes_png(searched, tmp_path):
     _, _, front = searched
-    path = front.plot(tmp_path / "front.png")
+    path = plot_front(front, tmp_path / "front.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert path.stat().st_size > 10_000

@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 from rich.console import Console
 
 from search import Search, SearchArgumentError, open_storage
-from search._progress import Progress, take_snapshot
+from search.view import Progress, take_snapshot
 
 
 def test_snapshot_matches_the_study(searched):

@@ -3,9 +3,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from search import RecipeError
-from search._pareto import load_front
-from search._recipe import Recipe
+from search import Recipe, RecipeError, load_front
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ from optuna.trial import TrialState
 
 from search import Search, StudyInfo
 from search._cli import main
-from search._report import MIN_TRIALS_FOR_IMPORTANCE, build_report, param_importances
-from search._study import METRICS
+from search.study import METRICS
+from search.view import MIN_TRIALS_FOR_IMPORTANCE, build_report, param_importances
 from spaces import SearchSpace
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -5,7 +5,7 @@ import pytest
 from optuna.trial import TrialState
 
 from search import Search, SearchArgumentError, StorageError, StudyMismatchError
-from search._study import ATTR_BASELINE, ATTR_TASK
+from search.study import ATTR_BASELINE, ATTR_TASK
 from spaces import SearchSpace
 
 

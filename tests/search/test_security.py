@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from search import redact
-from search._storage import scrub
+from search.study import scrub
 from tests.search._servers import POSTGRES, delete_study, server_url, unique_study
 
 ROOT = Path(__file__).resolve().parents[2]

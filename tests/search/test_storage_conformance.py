@@ -17,8 +17,8 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
 
 from search import StudyNotFoundError, open_storage
-from search._status import study_status
-from search._study import (
+from search.results import study_status
+from search.study import (
     MAX_RETRY,
     STALE_TRIAL,
     TRIAL_ERROR,
@@ -128,7 +128,7 @@ class TestStorageConformance:
 
     def test_sweep_fails_dead_and_stale_trials_only_and_requeues_once(self, url, study_name):
         study, _ = _create(url, study_name)
-        storage = study._storage
+        storage = open_storage(url)  # the raw RDBStorage, as a search holds it
         me = owner_identity()
         elsewhere = {**me, "host": "another-machine"}
 
@@ -149,10 +149,10 @@ class TestStorageConformance:
         live_run = running(owner_identity(start_run()), beat=True)  # this process, running
         end_run(run)
 
-        assert sorted(sweep_stale(study)) == [dead.number, ended.number]
+        assert sorted(sweep_stale(storage, study)) == [dead.number, ended.number]
         time.sleep(3.5)  # past the 2 s grace period; ``mine`` is not renewed either
-        assert sorted(sweep_stale(study)) == sorted([remote.number, silent.number])
-        assert sweep_stale(study) == []
+        assert sorted(sweep_stale(storage, study)) == sorted([remote.number, silent.number])
+        assert sweep_stale(storage, study) == []
 
         trials = {t.number: t for t in study.get_trials()}
         assert trials[mine.number].state == TrialState.RUNNING
@@ -185,7 +185,7 @@ class TestStorageConformance:
         gone = {**me, "pid": _dead_pid()}
         for r in retries:
             storage.set_trial_system_attr(r._trial_id, TRIAL_OWNER, gone)
-        assert len(sweep_stale(study)) == len(retries)
+        assert len(sweep_stale(storage, study)) == len(retries)
         assert MAX_RETRY == 1 and not study.get_trials(states=(TrialState.WAITING,))
         study.tell(mine, [0.9, 0.01, 1000])
         study.tell(live_run, [0.9, 0.01, 1000])

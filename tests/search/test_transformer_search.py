@@ -6,9 +6,7 @@ import pytest
 import torch
 
 from objectives import evaluate_metric, forward, load_pretrained_compressed
-from search import Search
-from search._pareto import load_front
-from search._recipe import Recipe
+from search import Recipe, Search, load_front
 from spaces import SearchSpace
 from tests.objectives.tiny_bert import tiny_bert_dir, tiny_text_task
 

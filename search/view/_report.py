@@ -15,34 +15,31 @@ from __future__ import annotations
 
 import base64
 import html
-import io
-import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from search._pareto import ParetoFront
-from search._storage import redact
-from search._study import METRICS, TRIAL_ERROR, TRIAL_ERROR_TYPE, StudyInfo
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+from search.results import ParetoFront
+from search.study import (
+    METRICS,
+    TRIAL_ERROR,
+    TRIAL_ERROR_TYPE,
+    TRIAL_STOPPED,
+    TRIAL_TRACEBACK,
+    StudyInfo,
+    open_study,
+    redact,
+)
+from search.view import _figures
+from search.view._format import AXIS_LABELS as _LABELS
 
 MIN_TRIALS_FOR_IMPORTANCE = 4
-TRIAL_STOPPED = "stopped"  # user attribute: why a PRUNED trial stopped early
-_LABELS = {
-    "accuracy": "validation accuracy",
-    "latency_ms": "latency (ms)",
-    "size_bytes": "size (KiB)",
-}
-_SCALE = {"accuracy": 1.0, "latency_ms": 1.0, "size_bytes": 1 / 1024}
-_GREY, _RED, _PINK, _BLACK = "#9e9e9e", "#d62728", "#d0a0a0", "black"
 
 
 @dataclass
@@ -80,12 +77,7 @@ def write_report(
     Raises:
         StorageError, StudyNotFoundError, StudyMismatchError: as ``load_front``.
     """
-    from search._storage import open_storage
-    from search._study import load_existing
-
-    storage = open_storage(storage_url, create=False)
-    study = load_existing(storage, study_name, storage_url)
-    info = StudyInfo.from_study(study, storage_url)
+    study, info = open_study(storage_url, study_name)
     report = build_report(study, info, storage_url)
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -104,12 +96,12 @@ def build_report(study: optuna.Study, info: StudyInfo, storage_url: str = "") ->
     trials = study.get_trials(deepcopy=False)
     importances, note = param_importances(study)
     figures = {
-        "front_2d.png": _png(_front_2d(front)),
-        "front_3d.png": _png(_front_3d(front)),
-        "history.png": _png(_history(trials, front)),
+        "front_2d.png": _figures.png(_figures.front_2d(front)),
+        "front_3d.png": _figures.png(_figures.front_3d(front)),
+        "history.png": _figures.png(_figures.history(trials, front)),
     }
     if importances:
-        figures["importance.png"] = _png(_importance_figure(importances))
+        figures["importance.png"] = _figures.png(_figures.importance(importances))
     page = _page(study, info, front, trials, figures, importances, note, storage_url)
     return Report(page, figures, importances, note)
 
@@ -159,162 +151,6 @@ def _objective(i: int) -> Callable[[FrozenTrial], float]:
     return lambda t: float(t.values[i])
 
 
-# --------------------------------------------------------------------------- figures
-def _png(fig: Figure) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _log_axis(axis: Any, set_scale: Callable[[str], None]) -> None:
-    """A log axis labelled with plain numbers at 1-2-5 steps (no overlapping 10^x)."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
-    set_scale("log")
-    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    axis.set_minor_formatter(NullFormatter())
-
-
-def _front_2d(front: ParetoFront) -> Figure:
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6), constrained_layout=True)
-    on_front = {c.trial for c in front.candidates}
-    rest = [t for t in front.trials if t.trial not in on_front]
-    feasible = [t for t in rest if t.trial not in front.infeasible]
-    infeasible = [t for t in rest if t.trial in front.infeasible]
-    base = front.baseline
-    pairs = (("latency_ms", "accuracy"), ("size_bytes", "accuracy"), ("size_bytes", "latency_ms"))
-    for ax, (x, y) in zip(axes, pairs):
-        def xy(points: Sequence[Any], x: str = x, y: str = y) -> tuple[list[float], list[float]]:
-            return ([getattr(p, x) * _SCALE[x] for p in points],
-                    [getattr(p, y) * _SCALE[y] for p in points])
-
-        ax.scatter(*xy(feasible), c=_GREY, s=20, label="other trials")
-        if infeasible:
-            ax.scatter(*xy(infeasible), c=_PINK, marker="x", s=22,
-                       label="breaks the accuracy constraint")
-        pts = sorted(front.candidates, key=lambda c, x=x: getattr(c, x))
-        ax.scatter(*xy(pts), c=_RED, s=40, zorder=3, label="Pareto front")
-        for c in pts:
-            ax.annotate(str(c.trial), (getattr(c, x) * _SCALE[x], getattr(c, y) * _SCALE[y]),
-                        textcoords="offset points", xytext=(4, 4), fontsize=7, color=_RED)
-        ax.scatter([base[x] * _SCALE[x]], [base[y] * _SCALE[y]], marker="*", s=240, c=_BLACK,
-                   zorder=4, label="teacher")
-        if y == "accuracy" and front.max_accuracy_drop is not None:
-            ax.axhline(base["accuracy"] - front.max_accuracy_drop, ls="--", lw=1, c="#555555",
-                       label=f"accuracy floor (−{front.max_accuracy_drop:g})")
-        _log_axis(ax.xaxis, ax.set_xscale)
-        if y != "accuracy":
-            _log_axis(ax.yaxis, ax.set_yscale)
-        ax.set_xlabel(_LABELS[x] + " (log)")
-        ax.set_ylabel(_LABELS[y] + (" (log)" if y != "accuracy" else ""))
-        ax.grid(alpha=0.3, which="both")
-    axes[0].legend(loc="lower right", fontsize=8)
-    fig.suptitle("Pareto front, two objectives at a time (labels: trial numbers)")
-    return fig
-
-
-def _front_3d(front: ParetoFront) -> Figure:
-    plt = _pyplot()
-    fig = plt.figure(figsize=(7.5, 6.2), constrained_layout=True)
-    ax = fig.add_subplot(projection="3d")
-    on_front = {c.trial for c in front.candidates}
-    rest = [t for t in front.trials if t.trial not in on_front]
-
-    def coords(points: Sequence[Any]) -> tuple[list[float], list[float], list[float]]:
-        return ([math.log10(p.latency_ms) for p in points],
-                [math.log10(p.size_bytes / 1024) for p in points],
-                [p.accuracy for p in points])
-
-    if rest:
-        ax.scatter(*coords(rest), c=_GREY, s=14, depthshade=False, label="other trials")
-    ax.scatter(*coords(front.candidates), c=_RED, s=40, depthshade=False, label="Pareto front")
-    base = front.baseline
-    ax.scatter([math.log10(base["latency_ms"])], [math.log10(base["size_bytes"] / 1024)],
-               [base["accuracy"]], marker="*", s=260, c=_BLACK, depthshade=False,
-               label="teacher")
-    ax.set_xlabel("log10 latency (ms)")
-    ax.set_ylabel("log10 size (KiB)")
-    ax.set_zlabel("validation accuracy")
-    ax.view_init(elev=22, azim=-130)
-    ax.legend(loc="upper left", fontsize=8)
-    ax.set_title("All three objectives")
-    return fig
-
-
-def _history(trials: Sequence[FrozenTrial], front: ParetoFront) -> Figure:
-    plt = _pyplot()
-    fig, axes = plt.subplots(3, 1, figsize=(11, 7.5), sharex=True, constrained_layout=True)
-    complete = [t for t in trials if t.state == TrialState.COMPLETE and t.values]
-    failed = [t.number for t in trials if t.state == TrialState.FAIL]
-    stopped = [t.number for t in trials if t.state == TrialState.PRUNED]
-    base = front.baseline
-    for i, (ax, metric) in enumerate(zip(axes, METRICS)):
-        scale = _SCALE[metric]
-        xs = [t.number for t in complete]
-        ys = [t.values[i] * scale for t in complete]
-        ok = [(x, y) for t, x, y in zip(complete, xs, ys) if t.number not in front.infeasible]
-        off = [(x, y) for t, x, y in zip(complete, xs, ys) if t.number in front.infeasible]
-        if ok:
-            ax.scatter(*zip(*ok), c="#1f77b4", s=16, label="completed trial")
-        if off:
-            ax.scatter(*zip(*off), c=_PINK, s=16, label="breaks the accuracy constraint")
-        best: list[float] = []
-        pick = max if metric == "accuracy" else min
-        for t in complete:
-            if t.number in front.infeasible:
-                best.append(best[-1] if best else math.nan)
-                continue
-            v = t.values[i] * scale
-            best.append(pick(best[-1], v) if best and not math.isnan(best[-1]) else v)
-        if xs:
-            ax.step(xs, best, where="post", c=_RED, lw=1.5, label="best feasible so far")
-        ax.axhline(base[metric] * scale, c=_BLACK, ls=":", lw=1, label="teacher")
-        for numbers, marker, label in ((failed, "x", "failed"), (stopped, "|", "stopped early")):
-            if numbers:
-                ax.scatter(numbers, [base[metric] * scale] * len(numbers), marker=marker,
-                           c="#7f7f7f", s=30, label=label)
-        if metric != "accuracy":
-            _log_axis(ax.yaxis, ax.set_yscale)
-        ax.set_ylabel(_LABELS[metric])
-        ax.grid(alpha=0.3)
-    axes[0].legend(loc="lower right", fontsize=8, ncol=3)
-    from matplotlib.ticker import MaxNLocator
-
-    axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[-1].set_xlabel("trial number")
-    fig.suptitle("Trial history")
-    return fig
-
-
-def _importance_figure(importances: Mapping[str, Mapping[str, float]]) -> Figure:
-    plt = _pyplot()
-    params = sorted({p for imp in importances.values() for p in imp})
-    fig, axes = plt.subplots(1, len(importances), figsize=(4.2 * len(importances), 0.45 *
-                             len(params) + 1.4), sharey=True, constrained_layout=True)
-    for ax, (metric, imp) in zip(axes, importances.items()):
-        ax.barh(params, [imp.get(p, 0.0) for p in params], color="#1f77b4")
-        ax.set_title(_LABELS[metric].split(" (")[0])
-        ax.set_xlim(0, 1)
-        ax.grid(alpha=0.3, axis="x")
-    axes[0].invert_yaxis()
-    fig.suptitle("Parameter importance per objective (Optuna, normalised to 1)")
-    return fig
-
-
 # ------------------------------------------------------------------------------ HTML
 _CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;margin:24px auto;
@@ -330,6 +166,7 @@ border:1px solid #eee} .cards{display:flex;gap:12px;flex-wrap:wrap}
 .card b{display:block;font-size:1.4em} .note{color:#666;font-style:italic}
 td.cfg{font-size:.85em;color:#444;max-width:520px}
 code{background:#f4f4f4;padding:1px 4px;border-radius:3px}
+pre{font-size:.8em;white-space:pre-wrap;max-width:640px;text-align:left}
 """
 
 
@@ -491,10 +328,16 @@ def _failure_table(trials: Sequence[FrozenTrial]) -> str:
         reason = str(reason)
         if len(reason) > 400:
             reason = reason[:400] + "…"
+        trace = t.user_attrs.get(TRIAL_TRACEBACK)
+        if trace:
+            reason_html = (f"{_e(reason)}<details><summary>worker traceback</summary>"
+                           f"<pre>{_e(trace)}</pre></details>")
+        else:
+            reason_html = _e(reason)
         params = ", ".join(f"{k}={_fmt_param(v)}" for k, v in sorted(t.params.items()))
         rows.append(
             f"<tr><td>{t.number}</td><td class='l'>{t.state.name}</td><td class='l'>"
-            f"{_e(kind)}</td><td class='l'>{_e(reason)}</td><td class='l'>{params}</td></tr>"
+            f"{_e(kind)}</td><td class='l'>{reason_html}</td><td class='l'>{params}</td></tr>"
         )
     rows.append("</table>")
     return "\n".join(rows)

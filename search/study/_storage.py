@@ -5,7 +5,7 @@ next one is scheduled (Optuna's RDB storage commits per call). SQLite files are 
 WAL mode with a 60 s busy timeout so several processes can share one file. A trial that
 is RUNNING carries a heartbeat that its driver renews; trials whose heartbeat is older
 than the grace period, or whose driver process is known to be gone, are failed and
-re-queued once (see ``_study.sweep_stale``).
+re-queued once (see ``search.study.sweep_stale``).
 
 The heartbeat interval and grace period (seconds) default to 5 and 20 and can be set
 with the environment variables ``SLIMSEARCH_HEARTBEAT_INTERVAL`` and
@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from search._errors import StorageError
+from search.study._retry import requeue_once
 
 if TYPE_CHECKING:
     import optuna
@@ -151,8 +152,6 @@ def open_storage(url: str, *, create: bool = True) -> optuna.storages.RDBStorage
     import optuna
     import sqlalchemy.exc
 
-    from search._study import requeue_once
-
     validate_url(url)
     interval, grace = heartbeat_settings()
     engine_kwargs: dict[str, object] = {"pool_pre_ping": True}
@@ -217,6 +216,19 @@ def open_storage(url: str, *, create: bool = True) -> optuna.storages.RDBStorage
                 else "check that the server runs and the URL (user, host, port, database)"
             )
         ) from None
+
+
+def absolute_sqlite(url: str) -> str:
+    """``url`` with a relative SQLite path made absolute (Ray workers run elsewhere)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return url
+    path = Path(parsed.database)
+    if path.is_absolute() or parsed.database == ":memory:":
+        return url
+    return parsed.set(database=str(path.resolve())).render_as_string(hide_password=False)
 
 
 def _serialize_sqlite_transactions(engine: sqlalchemy.engine.Engine) -> None:

@@ -1,4 +1,4 @@
-"""``slimsearch status``: where a study stands — trial counts, failures and why, best so far.
+"""Where a study stands — trial counts, failures and why, best so far (``slimsearch status``).
 
 Contract: reading the status never changes the study (no sweep, no re-queue, and a
 missing SQLite file is not created), so it is safe to run against a study another
@@ -14,15 +14,17 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from search._study import (
+from search.study import (
     ATTR_BASELINE,
     METRICS,
     MODES,
     TRIAL_ERROR,
     TRIAL_ERROR_TYPE,
     TRIAL_RETRY_OF,
+    TRIAL_TRACEBACK,
     StudyInfo,
-    load_existing,
+    is_feasible,
+    open_study,
 )
 
 _STATES = (
@@ -36,12 +38,14 @@ _STATES = (
 
 @dataclass(frozen=True)
 class Failure:
-    """One FAIL trial: its number, the error's type and message, and its retry if any."""
+    """One FAIL trial: its number, the error's type and message, its retry if any, and
+    the tail of the worker's traceback when one was recorded."""
 
     trial: int
     error_type: str
     error: str
     retried_as: int | None
+    traceback: str | None = None
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,7 @@ class StudyStatus:
             "counts": dict(self.counts),
             "failures": [
                 {"trial": f.trial, "error_type": f.error_type, "error": f.error,
-                 "retried_as": f.retried_as}
+                 "retried_as": f.retried_as, "traceback": f.traceback}
                 for f in self.failures
             ],
             "best": {k: {"trial": t, "value": v} for k, (t, v) in self.best.items()},
@@ -90,11 +94,7 @@ def study_status(storage_url: str, study_name: str) -> StudyStatus:
         StudyNotFoundError: no such study.
         StudyMismatchError: the study was not created by slimsearch.
     """
-    from search._storage import open_storage
-
-    storage = open_storage(storage_url, create=False)
-    study = load_existing(storage, study_name, storage_url)
-    info = StudyInfo.from_study(study, storage_url)
+    study, info = open_study(storage_url, study_name)
     return status_of(study, info)
 
 
@@ -114,17 +114,12 @@ def status_of(study: optuna.Study, info: StudyInfo) -> StudyStatus:
             error_type=str(t.user_attrs.get(TRIAL_ERROR_TYPE, "unknown")),
             error=str(t.user_attrs.get(TRIAL_ERROR, "no reason recorded")),
             retried_as=retries.get(t.number),
+            traceback=t.user_attrs.get(TRIAL_TRACEBACK),
         )
         for t in trials
         if t.state == TrialState.FAIL
     )
-    feasible = [
-        t
-        for t in trials
-        if t.state == TrialState.COMPLETE
-        and t.values is not None
-        and not any(v > 0 for v in t.constraints.values())
-    ]
+    feasible = [t for t in trials if is_feasible(t)]
     best: dict[str, tuple[int, float]] = {}
     for i, (metric, mode) in enumerate(zip(METRICS, MODES, strict=True)):
         if feasible:
@@ -139,49 +134,3 @@ def status_of(study: optuna.Study, info: StudyInfo) -> StudyStatus:
         baseline=dict(study.user_attrs.get(ATTR_BASELINE) or {}),
         max_accuracy_drop=info.max_accuracy_drop,
     )
-
-
-def format_status(status: StudyStatus, *, max_failures: int = 20) -> str:
-    """Plain-text report: counts, then best so far, then the failures (newest last)."""
-    lines = [f"study {status.study_name!r}: " + ", ".join(
-        f"{n} {state.lower()}" for state, n in status.counts.items() if n or state == "COMPLETE"
-    )]
-    base = status.baseline
-    constraint = (
-        "no accuracy constraint"
-        if status.max_accuracy_drop is None
-        else f"accuracy drop ≤ {100 * status.max_accuracy_drop:g} pts"
-    )
-    if status.best:
-        lines.append(f"best so far ({constraint}):")
-        for metric, (trial, value) in status.best.items():
-            lines.append(f"  {metric:<11} {_value(metric, value, base)}  (trial {trial})")
-    else:
-        lines.append(f"best so far: no COMPLETE trial meets the constraint ({constraint})")
-    if status.failures:
-        lines.append(format_failures(status, max_failures=max_failures))
-    return "\n".join(lines)
-
-
-def format_failures(status: StudyStatus, *, max_failures: int = 20) -> str:
-    """The failed trials with their reasons, newest last (at most ``max_failures``)."""
-    shown = status.failures[-max_failures:] if max_failures > 0 else ()
-    lines = [f"failed trials ({len(status.failures)}):"]
-    if len(shown) < len(status.failures):
-        lines.append(f"  … {len(status.failures) - len(shown)} older failures not shown")
-    for f in shown:
-        retry = f" → re-queued as trial {f.retried_as}" if f.retried_as is not None else ""
-        error = f.error if len(f.error) <= 300 else f.error[:299] + "…"
-        lines.append(f"  trial {f.trial}: {f.error_type}: {error}{retry}")
-    return "\n".join(lines)
-
-
-def _value(metric: str, value: float, base: Mapping[str, Any]) -> str:
-    ref = base.get(metric)
-    if metric == "accuracy":
-        delta = f" ({100 * (value - ref):+.2f} pts vs teacher)" if ref is not None else ""
-        return f"{value:.4f}{delta}"
-    ratio = f" ({ref / value:.1f}x vs teacher)" if ref and value else ""
-    if metric == "latency_ms":
-        return f"{value:.3f} ms{ratio}"
-    return f"{value / 1024:.1f} KiB{ratio}"

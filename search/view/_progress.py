@@ -28,15 +28,17 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import TrialState
 
-from search._study import ATTR_BASELINE, find_study
+from search.study import ATTR_BASELINE, METRICS, MODES, find_study, is_feasible
+from search.view import _format
+from search.view._logging import PROGRESS_LOGGER
 
 if TYPE_CHECKING:
     from optuna.storages import BaseStorage
     from rich.console import Console, RenderableType
 
-logger = logging.getLogger("search.progress")
+logger = logging.getLogger(PROGRESS_LOGGER)
 
-_BETTER = {"accuracy": max, "latency_ms": min, "size_bytes": min}
+_BETTER = {m: max if mode == "max" else min for m, mode in zip(METRICS, MODES, strict=True)}
 
 
 @dataclass(frozen=True)
@@ -93,30 +95,12 @@ class Snapshot:
                  f"{self.running} running, {self.failed} failed"]
         if self.best:
             parts.append("best " + ", ".join(
-                f"{_LABEL[k]} {_value(k, b.value)} (#{b.trial})"
+                f"{_format.LABELS[k]} {_format.metric(k, b.value)} (#{b.trial})"
                 for k, b in self.best.items()
             ))
             parts.append(f"front {self.front_size}")
-        parts.append(f"elapsed {_clock(self.elapsed_s)}, eta {_clock(self.eta_s)}")
+        parts.append(f"elapsed {_format.clock(self.elapsed_s)}, eta {_format.clock(self.eta_s)}")
         return " | ".join(parts)
-
-
-_LABEL = {"accuracy": "accuracy", "latency_ms": "latency", "size_bytes": "size"}
-
-
-def _value(key: str, value: float) -> str:
-    if key == "accuracy":
-        return f"{value:.4f}"
-    if key == "latency_ms":
-        return f"{value:.3f} ms"
-    return f"{value / 1024:.1f} KiB"
-
-
-def _clock(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    s = int(round(seconds))
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
 def take_snapshot(
@@ -130,9 +114,7 @@ def take_snapshot(
     for t in trials:
         if t.state in counts:
             counts[t.state] += 1
-        if t.state == TrialState.COMPLETE and t.values is not None and not any(
-            v > 0 for v in t.constraints.values()
-        ):
+        if is_feasible(t):
             feasible.append(t)
     best: dict[str, Best] = {}
     for i, (key, pick) in enumerate(_BETTER.items()):
@@ -175,19 +157,18 @@ def render(snap: Snapshot, title: str) -> RenderableType:
     if not base:
         grid.add_row("teacher", "measuring…")
     for key, b in snap.best.items():
-        note = ""
-        if base.get(key):
-            if key == "accuracy":
-                note = f"  ({100 * (b.value - base[key]):+.2f} pts vs teacher)"
-            else:
-                word = "faster" if key == "latency_ms" else "smaller"
-                note = f"  ({base[key] / b.value:.1f}x {word})"
+        change = _format.versus(key, b.value, base)
+        if change and key == "accuracy":
+            change += " vs teacher"
+        note = f"  ({change})" if change else ""
         grid.add_row(
-            f"best {_LABEL[key]}", f"{_value(key, b.value)}{note}  [dim]trial {b.trial}[/]"
+            f"best {_format.LABELS[key]}",
+            f"{_format.metric(key, b.value)}{note}  [dim]trial {b.trial}[/]",
         )
     if snap.best:
         grid.add_row("Pareto front", f"{snap.front_size} trial(s)")
-    grid.add_row("time", f"{_clock(snap.elapsed_s)} elapsed, about {_clock(snap.eta_s)} left")
+    grid.add_row("time", f"{_format.clock(snap.elapsed_s)} elapsed, "
+                         f"about {_format.clock(snap.eta_s)} left")
     return Panel(grid, title=title, title_align="left", expand=False)
 
 

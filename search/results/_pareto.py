@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search._errors import NoCandidateError
-from search._study import TRIAL_TEST_ACCURACY, StudyInfo
+from search.study import METRICS, TRIAL_TEST_ACCURACY, StudyInfo, is_feasible, open_study
 
 Prefer = Literal["latency", "size", "accuracy"]
 PREFER_CHOICES = ("latency", "size", "accuracy")
@@ -103,9 +102,7 @@ class ParetoFront:
             k: v["value"] for k, v in info.space.items() if isinstance(v, Mapping) and "value" in v
         }
         complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        infeasible = {
-            t.number for t in complete if any(v > 0 for v in t.constraints.values())
-        }
+        infeasible = {t.number for t in complete if not is_feasible(t)}
         return cls(
             [Candidate.from_trial(t, fixed) for t in study.best_trials],
             baseline=info.baseline,
@@ -167,7 +164,7 @@ class ParetoFront:
 
     def to_dict(self) -> dict[str, Any]:
         """``{"baseline": {...}, "front": [candidate, ...]}``."""
-        base = {k: self.baseline[k] for k in ("accuracy", "latency_ms", "size_bytes")}
+        base = {k: self.baseline[k] for k in METRICS}
         base["size_bytes"] = int(base["size_bytes"])
         if "test_accuracy" in self.baseline:
             base["test_accuracy"] = self.baseline["test_accuracy"]
@@ -182,12 +179,6 @@ class ParetoFront:
         """``to_dict()`` as JSON text."""
         return json.dumps(self.to_dict(), indent=indent)
 
-    def plot(self, path: str | Path) -> Path:
-        """Write a PNG with accuracy against latency and against size; return its path."""
-        from search._plot import plot_front
-
-        return plot_front(self, Path(path))
-
 
 def load_front(storage_url: str, study_name: str) -> tuple[ParetoFront, StudyInfo]:
     """Open an existing study read-only and return its front and metadata.
@@ -197,10 +188,5 @@ def load_front(storage_url: str, study_name: str) -> tuple[ParetoFront, StudyInf
         StudyNotFoundError: no such study.
         StudyMismatchError: the study was not created by slimsearch.
     """
-    from search._storage import open_storage
-    from search._study import load_existing
-
-    storage = open_storage(storage_url, create=False)
-    study = load_existing(storage, study_name, storage_url)
-    info = StudyInfo.from_study(study, storage_url)
+    study, info = open_study(storage_url, study_name)
     return ParetoFront.from_study(study, info), info

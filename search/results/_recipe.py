@@ -31,8 +31,8 @@ from objectives import (
 )
 from objectives.tasks import TextTask
 from search._errors import RecipeError
-from search._pareto import Candidate, ParetoFront, Prefer
-from search._study import StudyInfo
+from search.results._pareto import Candidate, ParetoFront, Prefer
+from search.study import StudyInfo
 
 logger = logging.getLogger(__name__)
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import math
 import time
 import traceback
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -21,6 +21,8 @@ from objectives import (
     evaluate,
     evaluate_teacher,
 )
+from search.run._messages import TIMINGS, EarlyStoppingSpec, TrialReport
+from search.study import is_feasible, open_storage
 
 _LOCKS: dict[str, MeasurementLock] = {}
 _STORAGES: dict[str, Any] = {}
@@ -36,18 +38,16 @@ def use_measurement_lock(path: str | None) -> None:
     activate_measurement_lock(_LOCKS[path])
 
 
-def finished_trials(storage_url: str, study_name: str) -> list[FinishedTrial]:
+def finished_trials(spec: EarlyStoppingSpec) -> list[FinishedTrial]:
     """Objectives of the study's COMPLETE, feasible trials (for early stopping)."""
     import optuna
 
-    from search._storage import open_storage
-
-    if storage_url not in _STORAGES:  # one engine per worker process, reused by its trials
-        _STORAGES[storage_url] = open_storage(storage_url)
-    study = optuna.load_study(study_name=study_name, storage=_STORAGES[storage_url])
+    if spec.storage_url not in _STORAGES:  # one engine per worker process, reused
+        _STORAGES[spec.storage_url] = open_storage(spec.storage_url)
+    study = optuna.load_study(study_name=spec.study_name, storage=_STORAGES[spec.storage_url])
     out = []
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-        if all(v <= 0 for v in t.constraints.values()):
+        if is_feasible(t):
             acc, lat, size = t.values
             out.append(FinishedTrial(float(acc), float(lat), int(size)))
     return out
@@ -68,24 +68,26 @@ def _node_id() -> str:
         return ""
 
 
-def result_to_report(result: TrialResult, *, seed: int, device: str) -> dict[str, Any]:
-    """The flat dict a trial reports to Ray Tune."""
-    report: dict[str, Any] = {
-        **result.metrics(),
-        "num_parameters": result.num_parameters,
-        "seed": seed,
-        "device": device,
-        "node": _node_id(),
-    }
-    if result.latency is not None:
-        report["latency_cv"] = result.latency.cv
-        report["latency_p90_ms"] = result.latency.p90_ms
-    if result.epoch_accuracies:
-        report["epoch_accuracies"] = list(result.epoch_accuracies)
-    if result.stopped is not None:
-        report["stopped"] = result.stopped
-    report.update({k: float(v) for k, v in result.timings.items()})
-    return report
+def report_of(result: TrialResult, *, seed: int, device: str) -> TrialReport:
+    """The ``TrialReport`` of a measured (or early-stopped) ``result``."""
+    unknown = set(result.timings) - set(TIMINGS)
+    if unknown:  # a new phase needs a field in TrialReport, or it would be dropped
+        raise KeyError(f"TrialReport has no field for the timings {sorted(unknown)}")
+    return TrialReport(
+        accuracy=result.accuracy,
+        latency_ms=result.latency_ms,
+        size_bytes=float(result.size_bytes),
+        test_accuracy=result.test_accuracy,
+        num_parameters=result.num_parameters,
+        latency_cv=None if result.latency is None else result.latency.cv,
+        latency_p90_ms=None if result.latency is None else result.latency.p90_ms,
+        epoch_accuracies=tuple(result.epoch_accuracies),
+        stopped=result.stopped,
+        seed=seed,
+        device=device,
+        node=_node_id(),
+        **{k: float(v) for k, v in result.timings.items()},
+    )
 
 
 def run_trial(
@@ -95,18 +97,17 @@ def run_trial(
     fixed: Mapping[str, Any],
     seed: int,
     gpus: float = 0.0,
-    early_stopping: Mapping[str, Any] | None = None,
+    early_stopping: EarlyStoppingSpec | None = None,
     measurement_lock: str | None = None,
 ) -> None:
-    """Ray Tune function trainable: compress with ``fixed | config`` and report metrics.
+    """Ray Tune function trainable: compress with ``fixed | config`` and report a ``TrialReport``.
 
-    Any exception is reported as ``{"error": "...", "error_type": ...}`` (the searcher
-    records the trial as FAIL with that message) instead of crashing the worker, so the
+    Any exception is reported as a failed ``TrialReport`` (message, type, traceback; the
+    searcher records the trial as FAIL with them) instead of crashing the worker, so the
     search goes on. A worker that dies outright is retried by Tune's ``FailureConfig``.
 
     Args:
-        early_stopping: ``{"baseline_accuracy", "max_accuracy_drop", "storage",
-            "study"}`` to stop hopeless trials early (reported with ``stopped``).
+        early_stopping: Stop hopeless trials early (reported with ``stopped``).
         measurement_lock: Path of the machine-wide lock that keeps latency timing free
             of other trials' work (see ``objectives.MeasurementLock``); None: no lock.
     """
@@ -120,35 +121,24 @@ def run_trial(
         rule = None
         if early_stopping is not None:
             rule = EarlyStopping(
-                baseline_accuracy=float(early_stopping["baseline_accuracy"]),
-                max_accuracy_drop=early_stopping["max_accuracy_drop"],
-                finished=finished_trials(early_stopping["storage"], early_stopping["study"]),
+                baseline_accuracy=early_stopping.baseline_accuracy,
+                max_accuracy_drop=early_stopping.max_accuracy_drop,
+                finished=finished_trials(early_stopping),
             )
         result = evaluate(task, cfg, seed=seed, device=device, early_stopping=rule)
-        report = result_to_report(result, seed=seed, device=device)
-        if result.stopped is None:
-            for m in ("accuracy", "latency_ms", "size_bytes"):
-                if not math.isfinite(report[m]):
-                    raise FloatingPointError(f"{m} is {report[m]}")
+        report = report_of(result, seed=seed, device=device)
     except Exception as exc:  # recorded on the trial, not raised
-        if isinstance(exc, torch.OutOfMemoryError):
-            torch.cuda.empty_cache() if torch.cuda.is_available() else None
+        if isinstance(exc, torch.OutOfMemoryError) and torch.cuda.is_available():
+            torch.cuda.empty_cache()
         message = " ".join(f"{type(exc).__name__}: {exc}".split())[:2000]
         if _out_of_memory(exc):
             message = (
                 "out of memory (lower batch_size in the space, run fewer trials at once "
                 f"with --workers, or give each trial more memory): {message}"
             )[:2000]
-        report = {
-            "accuracy": float("nan"),
-            "latency_ms": float("nan"),
-            "size_bytes": float("nan"),
-            "error": message,
-            "error_type": type(exc).__name__,
-            "traceback": traceback.format_exc()[-4000:],
-        }
-    report["trial_fn_s"] = time.perf_counter() - entered
-    tune.report(report)
+        report = TrialReport.failed(message, type(exc).__name__, traceback.format_exc()[-4000:])
+    report = replace(report, trial_fn_s=time.perf_counter() - entered)
+    tune.report(report.to_metrics())
 
 
 def _out_of_memory(exc: BaseException) -> bool:
@@ -163,13 +153,8 @@ def _out_of_memory(exc: BaseException) -> bool:
 
 def measure_baseline(
     task: Task, gpus: float = 0.0, measurement_lock: str | None = None
-) -> dict[str, Any]:
+) -> TrialReport:
     """The teacher's metrics, measured exactly as a trial's (run as a Ray task)."""
     device = worker_device(gpus)
     use_measurement_lock(measurement_lock)
-    result = evaluate_teacher(task, device=device)
-    return {
-        **result_to_report(result, seed=0, device=device),
-        "threads": task.threads,
-        "latency_batch_size": task.latency_batch_size,
-    }
+    return report_of(evaluate_teacher(task, device=device), seed=0, device=device)

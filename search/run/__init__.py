@@ -1,0 +1,15 @@
+"""Ray Tune execution: the searcher over the study, the worker code, and the typed messages
+that cross Ray between them."""
+
+from __future__ import annotations
+
+from search.run._messages import EarlyStoppingSpec, TrialReport
+from search.run._tune import measure_baseline_remote, ray_session, run_round
+
+__all__ = [
+    "EarlyStoppingSpec",
+    "TrialReport",
+    "measure_baseline_remote",
+    "ray_session",
+    "run_round",
+]
