@@ -24,7 +24,13 @@ from torch import nn
 
 from search import Search
 from search._cli import _print_failures, main
-from search.study import STALE_TRIAL, TRIAL_ERROR, TRIAL_ERROR_TYPE, TRIAL_RETRY_OF
+from search.study import (
+    STALE_TRIAL,
+    TRIAL_ERROR,
+    TRIAL_ERROR_TYPE,
+    TRIAL_RETRY_OF,
+    TRIAL_TRACEBACK,
+)
 from spaces import SearchSpace
 from tests.search._driver import driver_task
 
@@ -303,10 +309,18 @@ def test_failing_trial_is_recorded_and_search_goes_on(
     for t in failed:
         assert t.user_attrs[TRIAL_ERROR_TYPE] == error_type
         assert needle in t.user_attrs[TRIAL_ERROR]
+        # the worker's traceback crosses Ray in the TrialReport and is stored
+        trace = t.user_attrs[TRIAL_TRACEBACK]
+        assert trace.startswith("Traceback") or "File " in trace
+        assert f"{error_type}" in trace and "test_crash.py" in trace
     assert main(["status", "--storage", url, "--study", "f"]) == 0
     out = capsys.readouterr().out
     assert f"trial {failed[0].number}: {error_type}" in out and needle in out
     assert "1 complete" in out and f"{len(failed)} fail" in out
+    assert "Traceback" not in out and "slimsearch status -v" in out
+    assert main(["status", "--storage", url, "--study", "f", "-v"]) == 0
+    out = capsys.readouterr().out
+    assert "test_crash.py" in out and "in forward" in out  # the failing frame, indented
     _print_failures(search)  # what `slimsearch run` prints after its front
     out = capsys.readouterr().out
     assert f"trial {failed[0].number}: {error_type}" in out and "slimsearch status" in out

@@ -93,6 +93,8 @@ def test_report_lists_failures_and_explains_missing_importances(tmp_path, ray_se
     for t in failed:
         assert f"<tr><td>{t.number}</td><td class='l'>FAIL</td>" in section
         assert t.user_attrs["error_type"] in section
+    assert section.count("<summary>worker traceback</summary>") == len(failed)
+    assert "Traceback (most recent call last)" in section
     assert "quant_bits=8" in section
     assert f"{len(failed)} × TaskError" in section
 
