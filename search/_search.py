@@ -96,7 +96,7 @@ class Search:
             configs a new study evaluates first.
         measurement_lock: Time latency under a machine-wide lock so parallel trials do
             not disturb it; default on when ``max_concurrent_trials > 1``.
-        progress: Show progress while running (``search._progress.Progress``): None
+        progress: Show progress while running (``search.Progress``): None
             (default) a live display when stderr is a terminal, else one-line INFO
             records on the ``search.progress`` logger; True always the live display;
             False nothing.

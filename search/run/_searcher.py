@@ -265,6 +265,11 @@ class StudySearcher(Searcher):
         )
         if self._tell(trial, report.objectives(), TrialState.COMPLETE):
             self.completed += 1
+            logger.info(
+                "trial %d finished: accuracy %.4f, latency %.3f ms, size %d bytes, params %s",
+                trial.number, report.accuracy, report.latency_ms, int(report.size_bytes),
+                trial.params,
+            )
 
     def _tell(self, trial: optuna.Trial, values: list[float] | None, state: TrialState) -> bool:
         """Finish ``trial``; False when another process had finished it already."""

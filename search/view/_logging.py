@@ -6,14 +6,14 @@ loggers and never configures logging on import. The CLI calls :func:`configure_l
 * ``0`` (default): slimsearch warnings (a failed trial, a round that completed nothing)
   and the progress lines of ``search.progress`` when not on a terminal; Optuna and Ray
   only report errors, and library deprecation warnings are hidden.
-* ``1`` (``-v``): slimsearch's INFO records too (study created, rounds, baseline);
+* ``1`` (``-v``): slimsearch's INFO records too (one line per finished trial, rounds);
   Optuna and Ray still only report warnings and errors.
-* ``2`` (``-vv``): DEBUG for slimsearch, INFO for Optuna (one line per trial) and Ray,
-  Python warnings shown.
+* ``2`` (``-vv``): DEBUG for slimsearch, INFO for Optuna (study created, enqueue
+  notices) and Ray, Python warnings shown.
 
 :func:`quiet_libraries` is what ``Search.run`` uses from Python: it keeps Optuna's
-per-trial INFO lines out of a progress display, unless the caller asked for DEBUG on
-the ``search`` logger.
+INFO lines out of a progress display, unless the caller asked for DEBUG on the
+``search`` logger.
 """
 
 from __future__ import annotations

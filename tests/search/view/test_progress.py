@@ -84,10 +84,10 @@ def test_cli_is_quiet_by_default_and_verbose_on_request(tmp_path):
     # RAY_ADDRESS=local: a Ray of its own, not another cluster found on this machine.
     env = {**os.environ, "PYTHONWARNINGS": "default", "RAY_ADDRESS": "local"}
 
-    def cli(trials: int, *flags: str) -> subprocess.CompletedProcess:
+    def cli(trials: int, *flags: str, study: str = "q") -> subprocess.CompletedProcess:
         return subprocess.run(
             [sys.executable, "-m", "search", *flags, "run", "--task", "digits", "--storage",
-             url, "--study", "q", "--trials", str(trials), "--json"],
+             url, "--study", study, "--trials", str(trials), "--json"],
             capture_output=True, text=True, timeout=600, env=env,
         )
 
@@ -99,8 +99,9 @@ def test_cli_is_quiet_by_default_and_verbose_on_request(tmp_path):
     assert err and all(line.startswith("INFO search.progress: trials ") for line in err), err
     assert err[-1].startswith("INFO search.progress: trials 2/2 done")
 
-    loud = cli(3, "-vv")
+    loud = cli(3, "-vv", study="q-loud")  # a new study: Optuna says it created it
     assert loud.returncode == 0, loud.stderr
-    assert "[I " in loud.stderr  # Optuna's own INFO records
+    assert "[I " in loud.stderr and "A new study created" in loud.stderr  # Optuna's INFO
+    assert "INFO search.run._searcher: trial 2 finished: accuracy " in loud.stderr  # ours
     assert "Started a local Ray instance" in loud.stderr  # Ray's
     assert "search.progress: trials 3/3 done" in loud.stderr
