@@ -20,7 +20,8 @@ def cache_dir() -> Path:
 def teacher_key(code: ModuleType, data: list[torch.Tensor], **settings: object) -> str:
     """A key that changes when the module's source, the data or any setting changes.
 
-    Tasks name their cached teachers by it: ``cache_dir() / "teachers" / f"{name}-{key}"``.
+    Tasks name their cached teachers by it:
+    ``cache_dir() / "teachers" / f"{name}-{key}.safetensors"``.
     """
     h = hashlib.sha256()
     h.update(inspect.getsource(code).encode())
