@@ -10,14 +10,12 @@ from __future__ import annotations
 import statistics
 
 from benchmarks._report import machine, table, write_section
-from objectives import CompressionConfig, Task, evaluate
-from objectives._distill import _TEACHER_LOGITS, _logits_file
+from objectives import CompressionConfig, Task, evaluate, forget_teacher_logits
 
 
 def _trial_seconds(task: Task, config: CompressionConfig, *, warm: bool) -> float:
     if not warm:
-        _TEACHER_LOGITS.clear()
-        _logits_file(task).unlink(missing_ok=True)
+        forget_teacher_logits(task, on_disk=True)
     return evaluate(task, config, seed=0).timings["compute_s"]
 
 

@@ -1,5 +1,16 @@
 """What one trial computes: tasks, compression operators, and measurement.
 
+The package is laid out by job:
+
+* the core (this package's private modules): ``CompressionConfig``, ``Task``, the trial
+  pipeline (``compress``, ``evaluate``), early stopping, the model file
+  (``save_weights``) and the Hugging Face export;
+* ``objectives.operators``: what a trial does to the teacher (prune, distil, quantize);
+* ``objectives.measure``: how the result is measured (metric, latency, measurement lock);
+* ``objectives.tasks``: built-in and Hugging Face tasks. The core never imports it.
+
+Every public name is importable from ``objectives`` itself.
+
 Example:
     >>> from objectives import CompressionConfig, evaluate
     >>> from objectives.tasks import digits
@@ -11,35 +22,51 @@ Example:
 from __future__ import annotations
 
 from objectives._config import CompressionConfig
-from objectives._distill import distillation_loss, finetune, predict_logits
 from objectives._early_stop import EarlyStopping, FinishedTrial
-from objectives._embedding_quant import QuantizedEmbedding, quantize_embeddings
 from objectives._errors import TaskError, TrialFailed
-from objectives._measure import LatencyStats, evaluate_metric, measure_latency
 from objectives._pretrained import load_pretrained_compressed, save_pretrained_compressed
-from objectives._pruning import count_parameters, prune_structured
-from objectives._quantize import BFloat16Module, quantize
-from objectives._quiet import DEFAULT_LOCK_PATH, MeasurementLock
-from objectives._quiet import set_active as activate_measurement_lock
-from objectives._serialize import load_weights, save_weights
+from objectives._serialize import count_parameters, load_weights, save_weights
 from objectives._task import Split, Task, accuracy, forward
-from objectives._transformer_pruning import prune_transformer
 from objectives._trial import (
     MODEL_FILE,
-    PHASES,
     TrialResult,
     compress,
     evaluate,
     evaluate_teacher,
     load_compressed,
+    pruned_copy,
     skeleton,
 )
-from objectives._vocab import RemappedEmbedding, prune_vocabulary
+from objectives.measure import (
+    DEFAULT_LOCK_PATH,
+    LatencyStats,
+    MeasurementLock,
+    activate_measurement_lock,
+    evaluate_metric,
+    measure_latency,
+)
+from objectives.operators import (
+    BFloat16Module,
+    QuantizedEmbedding,
+    RemappedEmbedding,
+    distillation_loss,
+    dynamic_int8_modules,
+    finetune,
+    forget_teacher_logits,
+    is_int4_weight,
+    predict_logits,
+    prune_structured,
+    prune_transformer,
+    prune_vocabulary,
+    quantize,
+    quantize_embeddings,
+    teacher_logits_file,
+    teacher_train_logits,
+)
 
 __all__ = [
     "DEFAULT_LOCK_PATH",
     "MODEL_FILE",
-    "PHASES",
     "BFloat16Module",
     "CompressionConfig",
     "EarlyStopping",
@@ -58,11 +85,14 @@ __all__ = [
     "compress",
     "count_parameters",
     "distillation_loss",
+    "dynamic_int8_modules",
     "evaluate",
     "evaluate_metric",
     "evaluate_teacher",
     "finetune",
+    "forget_teacher_logits",
     "forward",
+    "is_int4_weight",
     "load_compressed",
     "load_pretrained_compressed",
     "load_weights",
@@ -71,9 +101,12 @@ __all__ = [
     "prune_structured",
     "prune_transformer",
     "prune_vocabulary",
+    "pruned_copy",
     "quantize",
     "quantize_embeddings",
     "save_pretrained_compressed",
     "save_weights",
     "skeleton",
+    "teacher_logits_file",
+    "teacher_train_logits",
 ]

@@ -1,21 +1,44 @@
-"""``CompressionConfig``: everything one trial needs to know about how to compress."""
+"""``CompressionConfig``: everything one trial needs to know about how to compress.
+
+Which values a field may take is not decided here: every field is checked against its
+entry in ``spaces.CATALOG``, the one place that states each parameter's bounds and
+allowed values (a search space is checked against the same entry). This module decides
+only the fields' Python types and their defaults.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
-QuantBits = Literal[32, 16, 8, 4]
-EdgeBits = Literal[0, 8, 32]
-EmbedBits = Literal[32, 8]
+from spaces import CATALOG
+
+# Parameters with a closed set of values are typed as that set (so "8" or 8.5 is refused
+# as it is by a Literal); the set itself is the catalog's.
+QuantBits = Literal[CATALOG["quant_bits"].allowed]  # Literal[32, 16, 8, 4]
+EdgeBits = Literal[CATALOG["edge_bits"].allowed]  # Literal[0, 8, 32]
+EmbedBits = Literal[CATALOG["embed_bits"].allowed]  # Literal[32, 8]
+
+_ILLEGAL = "{name}: {reason}"
 
 
 class CompressionConfig(BaseModel):
     """The settings of one compression run: prune → distil → quantize.
 
     Every field has a default, so a search that does not vary a parameter still gets
-    a complete config. Unknown keys are an error, not a silent default.
+    a complete config. Unknown keys are an error, not a silent default. A value outside
+    the field's ``spaces.CATALOG`` entry is a ``pydantic.ValidationError`` whose message
+    names the field and the values it allows (``quant_bits: 3 is not supported; allowed:
+    one of 32, 16, 8, 4``).
 
     Attributes:
         prune_ratio: Fraction of prunable channels / hidden neurons removed (structured).
@@ -38,19 +61,45 @@ class CompressionConfig(BaseModel):
             (text tasks only; True on another task is a ``TaskError``).
         embed_bits: 32 keeps embedding tables fp32; 8 stores them int8 per row (a model
             without ``nn.Embedding`` tables raises ``TaskError`` for 8).
+
+    Example:
+        >>> CompressionConfig(prune_ratio=0.5, quant_bits=8).quant_bits
+        8
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    prune_ratio: float = Field(0.0, ge=0.0, le=0.95)
+    prune_ratio: float = 0.0
     quant_bits: QuantBits = 32
     edge_bits: EdgeBits = 0
-    distill_temperature: float = Field(4.0, gt=0.0, le=100.0)
-    distill_alpha: float = Field(0.5, ge=0.0, le=1.0)
-    batch_size: int = Field(64, ge=1, le=4096)
-    grad_accum_steps: int = Field(1, ge=1, le=256)
-    learning_rate: float = Field(1e-3, gt=0.0, le=1.0)
-    attn_prune_ratio: float = Field(0.0, ge=0.0, le=0.95)
-    ffn_prune_ratio: float = Field(0.0, ge=0.0, le=0.95)
+    distill_temperature: float = 4.0
+    distill_alpha: float = 0.5
+    batch_size: int = 64
+    grad_accum_steps: int = 1
+    learning_rate: float = 1e-3
+    attn_prune_ratio: float = 0.0
+    ffn_prune_ratio: float = 0.0
     prune_vocab: bool = False
     embed_bits: EmbedBits = 32
+
+    @field_validator("*", mode="wrap")
+    @classmethod
+    def _in_catalog(
+        cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
+    ) -> Any:
+        """Parse ``value`` as the field's type, then check it against the catalog entry."""
+        name = str(info.field_name)
+        spec = CATALOG[name]
+        try:
+            parsed = handler(value)
+        except ValidationError:
+            reason = spec.check_value(value) or (
+                f"{value!r} is not valid; allowed: {spec.allowed_text()}"
+            )
+            raise PydanticCustomError(
+                "catalog", _ILLEGAL, {"name": name, "reason": reason}
+            ) from None
+        reason = spec.check_value(parsed)
+        if reason is not None:
+            raise PydanticCustomError("catalog", _ILLEGAL, {"name": name, "reason": reason})
+        return parsed

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -33,12 +32,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from objectives._embedding_quant import quantize_embeddings
 from objectives._errors import TaskError
-from objectives._quantize import BFloat16Module, dynamic_int8_modules, quantize
+from objectives._imports import import_transformers
 from objectives._serialize import load_weights, save_weights
-from objectives._transformer_pruning import attention_modules
-from objectives._vocab import unwrap_vocabulary
+from objectives._tokenizer import load_tokenizer
+from objectives.operators._embedding_quant import quantize_embeddings
+from objectives.operators._quantize import BFloat16Module, dynamic_int8_modules, quantize
+from objectives.operators._transformer_pruning import attention_modules
+from objectives.operators._vocab import unwrap_vocabulary
 
 STRUCTURE_FILE = "slimsearch.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -144,19 +145,17 @@ def load_pretrained_compressed(path: str | Path) -> nn.Module:
     Raises:
         TaskError: the directory is not a slimsearch model directory or is corrupt.
     """
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from transformers import AutoConfig, AutoModelForSequenceClassification
-
+    transformers = import_transformers()
     p = Path(path)
     try:
         structure = json.loads((p / STRUCTURE_FILE).read_text(encoding="utf-8"))
-        config = AutoConfig.from_pretrained(str(p), local_files_only=True)
+        config = transformers.AutoConfig.from_pretrained(str(p), local_files_only=True)
     except (OSError, ValueError) as exc:
         raise TaskError(
             f"{str(p)!r} is not a slimsearch model directory (needs config.json and "
             f"{STRUCTURE_FILE}): {exc}"
         ) from None
-    model = AutoModelForSequenceClassification.from_config(config)
+    model = transformers.AutoModelForSequenceClassification.from_config(config)
     with torch.no_grad():
         for name, (fan_in, fan_out, bias) in structure.get("linears", {}).items():
             try:
@@ -182,11 +181,9 @@ def load_pretrained_compressed(path: str | Path) -> nn.Module:
 
 
 def _copy_tokenizer(src: Path, out: Path) -> None:
-    from objectives.tasks._text import _load_tokenizer
-
     if src.resolve() == out.resolve():
         return
-    _load_tokenizer(src).save_pretrained(str(out))
+    load_tokenizer(src).save_pretrained(str(out))
 
 
 def _remap_tokenizer(src: Path, out: Path, old_to_new: dict[int, int]) -> None:

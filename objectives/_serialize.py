@@ -1,9 +1,11 @@
-"""Model weights to and from safetensors — no pickle, including int8 dynamic layers.
+"""The model file: weights to and from safetensors — no pickle, including quantized layers.
 
-Quantized weights are stored as plain tensors: the int8 values plus their scale(s),
-zero point(s) and quantization axis. Tensors that share memory (tied weights) are
-stored once, with the aliases listed in the file's metadata, so the file size is the
-honest size of the compressed model.
+Quantized weights are stored as plain tensors: the int8 (or packed int4) values plus
+their scale(s), zero point(s) and quantization axis. Tensors that share memory (tied
+weights) are stored once, with the aliases listed in the file's metadata, so the file
+size is the honest size of the compressed model: it is the size objective
+(``TrialResult.size_bytes``). ``count_parameters`` counts the weight elements the file
+holds.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from objectives._errors import TaskError
-from objectives._quantize import dynamic_int8_modules, is_int4_weight
+from objectives.operators._quantize import dynamic_int8_modules, is_int4_weight
 
 _QSUFFIX = (".int8", ".int4", ".scale", ".zero_point", ".axis")
 
@@ -176,3 +178,12 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
                 if buf is not None and k in tensors:
                     buf.copy_(tensors[k])
     return model
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of weight elements, counting int8 dynamic-quantized weights too."""
+    return sum(
+        2 * t.numel() if k.endswith(".int4") else t.numel()  # two int4 values per byte
+        for k, t in _plain_tensors(model).items()
+        if not k.endswith((".scale", ".zero_point", ".axis", ".weight_scale", ".token_map"))
+    )

@@ -15,16 +15,15 @@ import torch
 from torch import nn
 
 from objectives._config import CompressionConfig
-from objectives._distill import finetune
 from objectives._early_stop import EarlyStopping
-from objectives._measure import LatencyStats, evaluate_metric, measure_latency
-from objectives._pruning import count_parameters
-from objectives._quantize import quantize
-from objectives._serialize import load_weights, save_weights
-from objectives._structure import restructure
+from objectives._serialize import count_parameters, load_weights, save_weights
 from objectives._task import Task
+from objectives.measure._latency import LatencyStats, measure_latency
+from objectives.measure._metric import evaluate_metric
+from objectives.operators._distill import finetune
+from objectives.operators._quantize import quantize
+from objectives.operators._structure import restructure
 
-PHASES = ("prune", "finetune", "quantize", "measure")
 MODEL_FILE = "model.safetensors"
 
 
@@ -108,8 +107,11 @@ def _final_device(config: CompressionConfig, device: torch.device | str) -> torc
 def pruned_copy(task: Task, config: CompressionConfig) -> nn.Module:
     """A deep copy of the teacher with the config's structural compression applied.
 
-    See ``objectives._structure.restructure``: channels (``prune_ratio``), transformer
-    heads/FFN neurons, vocabulary, int8 embedding tables.
+    Channels (``prune_ratio``), transformer heads/FFN neurons, vocabulary, int8 embedding
+    tables — the student a trial fine-tunes, before quantization.
+
+    Raises:
+        TaskError: a setting does not apply to this model or task.
     """
     student = copy.deepcopy(task.teacher).cpu().eval()
     return restructure(student, task, config)

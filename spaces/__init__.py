@@ -9,7 +9,7 @@ Example:
 
 from __future__ import annotations
 
-from spaces._catalog import CATALOG, PRESETS, ParamSpec, known_names
+from spaces._catalog import CATALOG, PRESETS, ParamSpec
 from spaces._errors import SpaceError
 from spaces._space import Choice, Fixed, FloatRange, Param, SearchSpace
 
@@ -23,5 +23,4 @@ __all__ = [
     "ParamSpec",
     "SearchSpace",
     "SpaceError",
-    "known_names",
 ]

@@ -1,14 +1,17 @@
 """The parameters slimsearch knows how to search, with the values each may take.
 
 The catalog is the single place that says which names exist and which values are legal.
-Ranges a user writes must sit inside a parameter's ``bounds``; choices must each pass the
-parameter's rule. Defaults for a *dropped* parameter are not decided here: a dropped
-parameter is simply not sent to the trial, and the trial's own config supplies its default.
+Ranges a user writes must sit inside a parameter's bounds; choices must each pass the
+parameter's rule (``ParamSpec.check_value``). The trial's config
+(``objectives.CompressionConfig``) has one field per entry and checks its values by the
+same rule, so a bound changed here changes both.
+
+Defaults for a *dropped* parameter are not decided here: a dropped parameter is simply
+not sent to the trial, and the trial's own config supplies its default.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -195,7 +198,3 @@ PRESETS: dict[str, dict[str, object]] = {
     },
 }
 
-
-def known_names() -> Sequence[str]:
-    """Names of every parameter the catalog knows, in catalog order."""
-    return tuple(CATALOG)

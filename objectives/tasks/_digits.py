@@ -9,9 +9,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from objectives._cache import cache_dir, teacher_key
 from objectives._serialize import load_weights, save_weights
 from objectives._task import Split, Task
-from objectives.tasks._cache import cache_dir, teacher_key
 
 logger = logging.getLogger(__name__)
 

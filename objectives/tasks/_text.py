@@ -15,7 +15,6 @@ import inspect
 import json
 import logging
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,10 +23,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from objectives._cache import cache_dir, teacher_key
 from objectives._errors import TaskError
+from objectives._imports import import_transformers
 from objectives._serialize import load_weights, save_weights
 from objectives._task import Split, Task, forward, take
-from objectives.tasks._cache import cache_dir, teacher_key
+from objectives._tokenizer import load_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -63,17 +64,7 @@ class TextTask(Task):
 
     def tokenizer(self) -> Any:
         """The task's tokenizer, loaded from ``tokenizer_dir`` (offline)."""
-        return _load_tokenizer(self.tokenizer_dir)
-
-
-def _load_tokenizer(path: str | Path) -> Any:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from transformers import AutoTokenizer
-
-    try:
-        return AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-    except (OSError, ValueError) as exc:
-        raise TaskError(f"cannot load a tokenizer from {str(path)!r}: {exc}") from None
+        return load_tokenizer(self.tokenizer_dir)
 
 
 def read_text_data(
@@ -185,15 +176,13 @@ def _dir_digest(model_dir: Path) -> str:
 
 def _load_model(model_dir: Path, num_labels: int) -> tuple[nn.Module, bool]:
     """The classifier, and whether its classification head came from the directory."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from transformers import AutoModelForSequenceClassification
-    from transformers.utils import logging as hf_logging
-
+    transformers = import_transformers()
+    hf_logging = transformers.utils.logging
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     try:
-        model, info = AutoModelForSequenceClassification.from_pretrained(
+        model, info = transformers.AutoModelForSequenceClassification.from_pretrained(
             str(model_dir),
             num_labels=num_labels,
             local_files_only=True,
@@ -329,7 +318,7 @@ def hf_text_task(
     if max_length < 2:
         raise TaskError(f"max_length must be >= 2, got {max_length}")
     tok_path = Path(tokenizer_dir) if tokenizer_dir is not None else model_path
-    tokenizer = _load_tokenizer(tok_path)
+    tokenizer = load_tokenizer(tok_path)
 
     parts = [_as_pairs(train, "train", text_field, label_field)]
     if (val is None) != (test is None):

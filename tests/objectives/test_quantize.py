@@ -8,14 +8,15 @@ from objectives import (
     MODEL_FILE,
     CompressionConfig,
     TaskError,
+    dynamic_int8_modules,
     evaluate,
     evaluate_metric,
+    is_int4_weight,
     load_compressed,
     load_weights,
     quantize,
     save_weights,
 )
-from objectives._quantize import dynamic_int8_modules, is_int4_weight
 
 
 def _mlp() -> nn.Module:

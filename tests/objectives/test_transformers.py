@@ -25,17 +25,19 @@ from objectives import (
     evaluate,
     evaluate_metric,
     evaluate_teacher,
+    forget_teacher_logits,
     forward,
     load_compressed,
     load_pretrained_compressed,
     predict_logits,
     prune_transformer,
     prune_vocabulary,
+    pruned_copy,
     quantize_embeddings,
     save_pretrained_compressed,
+    teacher_logits_file,
+    teacher_train_logits,
 )
-from objectives._distill import _TEACHER_LOGITS, _logits_file, teacher_train_logits
-from objectives._trial import pruned_copy
 from objectives.tasks import TextTask, generate_reviews, hf_text_task, read_text_data
 from tests.objectives.tiny_bert import tiny_bert_dir, tiny_text_task
 
@@ -192,16 +194,20 @@ def test_settings_a_model_lacks_are_clear_task_errors(text_task, mlp_task):
 
 def test_teacher_logits_are_cached_on_disk_for_dict_inputs(text_task):
     expected = predict_logits(text_task.teacher, text_task.train)
-    _TEACHER_LOGITS.pop(text_task.fingerprint, None)
+    forget_teacher_logits(text_task)
     first = teacher_train_logits(text_task)
-    path = _logits_file(text_task)
+    path = teacher_logits_file(text_task)
     assert path.exists()
     torch.testing.assert_close(first, expected)
-    _TEACHER_LOGITS.pop(text_task.fingerprint, None)
+    forget_teacher_logits(text_task)
     mtime = path.stat().st_mtime_ns
     second = teacher_train_logits(text_task)
     assert path.stat().st_mtime_ns == mtime  # read back, not recomputed
     assert torch.equal(first, second)
+    forget_teacher_logits(text_task, on_disk=True)
+    assert not path.exists()
+    torch.testing.assert_close(teacher_train_logits(text_task), expected)  # recomputed
+    assert path.exists()
 
 
 @pytest.mark.parametrize("bits", [32, 16, 8])

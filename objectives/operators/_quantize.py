@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from objectives._errors import TaskError
+from objectives._imports import import_torchao
 
 
 class BFloat16Module(nn.Module):
@@ -55,23 +56,8 @@ def _int8_dynamic(model: nn.Module, names: set[str] | None) -> nn.Module:
         return quantize_dynamic(model.cpu(), spec, dtype=torch.qint8, inplace=False)
 
 
-def _torchao() -> object:
-    """Import torchao quietly (it logs about optional CUDA kernels it cannot load)."""
-    import logging
-
-    previous = logging.root.manager.disable
-    logging.disable(logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import torchao.quantization as tq
-    finally:
-        logging.disable(previous)
-    return tq
-
-
 def _int4_weight_only(model: nn.Module, names: set[str]) -> nn.Module:
-    tq = _torchao()
+    tq = import_torchao()
     config = tq.IntxWeightOnlyConfig(
         weight_dtype=torch.int4, granularity=tq.PerGroup(INT4_GROUP_SIZE)
     )

@@ -1,4 +1,4 @@
-"""Measurement: accuracy on held-out data, wall-clock latency, serialized size.
+"""Wall-clock latency of one forward pass, timed alone on the machine.
 
 Latency contract: the median over ``repeats`` (≥ 30) samples of the wall-clock time of
 one forward pass of the final artifact, after ``warmup`` untimed passes, with a fixed
@@ -6,6 +6,7 @@ intra-op thread count, in ``torch.inference_mode``. A sample times ``inner`` bac
 passes and divides by ``inner``, where ``inner`` is calibrated so a sample lasts at least
 ``min_sample_ms`` — so sub-millisecond models are not dominated by timer noise. On CUDA
 samples are timed with CUDA events (recorded on the stream, synchronised before reading).
+Timing holds the machine's measurement lock exclusively (see ``MeasurementLock``).
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from objectives._quiet import measuring, working
-from objectives._task import Inputs, Split, Task, forward, take, to_device
+from objectives._task import Inputs, forward, to_device
+from objectives.measure._lock import measuring
 
 MIN_REPEATS = 30
 
@@ -102,22 +103,3 @@ def measure_latency(
         batch_size=int(rows),
         device=str(dev),
     )
-
-
-@torch.inference_mode()
-def evaluate_metric(
-    model: nn.Module,
-    split: Split,
-    task: Task,
-    *,
-    batch_size: int = 256,
-    device: torch.device | str = "cpu",
-) -> float:
-    """``task.metric`` of ``model`` over ``split`` (eval mode)."""
-    model.eval()
-    logits = []
-    for start in range(0, len(split), batch_size):
-        with working():
-            xb = to_device(take(split.inputs, slice(start, start + batch_size)), device)
-            logits.append(forward(model, xb).float().cpu())
-    return float(task.metric(torch.cat(logits), split.labels))

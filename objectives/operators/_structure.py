@@ -15,12 +15,12 @@ from __future__ import annotations
 from torch import nn
 
 from objectives._config import CompressionConfig
-from objectives._embedding_quant import quantize_embeddings
 from objectives._errors import TaskError
-from objectives._pruning import prune_structured
 from objectives._task import Task
-from objectives._transformer_pruning import is_transformer, prune_transformer
-from objectives._vocab import prune_vocabulary, used_token_ids
+from objectives.operators._embedding_quant import quantize_embeddings
+from objectives.operators._pruning import prune_structured
+from objectives.operators._transformer_pruning import is_transformer, prune_transformer
+from objectives.operators._vocab import prune_vocabulary, used_token_ids
 
 
 def restructure(student: nn.Module, task: Task, config: CompressionConfig) -> nn.Module:

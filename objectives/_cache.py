@@ -1,4 +1,4 @@
-"""On-disk cache of trained teachers, keyed by code, data and seed."""
+"""Where slimsearch caches on disk (trained teachers, teacher logits) and how entries are keyed."""
 
 from __future__ import annotations
 
@@ -18,7 +18,11 @@ def cache_dir() -> Path:
 
 
 def teacher_key(code: ModuleType, data: list[torch.Tensor], **settings: object) -> str:
-    """A key that changes when the module's source, the data or any setting changes."""
+    """A key that changes when the module's source, the data or any setting changes.
+
+    Tasks name their cached teachers by it:
+    ``cache_dir() / "teachers" / f"{name}-{key}.safetensors"``.
+    """
     h = hashlib.sha256()
     h.update(inspect.getsource(code).encode())
     h.update(torch.__version__.split("+")[0].encode())

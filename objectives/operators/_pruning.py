@@ -55,13 +55,3 @@ def prune_structured(
         ) from exc
     return model
 
-
-def count_parameters(model: nn.Module) -> int:
-    """Number of weight elements, counting int8 dynamic-quantized weights too."""
-    from objectives._serialize import _plain_tensors
-
-    return sum(
-        2 * t.numel() if k.endswith(".int4") else t.numel()  # two int4 values per byte
-        for k, t in _plain_tensors(model).items()
-        if not k.endswith((".scale", ".zero_point", ".axis", ".weight_scale", ".token_map"))
-    )

@@ -84,7 +84,7 @@ class MeasurementLock:
 _ACTIVE: MeasurementLock | None = None
 
 
-def set_active(lock: MeasurementLock | None) -> None:
+def activate_measurement_lock(lock: MeasurementLock | None) -> None:
     """Make ``lock`` the one this process's trials use (None: no locking)."""
     global _ACTIVE
     _ACTIVE = lock

@@ -1,0 +1,28 @@
+"""How a trial's model is measured: the task metric, latency, and the lock that keeps
+latency timing free of other trials' work.
+
+The size objective is the byte count of the safetensors file ``objectives.save_weights``
+writes. That serialization stays in the core rather than here: it is the model file
+format — the teacher cache of tasks, ``load_compressed`` and the Hugging Face export read
+and write it too — and it has to know the quantized layer formats of ``operators``,
+which themselves use this package's lock (fine-tune steps hold it shared).
+"""
+
+from __future__ import annotations
+
+from objectives.measure._latency import LatencyStats, measure_latency
+from objectives.measure._lock import (
+    DEFAULT_LOCK_PATH,
+    MeasurementLock,
+    activate_measurement_lock,
+)
+from objectives.measure._metric import evaluate_metric
+
+__all__ = [
+    "DEFAULT_LOCK_PATH",
+    "LatencyStats",
+    "MeasurementLock",
+    "activate_measurement_lock",
+    "evaluate_metric",
+    "measure_latency",
+]

@@ -1,0 +1,45 @@
+"""Compression operators: what a trial does to the teacher — prune, distil, quantize.
+
+Structural operators (channel, head/FFN and vocabulary pruning, int8 embedding tables)
+run before the distillation fine-tune, quantization of the Linear layers after it;
+``objectives.compress`` chains them in that order.
+"""
+
+from __future__ import annotations
+
+from objectives.operators._distill import distillation_loss, finetune
+from objectives.operators._embedding_quant import QuantizedEmbedding, quantize_embeddings
+from objectives.operators._pruning import prune_structured
+from objectives.operators._quantize import (
+    BFloat16Module,
+    dynamic_int8_modules,
+    is_int4_weight,
+    quantize,
+)
+from objectives.operators._teacher_logits import (
+    forget_teacher_logits,
+    predict_logits,
+    teacher_logits_file,
+    teacher_train_logits,
+)
+from objectives.operators._transformer_pruning import prune_transformer
+from objectives.operators._vocab import RemappedEmbedding, prune_vocabulary
+
+__all__ = [
+    "BFloat16Module",
+    "QuantizedEmbedding",
+    "RemappedEmbedding",
+    "distillation_loss",
+    "dynamic_int8_modules",
+    "finetune",
+    "forget_teacher_logits",
+    "is_int4_weight",
+    "predict_logits",
+    "prune_structured",
+    "prune_transformer",
+    "prune_vocabulary",
+    "quantize",
+    "quantize_embeddings",
+    "teacher_logits_file",
+    "teacher_train_logits",
+]
