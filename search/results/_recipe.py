@@ -301,7 +301,11 @@ def _describe(exc: ValidationError) -> str:
         return f"unknown key {loc!r}; allowed keys here: {', '.join(allowed)}"
     if err["type"] == "missing":
         return f"missing key {loc!r}; re-export the recipe with `slimsearch export`"
-    return f"{loc}: {err['msg']} (got {err.get('input')!r})"
+    msg = str(err["msg"])
+    field = str(err["loc"][-1]) if err["loc"] else ""
+    if field and msg.startswith(f"{field}: "):  # the config's own messages name the field
+        msg = msg[len(field) + 2:]
+    return f"{loc}: {msg} (got {err.get('input')!r})"
 
 
 def _allowed_keys(parent: tuple[Any, ...]) -> list[str]:
