@@ -128,8 +128,6 @@ class StudySearcher(Searcher):
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         """Ask the study for a trial (a queued one first) and return its parameters."""
-        if trial_id in self._running:
-            return dict(self._running[trial_id].trial.params)
         if not self._has_room():
             self.budget_reached = True
             return Searcher.FINISHED

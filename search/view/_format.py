@@ -63,7 +63,8 @@ def versus(name: str, value: float, baseline: Mapping[str, Any], word: str | Non
         return ""
     if name == "accuracy":
         return f"{pts(value, ref)} pts"
-    return f"{times(ref, value)} {RATIO_WORD[name] if word is None else word}"
+    word = RATIO_WORD[name] if word is None else word
+    return f"{times(ref, value)} {word}".rstrip()
 
 
 def optional(value: Any, spec: str = ".4f") -> str:

@@ -66,7 +66,7 @@ def _best(metric: str, value: float, base: Mapping[str, Any]) -> str:
     change = _format.versus(metric, value, base, word="")
     if metric == "accuracy":
         return _format.accuracy(value) + (f" ({change} vs teacher)" if change else "")
-    return _format.metric(metric, value) + (f" ({change.strip()} vs teacher)" if change else "")
+    return _format.metric(metric, value) + (f" ({change} vs teacher)" if change else "")
 
 
 def print_front(front: ParetoFront) -> None:
