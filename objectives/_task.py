@@ -15,6 +15,9 @@ from objectives._errors import TaskError
 
 Inputs = torch.Tensor | Mapping[str, torch.Tensor]
 
+CALIBRATION_ROWS = 256
+"""Rows of ``train`` that static quantization calibrates activation ranges on."""
+
 
 def _rows(inputs: Inputs) -> int:
     if isinstance(inputs, Mapping):
@@ -161,6 +164,15 @@ class Task:
         n = len(self.val)
         idx = torch.arange(self.latency_batch_size) % n
         return take(self.val.inputs, idx)
+
+    @property
+    def calibration_inputs(self) -> Inputs:
+        """Up to ``CALIBRATION_ROWS`` rows of ``train``: what static quantization observes.
+
+        Activation ranges are calibrated on training data only (never on ``val`` or
+        ``test``); the rows are the first ones, so calibration is deterministic.
+        """
+        return take(self.train.inputs, slice(0, min(CALIBRATION_ROWS, len(self.train))))
 
     @property
     def example_inputs(self) -> Inputs:
