@@ -7,6 +7,7 @@ run before the distillation fine-tune, quantization of the Linear layers after i
 
 from __future__ import annotations
 
+from objectives.operators._conv1d import linearize_conv1d
 from objectives.operators._distill import distillation_loss, finetune
 from objectives.operators._embedding_quant import QuantizedEmbedding, quantize_embeddings
 from objectives.operators._pruning import prune_structured
@@ -34,6 +35,7 @@ __all__ = [
     "finetune",
     "forget_teacher_logits",
     "is_int4_weight",
+    "linearize_conv1d",
     "predict_logits",
     "prune_structured",
     "prune_transformer",

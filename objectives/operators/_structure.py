@@ -1,6 +1,8 @@
 """The structural step of a trial: which parts of the teacher a student loses.
 
-``restructure`` dispatches on the model and the config: channel / neuron pruning for
+``restructure`` first rewrites Hugging Face ``Conv1D`` projections (GPT-2) as the
+``nn.Linear`` layers they are, so every later operator sees standard layers; it then
+dispatches on the model and the config: channel / neuron pruning for
 MLPs and CNNs (``prune_ratio``), head and FFN pruning for transformer encoders
 (``attn_prune_ratio``, ``ffn_prune_ratio``), and vocabulary pruning for text tasks
 (``prune_vocab``), then int8 embedding tables (``embed_bits``). Embeddings are quantized
@@ -17,6 +19,7 @@ from torch import nn
 from objectives._config import CompressionConfig
 from objectives._errors import TaskError
 from objectives._task import Task
+from objectives.operators._conv1d import linearize_conv1d
 from objectives.operators._embedding_quant import quantize_embeddings
 from objectives.operators._pruning import prune_structured
 from objectives.operators._transformer_pruning import is_transformer, prune_transformer
@@ -30,6 +33,7 @@ def restructure(student: nn.Module, task: Task, config: CompressionConfig) -> nn
         TaskError: a setting does not apply to this model or task (the message names it
             and the setting to fix instead).
     """
+    student = linearize_conv1d(student)  # GPT-2 style Conv1D → nn.Linear (exact)
     transformer = is_transformer(student)
     if config.prune_ratio > 0.0 and transformer:
         raise TaskError(
