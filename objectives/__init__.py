@@ -22,8 +22,15 @@ Example:
 from __future__ import annotations
 
 from objectives._config import CompressionConfig
+from objectives._coverage import Coverage, quantization_coverage
 from objectives._early_stop import EarlyStopping, FinishedTrial
 from objectives._errors import TaskError, TrialFailed
+from objectives._preflight import (
+    MIN_PRUNE_EFFECT,
+    MIN_QUANT_COVERAGE,
+    check_setting,
+    checked_parameters,
+)
 from objectives._pretrained import load_pretrained_compressed, save_pretrained_compressed
 from objectives._serialize import count_parameters, load_weights, save_weights
 from objectives._task import Split, Task, accuracy, forward
@@ -65,6 +72,12 @@ from objectives.operators import (
 )
 
 __all__ = [
+    "MIN_PRUNE_EFFECT",
+    "MIN_QUANT_COVERAGE",
+    "Coverage",
+    "check_setting",
+    "checked_parameters",
+    "quantization_coverage",
     "DEFAULT_LOCK_PATH",
     "MODEL_FILE",
     "BFloat16Module",

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from objectives._config import CompressionConfig
+from objectives._coverage import quantization_coverage
 from objectives._early_stop import EarlyStopping
 from objectives._serialize import count_parameters, load_weights, save_weights
 from objectives._task import Task
@@ -37,7 +38,11 @@ class TrialResult:
         latency_ms: Median forward latency of the final artifact (see ``measure_latency``).
         size_bytes: Bytes of the safetensors file the trial wrote.
         latency: Full latency statistics.
-        num_parameters: Parameter elements after pruning.
+        num_parameters: Weight elements of the compressed model (``count_parameters``).
+        params_before: Weight elements of the teacher, for comparison.
+        quant_coverage: Share of the weight elements stored at the requested
+            ``quant_bits`` or fewer (``objectives.quantization_coverage``; 1.0 at 32).
+        uncovered_layers: Layer types whose weights stayed above ``quant_bits``.
         timings: Seconds per phase (``prune_s``, ``finetune_s``, ``quantize_s``,
             ``measure_s``) and in total (``compute_s``).
         loss_history: Mean distillation loss per fine-tune epoch.
@@ -56,6 +61,9 @@ class TrialResult:
     loss_history: list[float] = field(default_factory=list)
     epoch_accuracies: list[float] = field(default_factory=list)
     stopped: str | None = None
+    params_before: int = 0
+    quant_coverage: float | None = None
+    uncovered_layers: tuple[str, ...] = ()
 
     def metrics(self) -> dict[str, float]:
         """The three objectives plus test accuracy, as plain floats."""
@@ -265,8 +273,9 @@ def evaluate(
             acc, test_acc, size, latency = measure(
                 model, task, path=out / MODEL_FILE, device=final_device
             )
-    return _measured(model, acc, test_acc, size, latency, clock.total(t0),
-                     loss_history=history, epoch_accuracies=accuracies)
+    return _measured(model, acc, test_acc, size, latency, clock.total(t0), task=task,
+                     bits=config.quant_bits, loss_history=history,
+                     epoch_accuracies=accuracies)
 
 
 def evaluate_teacher(task: Task, *, device: torch.device | str = "cpu") -> TrialResult:
@@ -279,7 +288,7 @@ def evaluate_teacher(task: Task, *, device: torch.device | str = "cpu") -> Trial
             acc, test_acc, size, latency = measure(
                 teacher, task, path=Path(tmp) / MODEL_FILE, device=device
             )
-    return _measured(teacher, acc, test_acc, size, latency, clock.total(t0))
+    return _measured(teacher, acc, test_acc, size, latency, clock.total(t0), task=task, bits=32)
 
 
 def _measured(
@@ -289,9 +298,13 @@ def _measured(
     size: int,
     latency: LatencyStats,
     timings: dict[str, float],
+    *,
+    task: Task,
+    bits: int,
     **extra: list[float],
 ) -> TrialResult:
     """The ``TrialResult`` of a model that was measured to the end."""
+    coverage = quantization_coverage(model, bits)
     return TrialResult(
         accuracy=acc,
         test_accuracy=test_acc,
@@ -300,6 +313,9 @@ def _measured(
         latency=latency,
         num_parameters=count_parameters(model),
         timings=timings,
+        params_before=count_parameters(task.teacher),
+        quant_coverage=coverage.fraction,
+        uncovered_layers=coverage.uncovered,
         **extra,
     )
 

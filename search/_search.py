@@ -11,6 +11,7 @@ import optuna
 
 from objectives import DEFAULT_LOCK_PATH, Task
 from search._errors import SearchArgumentError, StudyMismatchError
+from search._preflight import preflight
 from search._seeds import enqueue, seed_configs, warm_start_configs
 from search.results import ParetoFront, library_versions
 from search.run import measure_baseline_remote, ray_session, run_round
@@ -72,6 +73,10 @@ class Search:
         space: What to search; default ``SearchSpace.preset(task.space_preset)`` for a
             new study (the default space, or the transformer preset for text tasks), the
             stored space when resuming. A resumed study must be given the same space.
+            Before a new study starts, every operator value in the space is applied
+            once to a copy of the teacher (``search._preflight``): a value that would
+            not apply or would barely change the model is an error for a given space,
+            and is dropped (with a warning) from the default one.
         storage: SQLAlchemy URL of the Optuna storage.
         study_name: Default ``"<task name>"``.
         n_trials: Total finished trials (COMPLETE + PRUNED) wanted in the study.
@@ -212,6 +217,8 @@ class Search:
                 return ParetoFront.from_study(study, info)
 
         self._check_devices(space)
+        if info is None:  # a new study: refuse (or drop) operators that would do nothing
+            space = preflight(self.task, space, user_space=self.space is not None)
         with quiet_libraries(), ray_session(self.ray_address), self._progress():
             self._check_cluster()
             if info is None:

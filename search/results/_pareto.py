@@ -52,6 +52,20 @@ class Candidate:
             attrs=dict(t.user_attrs),
         )
 
+    @property
+    def quant_coverage(self) -> float | None:
+        """Share of the weights stored at the requested precision (None: not recorded)."""
+        value = self.attrs.get("quant_coverage")
+        return None if value is None else float(value)
+
+    @property
+    def params_kept(self) -> float | None:
+        """Weight elements after compression over the teacher's (None: not recorded)."""
+        after, before = self.attrs.get("num_parameters"), self.attrs.get("params_before")
+        if after is None or not before:
+            return None
+        return float(after) / float(before)
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON form used by ``slimsearch front --json``."""
         return {
@@ -61,6 +75,9 @@ class Candidate:
             "latency_ms": self.latency_ms,
             "size_bytes": self.size_bytes,
             "test_accuracy": self.test_accuracy,
+            "quant_coverage": self.quant_coverage,
+            "num_parameters": self.attrs.get("num_parameters"),
+            "params_before": self.attrs.get("params_before"),
         }
 
 

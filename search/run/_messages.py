@@ -37,7 +37,10 @@ class TrialReport:
         latency_ms: Median latency of the final artifact; NaN when failed.
         size_bytes: Bytes of the weights file written; NaN when failed.
         test_accuracy: Test metric (reported only), if measured.
-        num_parameters: Parameter elements after pruning.
+        num_parameters: Weight elements of the compressed model.
+        params_before: Weight elements of the teacher (before pruning).
+        quant_coverage: Share of the weight elements stored at the requested precision.
+        uncovered_layers: Layer types left above the requested precision, comma-joined.
         latency_cv: Coefficient of variation of the latency samples.
         latency_p90_ms: 90th percentile latency.
         epoch_accuracies: Validation metric after each fine-tune epoch (early stopping).
@@ -58,6 +61,9 @@ class TrialReport:
     size_bytes: float
     test_accuracy: float | None = None
     num_parameters: int | None = None
+    params_before: int | None = None
+    quant_coverage: float | None = None
+    uncovered_layers: str | None = None
     latency_cv: float | None = None
     latency_p90_ms: float | None = None
     epoch_accuracies: tuple[float, ...] = field(default_factory=tuple)

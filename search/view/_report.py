@@ -257,7 +257,7 @@ def _card(label: str, value: Any) -> str:
 def _tradeoff_table(front: ParetoFront) -> str:
     base = front.baseline
     head = ["trial", "val accuracy", "Δ accuracy", "test accuracy", "latency ms", "× faster",
-            "size KiB", "× smaller"]
+            "size KiB", "× smaller", "coverage", "weights kept"]
     rows = ["<table><tr>" + "".join(f"<th>{_e(h)}</th>" for h in head)
             + "<th class='l'>configuration</th></tr>"]
     head.append("configuration")
@@ -266,7 +266,7 @@ def _tradeoff_table(front: ParetoFront) -> str:
         "<tr class='teacher'><td class='l'>teacher</td>"
         f"<td>{base['accuracy']:.4f}</td><td></td><td>{'' if test is None else f'{test:.4f}'}"
         f"</td><td>{base['latency_ms']:.3f}</td><td>1.0×</td>"
-        f"<td>{base['size_bytes'] / 1024:.1f}</td><td>1.0×</td>"
+        f"<td>{base['size_bytes'] / 1024:.1f}</td><td>1.0×</td><td></td><td>100%</td>"
         + "<td class='l cfg'>uncompressed</td></tr>"
     )
     if not len(front):
@@ -284,6 +284,8 @@ def _tradeoff_table(front: ParetoFront) -> str:
             f"<td>{base['latency_ms'] / c.latency_ms:.1f}×</td>",
             f"<td>{c.size_bytes / 1024:.1f}</td>",
             f"<td>{base['size_bytes'] / c.size_bytes:.1f}×</td>",
+            f"<td>{_percent(c.quant_coverage)}</td>",
+            f"<td>{_percent(c.params_kept)}</td>",
             "<td class='l cfg'>" + " · ".join(
                 f"{_e(k)}&nbsp;{_fmt_param(v)}" for k, v in sorted(c.params.items())
             ) + "</td>",
@@ -291,6 +293,10 @@ def _tradeoff_table(front: ParetoFront) -> str:
         rows.append("<tr>" + "".join(cells) + "</tr>")
     rows.append("</table>")
     return "\n".join(rows)
+
+
+def _percent(value: float | None) -> str:
+    return "" if value is None else f"{value:.0%}"
 
 
 def _importance_table(importances: Mapping[str, Mapping[str, float]]) -> str:

@@ -78,11 +78,11 @@ def print_front(front: ParetoFront) -> None:
     table = Table(title=f"Pareto front of {front.study_name!r} "
                         f"({len(front)} of {len(front.trials)} trials)")
     for col in ("trial", "val acc", "Δ pts", "test acc", "latency ms", "faster", "size KiB",
-                "smaller", "prune", "bits"):
+                "smaller", "prune", "bits", "coverage", "weights"):
         table.add_column(col, justify="right")
     table.add_row("teacher", _format.accuracy(base["accuracy"]), "",
                   _format.optional(base.get("test_accuracy")), f"{base['latency_ms']:.3f}",
-                  "1.0x", f"{base['size_bytes'] / 1024:.1f}", "1.0x", "", "32")
+                  "1.0x", f"{base['size_bytes'] / 1024:.1f}", "1.0x", "", "32", "", "100%")
     for c in front:
         table.add_row(
             str(c.trial),
@@ -95,6 +95,8 @@ def print_front(front: ParetoFront) -> None:
             _format.times(base["size_bytes"], c.size_bytes),
             _format.optional(c.params.get("prune_ratio"), ".2f"),
             str(c.params.get("quant_bits", 32)),
+            _format.optional(c.quant_coverage, ".0%"),
+            _format.optional(c.params_kept, ".0%"),
         )
     console = Console()
     if not console.is_terminal:

@@ -84,3 +84,16 @@ def image_task(model: nn.Module, *, name: str = "tiny-resnet", epochs: int = 30)
         latency_batch_size=16,
         finetune_epochs=2,
     )
+
+
+class FunctionalOnly(nn.Module):
+    """Weights used through ``torch.nn.functional`` only: no layer a quantizer or a
+    structured pruner can recognise (one matrix, one bias)."""
+
+    def __init__(self, classes: int = 4) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(classes, 64) * 0.05)
+        self.bias = nn.Parameter(torch.zeros(classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(x.flatten(1), self.weight, self.bias)

@@ -56,9 +56,9 @@ def _labels_out_of_range(_: Path) -> object:
 
 def _int8_without_linear_layers(_: Path) -> object:
     from objectives import CompressionConfig, evaluate
-    from tests.objectives.models import ConvOnly, image_task
+    from tests.objectives.models import FunctionalOnly, image_task
 
-    return evaluate(image_task(ConvOnly(), name="conv", epochs=1),
+    return evaluate(image_task(FunctionalOnly(), name="functional", epochs=1),
                     CompressionConfig(quant_bits=8))
 
 

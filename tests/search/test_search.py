@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import logging
+
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -74,19 +76,32 @@ def test_accuracy_constraint_excludes_infeasible_trials(tmp_path, ray_session, d
     assert {c.trial for c in front} == {t.number for t in study.best_trials}
 
 
-def test_failing_trials_are_recorded_with_their_error(tmp_path, ray_session):
-    from tests.objectives.models import ConvOnly, image_task
+def test_operator_that_cannot_apply_is_refused_before_the_study_is_written(
+    tmp_path, caplog, ray_session
+):
+    from tests.objectives.models import FunctionalOnly, image_task
 
-    task = image_task(ConvOnly(), name="conv-only", epochs=2)
+    task = image_task(FunctionalOnly(), name="functional", epochs=2)
     url = f"sqlite:///{tmp_path / 'f.db'}"
     space = SearchSpace.default().fix("quant_bits", 8)
-    front = Search(task, space, storage=url, study_name="f", n_trials=2).run()
-    assert len(front) == 0
-    study = optuna.load_study(study_name="f", storage=url)
-    failed = study.get_trials(states=(TrialState.FAIL,))
-    assert failed and not study.get_trials(states=(TrialState.RUNNING,))
-    assert all(t.user_attrs["error_type"] == "TaskError" for t in failed)
-    assert all("quant_bits=8" in t.user_attrs["error"] for t in failed)
+    with pytest.raises(SearchArgumentError) as err:
+        Search(task, space, storage=url, study_name="f", n_trials=2).run()
+    message = str(err.value)
+    assert "\n" not in message
+    assert "quant_bits=8" in message and "remove 8 from quant_bits" in message
+    assert "prune_ratio=0.5" in message and "fix prune_ratio at 0" in message
+    assert optuna.get_all_study_names(storage=url) == []
+
+    # The default space instead drops what cannot apply, one warning line each.
+    with caplog.at_level(logging.WARNING, logger="search._preflight"):
+        front = Search(task, storage=url, study_name="g", n_trials=2, progress=False).run()
+    dropped = [r.getMessage() for r in caplog.records if r.name == "search._preflight"]
+    assert any(m.startswith("not searching quant_bits=8") for m in dropped)
+    assert any(m.startswith("not searching prune_ratio=0.5") for m in dropped)
+    stored = optuna.load_study(study_name="g", storage=url)
+    assert 8 not in stored.trials[0].distributions["quant_bits"].choices
+    assert "prune_ratio" not in stored.trials[0].params
+    assert len(front.trials) == 2
 
 
 def test_resume_with_another_space_is_refused(searched, digits_task):

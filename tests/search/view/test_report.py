@@ -72,17 +72,19 @@ def test_importances_per_objective(searched):
 
 
 def test_report_lists_failures_and_explains_missing_importances(tmp_path, ray_session):
-    from tests.objectives.models import ConvOnly, image_task
+    from tests.objectives.models import image_task
+    from tests.search.test_crash import FailsInTraining
 
-    # int8 dynamic quantization fails on a model without Linear layers: real FAIL trials.
-    task = image_task(ConvOnly(), name="conv-only", epochs=2)
+    # The model raises in its training forward: real FAIL trials.
+    task = image_task(FailsInTraining(), name="fails", epochs=2)
+    task.teacher.how = "raise"
     url = f"sqlite:///{tmp_path / 'f.db'}"
     space = SearchSpace.default().narrow("quant_bits", choices=[32, 8])
     Search(task, space, storage=url, study_name="f", n_trials=2, seed=5, progress=False).run()
     study = optuna.load_study(study_name="f", storage=url)
     failed = study.get_trials(states=(TrialState.FAIL,))
     complete = study.get_trials(states=(TrialState.COMPLETE,))
-    assert failed, "no trial drew quant_bits=8"
+    assert failed
     assert len(complete) < MIN_TRIALS_FOR_IMPORTANCE
 
     report = build_report(study, StudyInfo.from_study(study, url), url)
@@ -95,8 +97,8 @@ def test_report_lists_failures_and_explains_missing_importances(tmp_path, ray_se
         assert t.user_attrs["error_type"] in section
     assert section.count("<summary>worker traceback</summary>") == len(failed)
     assert "Traceback (most recent call last)" in section
-    assert "quant_bits=8" in section
-    assert f"{len(failed)} × TaskError" in section
+    assert "cannot train on inputs of shape" in section
+    assert f"{len(failed)} × ValueError" in section
 
 
 @pytest.mark.parametrize(
