@@ -58,6 +58,29 @@ _positive = _int_at_least(1, "at least 1")
 _non_negative = _int_at_least(0, "0 or more")
 
 
+def _task_name(text: str) -> str:
+    from objectives.tasks import TASKS, is_task_reference
+
+    if text in TASKS or is_task_reference(text):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"{text!r} is not a built-in task ({', '.join(sorted(TASKS))}) nor module:function"
+    )
+
+
+def _build_task(name: str) -> Any:
+    """The task ``name`` names; a user's module is shipped to Ray workers by value."""
+    from objectives.tasks import get_task, is_task_reference, load_task_factory
+
+    if is_task_reference(name):
+        import ray.cloudpickle
+
+        # Workers may not import the user's module (a file outside the path): ship its
+        # classes and functions by value with the task (public cloudpickle API).
+        ray.cloudpickle.register_pickle_by_value(load_task_factory(name)[1])
+    return get_task(name)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from objectives.tasks import TASKS
     from search._search import DEFAULT_STORAGE
@@ -69,7 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     run = sub.add_parser("run", help="run or resume a compression search")
-    run.add_argument("--task", required=True, choices=sorted(TASKS), help="built-in task")
+    run.add_argument("--task", required=True, type=_task_name, metavar="TASK",
+                     help=f"built-in task ({', '.join(sorted(TASKS))}) or your own factory "
+                          "returning an objectives.Task: module:function or file.py:function")
     run.add_argument("--trials", type=_positive, default=30,
                      help="total finished trials in the study (COMPLETE + early-stopped)")
     run.add_argument("--workers", type=_positive, default=1, help="trials at once")
@@ -123,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     apply = sub.add_parser("apply", help="re-apply a recipe to its (built-in) task")
     apply.add_argument("recipe", help="recipe YAML")
     apply.add_argument("-o", "--output", default=None, help="directory for model + recipe")
+    apply.add_argument("--task", type=_task_name, default=None, metavar="TASK",
+                       help="the task to apply it to when it is not built in: module:function "
+                            "or file.py:function (its fingerprint must match the recipe's)")
     apply.add_argument("--json", action="store_true", help="print one JSON object")
 
     demo = sub.add_parser("demo", help="search the digits task, export and apply a recipe")
@@ -135,7 +163,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 # --------------------------------------------------------------------------- commands
 def _cmd_run(args: argparse.Namespace) -> int:
-    from objectives.tasks import get_task
     from search._search import Search
     from spaces import SearchSpace
 
@@ -144,7 +171,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.max_accuracy_drop is not None:  # else: the stored value, or the default
         given["max_accuracy_drop"] = args.max_accuracy_drop
     search = Search(
-        get_task(args.task),
+        _build_task(args.task),
         space,
         storage=args.storage,
         study_name=args.study,
@@ -231,11 +258,20 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_apply(args: argparse.Namespace) -> int:
-    from objectives.tasks import get_task
+    from objectives import TaskError
+    from objectives.tasks import TASKS, get_task
     from search.results import Recipe
 
     recipe = Recipe.load(args.recipe)
-    task = get_task(recipe.task.name, **recipe.task.spec)
+    if args.task is not None:
+        task = get_task(args.task)
+    elif recipe.task.name not in TASKS:
+        raise TaskError(
+            f"recipe {args.recipe!r} was made for your own task {recipe.task.name!r}; "
+            "name its factory with --task module:function or --task file.py:function"
+        )
+    else:
+        task = get_task(recipe.task.name, **recipe.task.spec)
     applied = recipe.apply(task, output_dir=args.output)
     metrics = applied.metrics()
     if args.json:

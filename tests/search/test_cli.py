@@ -104,3 +104,98 @@ def test_run_resume_and_front_end_to_end(tmp_path, ray_session, capsys):
     assert "Pareto front of 'c'" in capsys.readouterr().out
     study = optuna.load_study(study_name="c", storage=url)
     assert len(study.trials) == 5
+
+
+_USER_TASK = '''
+import torch
+from torch import nn
+
+from objectives import Split, Task
+
+
+class {cls}(nn.Module):
+    def __init__(self):
+        super().__init__()
+        {body}
+
+    def forward(self, x):
+        {forward}
+
+
+def make_task():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(96, 8, generator=g)
+    y = (x[:, 0] > 0).long()
+    split = Split(x, y)
+    torch.manual_seed(0)
+    return Task(name="{cls}", teacher={cls}(), train=split, val=split, test=split,
+                num_classes=2, finetune_epochs=1, latency_batch_size=8)
+'''
+
+
+def _user_task_file(tmp_path, *, quantizable: bool):
+    if quantizable:
+        cls = "UserMLP"
+        body = "self.net = nn.Sequential(nn.Linear(8, 64), nn.ReLU(), nn.Linear(64, 2))"
+        fwd = "return self.net(x)"
+    else:
+        cls, body = "UserFunctional", "self.w = nn.Parameter(torch.randn(2, 8) * 0.1)"
+        fwd = "return nn.functional.linear(x, self.w)"
+    path = tmp_path / f"{cls.lower()}.py"
+    path.write_text(_USER_TASK.format(cls=cls, body=body, forward=fwd))
+    return path
+
+
+def test_fixed_operator_that_cannot_apply_exits_2_and_writes_nothing(tmp_path):
+    task = _user_task_file(tmp_path, quantizable=False)
+    space = tmp_path / "space.yaml"
+    space.write_text("quant_bits: 8\n")
+    db = tmp_path / "s.db"
+    proc = _cli("run", "--task", f"{task}:make_task", "--space", str(space),
+                "--storage", f"sqlite:///{db}", "--trials", "2")
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("slimsearch: error: ")
+    assert "quant_bits=8" in lines[0] and "UserFunctional" in lines[0]
+    assert "remove 8 from quant_bits" in lines[0]
+    assert not db.exists() or optuna.get_all_study_names(f"sqlite:///{db}") == []
+
+
+@pytest.mark.parametrize(
+    ("task", "needle"),
+    [
+        ("nosuchtask", "is not a built-in task"),
+        ("no_such_module_xyz:make", "importing 'no_such_module_xyz' failed"),
+        ("json:no_such_factory", "has no callable 'no_such_factory'"),
+        ("json:dumps", "cannot be built"),
+    ],
+)
+def test_bad_task_reference_is_one_line(tmp_path, task, needle, capsys):
+    try:
+        code = main(["run", "--task", task, "--storage", f"sqlite:///{tmp_path / 'x.db'}"])
+    except SystemExit as exc:  # argparse's own refusal
+        code = exc.code
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and needle in err, err
+
+
+def test_run_with_a_users_task_file(tmp_path, ray_session, capsys):
+    task = _user_task_file(tmp_path, quantizable=True)
+    url = f"sqlite:///{tmp_path / 'u.db'}"
+    space = tmp_path / "space.yaml"
+    space.write_text("quant_bits: {choices: [32, 8]}\nprune_ratio: {low: 0.0, high: 0.5}\n")
+    assert main(["run", "--task", f"{task}:make_task", "--trials", "2", "--storage", url,
+                 "--study", "u", "--space", str(space), "--json", "--no-progress"]) == 0
+    front = json.loads(capsys.readouterr().out)["front"]
+    assert front and all(c["quant_coverage"] == 1.0 for c in front)
+    study = optuna.load_study(study_name="u", storage=url)
+    states = [t.state.name for t in study.trials]
+    assert states.count("COMPLETE") == 2 and "FAIL" not in states
+    recipe = tmp_path / "r.yaml"
+    assert main(["export", "--storage", url, "--study", "u", "-o", str(recipe)]) == 0
+    capsys.readouterr()
+    assert main(["apply", str(recipe)]) == 2
+    assert "--task module:function" in capsys.readouterr().err
+    assert main(["apply", str(recipe), "--task", f"{task}:make_task", "--json"]) == 0
+    applied = json.loads(capsys.readouterr().out)
+    assert applied["size_bytes"] > 0
