@@ -8,7 +8,7 @@ import os
 
 import ray
 
-NAMES = ("hypervolume", "orchestration", "quantization", "logit_cache")
+NAMES = ("hypervolume", "orchestration", "quantization", "logit_cache", "families")
 
 
 def main() -> None:
@@ -35,6 +35,10 @@ def main() -> None:
             from benchmarks._quantization import run as run_quantization
 
             run_quantization()
+        if "families" in args.only:
+            from benchmarks._families import run as run_families
+
+            run_families()
         if "logit_cache" in args.only:
             from benchmarks._logit_cache import run as run_logit_cache
 
