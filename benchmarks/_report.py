@@ -32,33 +32,14 @@ def machine() -> str:
         cpu = model
     except (OSError, StopIteration):
         pass
+    from objectives import INFERENCE_FLAGS, cpu_flags
+
     flags = cpu_flags()
-    cpu += f"; flags: {', '.join(flags) if flags else 'none of ' + ', '.join(_ISA)}"
+    cpu += f"; flags: {', '.join(flags) if flags else 'none of ' + ', '.join(INFERENCE_FLAGS)}"
     rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                          text=True, cwd=DOC.parent.parent).stdout.strip()
     return (f"{os.cpu_count()} cores ({cpu}), torch {torch.__version__}, "
             f"{time.strftime('%Y-%m-%d')}, commit {rev or '?'}")
-
-
-_ISA = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile",
-        "amx_bf16", "amx_int8")
-
-
-def cpu_flags() -> list[str]:
-    """The inference-relevant ISA flags of this CPU (``/proc/cpuinfo``), in a fixed order.
-
-    AVX2/FMA: fp32 and int8 (fbgemm) kernels; AVX-512 (+VNNI): faster int8; AVX-512 BF16 /
-    AMX: native bf16 (without them bf16 is emulated and can be ~10x slower than fp32).
-    """
-    try:
-        line = next(
-            ln for ln in Path("/proc/cpuinfo").read_text().splitlines()
-            if ln.startswith("flags")
-        )
-    except (OSError, StopIteration):
-        return []
-    have = set(line.split(":", 1)[1].split())
-    return [f for f in _ISA if f in have]
 
 
 def write_section(name: str, body: str) -> None:

@@ -46,9 +46,12 @@ from objectives._trial import (
 )
 from objectives.measure import (
     DEFAULT_LOCK_PATH,
+    INFERENCE_FLAGS,
     LatencyStats,
     MeasurementLock,
     activate_measurement_lock,
+    cpu_flags,
+    describe_hardware,
     evaluate_metric,
     measure_latency,
 )
@@ -72,6 +75,9 @@ from objectives.operators import (
 )
 
 __all__ = [
+    "INFERENCE_FLAGS",
+    "cpu_flags",
+    "describe_hardware",
     "MIN_PRUNE_EFFECT",
     "MIN_QUANT_COVERAGE",
     "Coverage",

@@ -19,6 +19,7 @@ from objectives._coverage import quantization_coverage
 from objectives._early_stop import EarlyStopping
 from objectives._serialize import count_parameters, load_weights, save_weights
 from objectives._task import Task
+from objectives.measure._hardware import describe_hardware
 from objectives.measure._latency import LatencyStats, measure_latency
 from objectives.measure._metric import evaluate_metric
 from objectives.operators._distill import finetune
@@ -43,6 +44,7 @@ class TrialResult:
         quant_coverage: Share of the weight elements stored at the requested
             ``quant_bits`` or fewer (``objectives.quantization_coverage``; 1.0 at 32).
         uncovered_layers: Layer types whose weights stayed above ``quant_bits``.
+        hardware: Where latency was measured (``objectives.describe_hardware``).
         timings: Seconds per phase (``prune_s``, ``finetune_s``, ``quantize_s``,
             ``measure_s``) and in total (``compute_s``).
         loss_history: Mean distillation loss per fine-tune epoch.
@@ -64,6 +66,7 @@ class TrialResult:
     params_before: int = 0
     quant_coverage: float | None = None
     uncovered_layers: tuple[str, ...] = ()
+    hardware: str = ""
 
     def metrics(self) -> dict[str, float]:
         """The three objectives plus test accuracy, as plain floats."""
@@ -265,6 +268,7 @@ def evaluate(
             loss_history=history,
             epoch_accuracies=accuracies,
             stopped=reason,
+            hardware=describe_hardware(final_device, task.threads),
         )
     with tempfile.TemporaryDirectory(prefix="slimsearch-trial-") as tmp:
         out = Path(output_dir) if output_dir is not None else Path(tmp)
@@ -274,7 +278,7 @@ def evaluate(
                 model, task, path=out / MODEL_FILE, device=final_device
             )
     return _measured(model, acc, test_acc, size, latency, clock.total(t0), task=task,
-                     bits=config.quant_bits, loss_history=history,
+                     bits=config.quant_bits, device=final_device, loss_history=history,
                      epoch_accuracies=accuracies)
 
 
@@ -288,7 +292,8 @@ def evaluate_teacher(task: Task, *, device: torch.device | str = "cpu") -> Trial
             acc, test_acc, size, latency = measure(
                 teacher, task, path=Path(tmp) / MODEL_FILE, device=device
             )
-    return _measured(teacher, acc, test_acc, size, latency, clock.total(t0), task=task, bits=32)
+    return _measured(teacher, acc, test_acc, size, latency, clock.total(t0), task=task, bits=32,
+                     device=device)
 
 
 def _measured(
@@ -301,6 +306,7 @@ def _measured(
     *,
     task: Task,
     bits: int,
+    device: torch.device | str,
     **extra: list[float],
 ) -> TrialResult:
     """The ``TrialResult`` of a model that was measured to the end."""
@@ -316,6 +322,7 @@ def _measured(
         params_before=count_parameters(task.teacher),
         quant_coverage=coverage.fraction,
         uncovered_layers=coverage.uncovered,
+        hardware=describe_hardware(device, task.threads),
         **extra,
     )
 

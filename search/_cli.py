@@ -280,6 +280,12 @@ def _cmd_apply(args: argparse.Namespace) -> int:
         base = recipe.baseline.model_dump()
         print(f"re-applied {args.recipe}: {format_summary(metrics, base)}")
         print(f"  searched: {format_summary(recipe.metrics.model_dump(), base)}")
+        here = metrics.get("hardware")
+        if recipe.hardware and here and here != recipe.hardware:
+            print(f"  note: searched on {recipe.hardware}; re-measured on {here} "
+                  "(latencies from different hardware are not comparable)")
+        elif here:
+            print(f"  measured on {here}")
         if args.output:
             print(f"  wrote {Path(args.output) / 'model.safetensors'} and recipe.yaml")
     return 0

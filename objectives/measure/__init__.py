@@ -10,6 +10,7 @@ which themselves use this package's lock (fine-tune steps hold it shared).
 
 from __future__ import annotations
 
+from objectives.measure._hardware import INFERENCE_FLAGS, cpu_flags, describe_hardware
 from objectives.measure._latency import LatencyStats, measure_latency
 from objectives.measure._lock import (
     DEFAULT_LOCK_PATH,
@@ -20,9 +21,12 @@ from objectives.measure._metric import evaluate_metric
 
 __all__ = [
     "DEFAULT_LOCK_PATH",
+    "INFERENCE_FLAGS",
     "LatencyStats",
     "MeasurementLock",
     "activate_measurement_lock",
+    "cpu_flags",
+    "describe_hardware",
     "evaluate_metric",
     "measure_latency",
 ]

@@ -87,6 +87,8 @@ class Recipe(BaseModel):
     baseline: Metrics
     source: SourceRef | None = None
     versions: dict[str, str] = Field(default_factory=dict)
+    hardware: str | None = None
+    """Where ``metrics.latency_ms`` was measured (``objectives.describe_hardware``)."""
 
     # ---------------------------------------------------------------- creation
     @classmethod
@@ -109,6 +111,7 @@ class Recipe(BaseModel):
             baseline=_baseline_metrics(info.baseline),
             source=SourceRef(study=info.name, trial=candidate.trial),
             versions=library_versions(),
+            hardware=candidate.attrs.get("hardware") or info.baseline.get("hardware"),
         )
 
     @classmethod
@@ -254,8 +257,8 @@ class AppliedRecipe:
     result: TrialResult
     output_dir: Path | None
 
-    def metrics(self) -> dict[str, float]:
-        """``{"accuracy", "test_accuracy", "latency_ms", "size_bytes"}``."""
+    def metrics(self) -> dict[str, Any]:
+        """``{"accuracy", "test_accuracy", "latency_ms", "size_bytes", "hardware"}``."""
         return applied_metrics(self.result)
 
 
@@ -266,6 +269,7 @@ def applied_metrics(result: TrialResult) -> dict[str, Any]:
         "test_accuracy": result.test_accuracy,
         "latency_ms": result.latency_ms,
         "size_bytes": result.size_bytes,
+        "hardware": result.hardware,
     }
 
 

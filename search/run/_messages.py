@@ -41,6 +41,7 @@ class TrialReport:
         params_before: Weight elements of the teacher (before pruning).
         quant_coverage: Share of the weight elements stored at the requested precision.
         uncovered_layers: Layer types left above the requested precision, comma-joined.
+        hardware: Where latency was measured (``objectives.describe_hardware``).
         latency_cv: Coefficient of variation of the latency samples.
         latency_p90_ms: 90th percentile latency.
         epoch_accuracies: Validation metric after each fine-tune epoch (early stopping).
@@ -64,6 +65,7 @@ class TrialReport:
     params_before: int | None = None
     quant_coverage: float | None = None
     uncovered_layers: str | None = None
+    hardware: str | None = None
     latency_cv: float | None = None
     latency_p90_ms: float | None = None
     epoch_accuracies: tuple[float, ...] = field(default_factory=tuple)

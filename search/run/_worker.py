@@ -82,6 +82,7 @@ def report_of(result: TrialResult, *, seed: int, device: str) -> TrialReport:
         params_before=result.params_before or None,
         quant_coverage=result.quant_coverage,
         uncovered_layers=", ".join(result.uncovered_layers) or None,
+        hardware=result.hardware or None,
         latency_cv=None if result.latency is None else result.latency.cv,
         latency_p90_ms=None if result.latency is None else result.latency.p90_ms,
         epoch_accuracies=tuple(result.epoch_accuracies),

@@ -244,7 +244,8 @@ def _page(
         f"<p>validation accuracy {base['accuracy']:.4f}"
         + (f", test accuracy {base['test_accuracy']:.4f}" if "test_accuracy" in base else "")
         + f", latency {base['latency_ms']:.3f} ms, size {base['size_bytes'] / 1024:.1f} KiB"
-        f" — measured in a worker exactly like a trial.</p>",
+        f" — measured in a worker exactly like a trial"
+        + (f", on {_e(base['hardware'])}" if base.get("hardware") else "") + ".</p>",
         "</body></html>",
     ]
     return "\n".join(parts)

@@ -21,6 +21,8 @@ def format_status(
         f"{n} {state.lower()}" for state, n in status.counts.items() if n or state == "COMPLETE"
     )]
     base = status.baseline
+    if base.get("hardware"):
+        lines.append(f"latency measured on: {base['hardware']}")
     constraint = (
         "no accuracy constraint"
         if status.max_accuracy_drop is None
@@ -97,6 +99,13 @@ def print_front(front: ParetoFront) -> None:
             str(c.params.get("quant_bits", 32)),
             _format.optional(c.quant_coverage, ".0%"),
             _format.optional(c.params_kept, ".0%"),
+        )
+    hardware = base.get("hardware")
+    if hardware:
+        elsewhere = [c.trial for c in front if c.attrs.get("hardware", hardware) != hardware]
+        table.caption = f"latency measured on {hardware}" + (
+            f"; trials {', '.join(map(str, elsewhere))} on other hardware (not comparable)"
+            if elsewhere else ""
         )
     console = Console()
     if not console.is_terminal:

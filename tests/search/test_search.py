@@ -169,3 +169,35 @@ def test_gpu_settings_are_checked_before_work(tmp_path, digits_task, ray_session
         with pytest.raises(SearchArgumentError, match="GPUs"):
             Search(digits_task, space, storage=url, gpus_per_trial=0.5, progress=False).run()
     assert optuna.get_all_study_names(url) == []
+
+
+def test_hardware_and_coverage_are_recorded_on_baseline_trials_and_recipes(searched, capsys):
+    from objectives import describe_hardware
+    from search import Recipe, StudyInfo
+    from search.view import format_status, print_front
+
+    url, name, front = searched
+    study = optuna.load_study(study_name=name, storage=url)
+    hardware = study.user_attrs[ATTR_BASELINE]["hardware"]
+    assert hardware == describe_hardware("cpu", 1)
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert complete and all(t.user_attrs["hardware"] == hardware for t in complete)
+    for t in complete:
+        # The digits MLP has only Linear layers: every precision covers all its weights.
+        assert t.user_attrs["quant_coverage"] == 1.0, t.params
+        kept = t.user_attrs["num_parameters"] / t.user_attrs["params_before"]
+        assert kept <= 1.0
+        if t.params.get("prune_ratio", 0.0) >= 0.2:
+            assert kept < 0.9, t.params
+
+    info = StudyInfo.from_study(study, url)
+    recipe = Recipe.from_candidate(next(iter(front)), info)
+    assert recipe.hardware == hardware
+    assert Recipe.from_yaml(recipe.to_yaml()) == recipe
+
+    print_front(front)
+    out = capsys.readouterr().out
+    assert "latency measured on" in out and "coverage" in out
+    from search.results import status_of
+
+    assert f"latency measured on: {hardware}" in format_status(status_of(study, info))
