@@ -32,6 +32,7 @@ from objectives._preflight import (
     checked_parameters,
 )
 from objectives._pretrained import load_pretrained_compressed, save_pretrained_compressed
+from objectives._probe import precision_latencies
 from objectives._serialize import count_parameters, load_weights, save_weights
 from objectives._task import Split, Task, accuracy, forward
 from objectives._trial import (
@@ -116,6 +117,7 @@ __all__ = [
     "load_pretrained_compressed",
     "load_weights",
     "measure_latency",
+    "precision_latencies",
     "predict_logits",
     "prune_structured",
     "prune_transformer",

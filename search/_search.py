@@ -12,7 +12,13 @@ import optuna
 from objectives import DEFAULT_LOCK_PATH, Task
 from search._errors import SearchArgumentError, StudyMismatchError
 from search._preflight import preflight
-from search._seeds import enqueue, seed_configs, warm_start_configs
+from search._seeds import (
+    enqueue,
+    seed_configs,
+    slower_precisions,
+    space_precisions,
+    warm_start_configs,
+)
 from search.results import ParetoFront, library_versions
 from search.run import measure_baseline_remote, ray_session, run_round
 from search.study import (
@@ -222,7 +228,7 @@ class Search:
         with quiet_libraries(), ray_session(self.ray_address), self._progress():
             self._check_cluster()
             if info is None:
-                baseline = self._measure_baseline()
+                baseline = self._measure_baseline(space)
                 study, created = create_or_join(
                     self._storage,
                     self.study_name,
@@ -235,7 +241,7 @@ class Search:
                 )
                 if created:
                     info = StudyInfo.from_study(study, self.storage_url)
-                    self._enqueue_first(study, space)
+                    self._enqueue_first(study, space, baseline)
                 else:  # another process created it meanwhile: it must be the same search
                     info = self._check_existing(study)
             if study is None:  # pragma: no cover - create_or_join returns a study or raises
@@ -282,9 +288,18 @@ class Search:
                 "use gpus_per_trial=0 (CPU) or join a cluster with GPUs"
             )
 
-    def _enqueue_first(self, study: optuna.Study, space: SearchSpace) -> None:
+    def _enqueue_first(
+        self, study: optuna.Study, space: SearchSpace, baseline: dict[str, Any]
+    ) -> None:
         if self.seed_configs:
-            enqueue(study, seed_configs(space), "seed")
+            slower = slower_precisions(baseline)
+            for bits, ratio in slower.items():
+                logger.warning(
+                    "quant_bits=%d ran %.1fx slower than fp32 on the teacher on this hardware "
+                    "(%s); it stays searchable but is not among the seed configs",
+                    bits, ratio, baseline.get("hardware", "?"),
+                )
+            enqueue(study, seed_configs(space, skip_bits=tuple(slower)), "seed")
         if self.warm_start:
             enqueue(study, warm_start_configs(self._storage, self.warm_start, space), "warm_start")
 
@@ -333,9 +348,10 @@ class Search:
             res["gpu"] = self.gpus_per_trial
         return res
 
-    def _measure_baseline(self) -> dict[str, Any]:
+    def _measure_baseline(self, space: SearchSpace) -> dict[str, Any]:
         return measure_baseline_remote(
-            self.task, gpus_per_trial=self.gpus_per_trial, measurement_lock=self._lock_path()
+            self.task, gpus_per_trial=self.gpus_per_trial, measurement_lock=self._lock_path(),
+            precisions=space_precisions(space) if self.seed_configs else (),
         )
 
     def _run_round(

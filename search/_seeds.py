@@ -1,6 +1,7 @@
 """Configurations a new study evaluates first: known-good seeds and warm starts.
 
-Seeds (in this order, each only if it lies in the space): the teacher as is (no
+Seeds (in this order, each only if it lies in the space, and leaving out precisions
+the hardware probe measured slower than fp32 on the teacher): the teacher as is (no
 pruning, fp32), int8 only, bf16 only, prune 0.25 + int8, prune 0.5 + int8; for
 transformers also int8 with int8 embeddings and a pruned vocabulary, and that plus a
 quarter of the heads and half the FFN neurons pruned. Parameters a
@@ -52,12 +53,41 @@ def _base(space: SearchSpace) -> dict[str, Any]:
     return base
 
 
-def seed_configs(space: SearchSpace) -> list[dict[str, Any]]:
-    """The seed configs that lie in ``space`` (searched parameters only), de-duplicated."""
+def space_precisions(space: SearchSpace) -> tuple[int, ...]:
+    """The ``quant_bits`` values ``space`` may give a trial (fp32 always included)."""
+    param = space.parameters.get("quant_bits")
+    values: tuple[Any, ...] = ()
+    if isinstance(param, Choice):
+        values = param.choices
+    elif isinstance(param, Fixed):
+        values = (param.value,)
+    return tuple(sorted({32, *(int(v) for v in values)}, reverse=True))
+
+
+def slower_precisions(baseline: Mapping[str, Any]) -> dict[int, float]:
+    """Precisions the hardware probe found slower than fp32: ``{bits: times slower}``.
+
+    Read from the baseline's ``precision_latency_ms`` (empty when it was not probed).
+    """
+    probe = {int(k): float(v) for k, v in (baseline.get("precision_latency_ms") or {}).items()}
+    fp32 = probe.get(32)
+    if not fp32:
+        return {}
+    return {b: ms / fp32 for b, ms in probe.items() if b != 32 and ms > fp32}
+
+
+def seed_configs(space: SearchSpace, skip_bits: tuple[int, ...] = ()) -> list[dict[str, Any]]:
+    """The seed configs that lie in ``space`` (searched parameters only), de-duplicated.
+
+    Seeds whose ``quant_bits`` is in ``skip_bits`` (precisions measured slower than fp32
+    on this hardware, see ``slower_precisions``) are left out.
+    """
     base = _base(space)
     params = space.parameters
     out: list[dict[str, Any]] = []
     for seed in SEEDS:
+        if seed.get("quant_bits") in skip_bits:
+            continue
         config = dict(base)
         ok = True
         for name, value in seed.items():

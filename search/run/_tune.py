@@ -147,13 +147,18 @@ def ray_session(address: str | None) -> Iterator[None]:
 
 
 def measure_baseline_remote(
-    task: Task, *, gpus_per_trial: float, measurement_lock: str | None
+    task: Task,
+    *,
+    gpus_per_trial: float,
+    measurement_lock: str | None,
+    precisions: tuple[int, ...] = (),
 ) -> dict[str, Any]:
     """Measure the teacher in a Ray worker exactly as trials are measured.
 
     Returns:
         The baseline as stored on the study: the report's measurements plus the task's
-        ``threads`` and ``latency_batch_size``.
+        ``threads`` and ``latency_batch_size``, and ``precision_latency_ms``: the
+        teacher's latency at each of ``precisions`` (keys are the bit-widths as strings).
     """
     import ray
 
@@ -162,9 +167,10 @@ def measure_baseline_remote(
     remote = ray.remote(measure_baseline).options(
         num_cpus=task.threads, num_gpus=gpus_per_trial, max_retries=1
     )
-    report = ray.get(remote.remote(task, gpus_per_trial, measurement_lock))
+    report, probe = ray.get(remote.remote(task, gpus_per_trial, measurement_lock, precisions))
     return {
         **report.measurements(),
         "threads": task.threads,
         "latency_batch_size": task.latency_batch_size,
+        "precision_latency_ms": {str(b): ms for b, ms in sorted(probe.items(), reverse=True)},
     }

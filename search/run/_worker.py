@@ -20,6 +20,7 @@ from objectives import (
     activate_measurement_lock,
     evaluate,
     evaluate_teacher,
+    precision_latencies,
 )
 from search.run._messages import TIMINGS, EarlyStoppingSpec, TrialReport
 from search.study import is_feasible, open_storage
@@ -156,9 +157,14 @@ def _out_of_memory(exc: BaseException) -> bool:
 
 
 def measure_baseline(
-    task: Task, gpus: float = 0.0, measurement_lock: str | None = None
-) -> TrialReport:
-    """The teacher's metrics, measured exactly as a trial's (run as a Ray task)."""
+    task: Task,
+    gpus: float = 0.0,
+    measurement_lock: str | None = None,
+    precisions: tuple[int, ...] = (),
+) -> tuple[TrialReport, dict[int, float]]:
+    """The teacher's metrics, measured exactly as a trial's (run as a Ray task), and its
+    median latency (ms) at each of ``precisions`` on this worker's device (the probe)."""
     device = worker_device(gpus)
     use_measurement_lock(measurement_lock)
-    return report_of(evaluate_teacher(task, device=device), seed=0, device=device)
+    report = report_of(evaluate_teacher(task, device=device), seed=0, device=device)
+    return report, precision_latencies(task, precisions, device=device)

@@ -190,6 +190,14 @@ def test_hardware_and_coverage_are_recorded_on_baseline_trials_and_recipes(searc
         if t.params.get("prune_ratio", 0.0) >= 0.2:
             assert kept < 0.9, t.params
 
+    # The hardware probe timed the teacher at each precision of the space; seeds skip
+    # the precisions it found slower than fp32 here (bf16 on a CPU without native bf16).
+    probe = study.user_attrs[ATTR_BASELINE]["precision_latency_ms"]
+    assert set(probe) == {"32", "16", "8"} and all(v > 0 for v in probe.values())
+    seeded = {t.params.get("quant_bits") for t in study.trials
+              if t.user_attrs.get("slimsearch_seed_config") == "seed"}
+    assert (16 in seeded) == (probe["16"] <= probe["32"])
+
     info = StudyInfo.from_study(study, url)
     recipe = Recipe.from_candidate(next(iter(front)), info)
     assert recipe.hardware == hardware
