@@ -98,7 +98,8 @@ def main() -> None:
             f"{c.test_accuracy or float('nan'):.3f} ({d_test * 100:+.1f})",
             f"{c.latency_ms:.1f}", f"{faster:.2f}x", f"{c.size_bytes / 1e6:.2f}", f"{smaller:.1f}x",
         ])
-        if smaller >= 4 and d_test >= -0.01 and (best is None or faster > best[1]):
+        # Chosen on validation only (test is reported beside it, never used to choose).
+        if smaller >= 4 and d_val >= -0.01 and (best is None or faster > best[1]):
             best = (c, faster, smaller)
 
     lines = [
@@ -151,7 +152,7 @@ def main() -> None:
         base_file = int(base["size_bytes"])
         lines += [
             "",
-            f"Chosen: trial {cand.trial} (≥ 4x smaller, test within 1 point, fastest), "
+            f"Chosen: trial {cand.trial} (≥ 4x smaller, validation within 1 point, fastest; test reported, not used to choose), "
             "re-applied from its recipe and exported as a model directory "
             "(`slimsearch apply`), then re-measured side by side with the teacher "
             f"({args.rounds} alternating rounds, medians):",
@@ -171,7 +172,7 @@ def main() -> None:
             f"test {100 * (applied.result.test_accuracy - base['test_accuracy']):+.1f} points.**",
         ]
     else:
-        lines += ["", "No front point was ≥ 4x smaller within 1 test-accuracy point."]
+        lines += ["", "No front point was ≥ 4x smaller within 1 validation-accuracy point."]
     body = "\n".join(lines)
     print(body)
     if not args.no_write:
