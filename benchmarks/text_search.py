@@ -152,7 +152,8 @@ def main() -> None:
         base_file = int(base["size_bytes"])
         lines += [
             "",
-            f"Chosen: trial {cand.trial} (≥ 4x smaller, validation within 1 point, fastest; test reported, not used to choose), "
+            f"Chosen: trial {cand.trial} (≥ 4x smaller, validation within 1 point, fastest; "
+            "test reported, not used to choose), "
             "re-applied from its recipe and exported as a model directory "
             "(`slimsearch apply`), then re-measured side by side with the teacher "
             f"({args.rounds} alternating rounds, medians):",
