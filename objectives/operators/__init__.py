@@ -14,6 +14,7 @@ from objectives.operators._pruning import prune_structured
 from objectives.operators._quantize import (
     BFloat16Module,
     dynamic_int8_modules,
+    dynamic_int8_rnn_modules,
     is_int4_weight,
     quantize,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "RemappedEmbedding",
     "distillation_loss",
     "dynamic_int8_modules",
+    "dynamic_int8_rnn_modules",
     "finetune",
     "forget_teacher_logits",
     "is_int4_weight",
