@@ -61,6 +61,7 @@ from objectives.operators import (
     prune_vocabulary,
     quantize,
     quantize_embeddings,
+    static_int8_modules,
     teacher_logits_file,
     teacher_train_logits,
 )
@@ -106,6 +107,7 @@ __all__ = [
     "pruned_copy",
     "quantize",
     "quantize_embeddings",
+    "static_int8_modules",
     "save_pretrained_compressed",
     "save_weights",
     "skeleton",

@@ -1,7 +1,8 @@
 """Compression operators: what a trial does to the teacher — prune, distil, quantize.
 
 Structural operators (channel, head/FFN and vocabulary pruning, int8 embedding tables)
-run before the distillation fine-tune, quantization of the Linear layers after it;
+run before the distillation fine-tune, quantization of the weight layers (Linear,
+convolutions, LSTM/GRU) after it;
 ``objectives.compress`` chains them in that order.
 """
 
@@ -18,6 +19,7 @@ from objectives.operators._quantize import (
     is_int4_weight,
     quantize,
 )
+from objectives.operators._static_int8 import static_int8_modules
 from objectives.operators._teacher_logits import (
     forget_teacher_logits,
     predict_logits,
@@ -44,6 +46,7 @@ __all__ = [
     "prune_vocabulary",
     "quantize",
     "quantize_embeddings",
+    "static_int8_modules",
     "teacher_logits_file",
     "teacher_train_logits",
 ]

@@ -62,7 +62,6 @@ def dynamic_int8_rnn_modules() -> tuple[type[nn.Module], ...]:
 INT4_GROUP_SIZE = 32
 """Preferred int4 group: 32 weights of a row share a scale and zero point."""
 
-_DYNAMIC_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.LSTM, nn.GRU)
 _LAYER_LIST = "nn.Linear, nn.Conv1d/2d/3d, nn.LSTM or nn.GRU"
 
 
@@ -149,7 +148,7 @@ def quantize(
     Hugging Face ``Conv1D`` layers are first rewritten as ``nn.Linear``
     (``linearize_conv1d``). Embeddings are left alone (``embed_bits`` handles them).
     After quantization the model's quantization parameters are rounded to the dtypes the
-    file stores (float32 scales, int32 zero points), so the model computes exactly what
+    file stores (float32 scales), so the model computes exactly what
     its file reloads to.
 
     ``edge_bits`` (8 or 32) keeps the first and last ``nn.Linear`` layers at that higher

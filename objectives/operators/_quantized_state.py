@@ -6,7 +6,8 @@ Contract (a coverage metric parses ``plain_tensors``):
   name>.int8`` (int8 values) or ``....int4`` (two 4-bit values per byte), e.g.
   ``features.0.weight.int8``, ``rnn.weight_ih_l0.int8``, ``head.weight.int4``. Its
   companions are ``.scale`` (float32, one per tensor / channel / group), ``.zero_point``
-  (int32; torchao's own dtype for int4) and, for per-channel weights, ``.axis``.
+  (int8 — a qint8 weight's zero point lies in its range; torchao's own dtype for int4)
+  and, for per-channel weights, ``.axis`` (int32). Activation zero points are int32.
 * A convolution in eager static int8 (``EagerStaticConv``) is stored under the wrapped
   convolution's own path (``conv_a.weight.int8``, not ``conv_a.conv.weight.int8``).
 * Activation quantization parameters are companions too, never weights: a static int8
@@ -64,10 +65,10 @@ def _encode(key: str, w: torch.Tensor) -> dict[str, torch.Tensor]:
     out = {f"{key}.int8": w.int_repr()}
     if w.qscheme() in (torch.per_tensor_affine, torch.per_tensor_symmetric):
         out[f"{key}.scale"] = torch.tensor([w.q_scale()], dtype=torch.float32)
-        out[f"{key}.zero_point"] = torch.tensor([w.q_zero_point()], dtype=torch.int32)
+        out[f"{key}.zero_point"] = torch.tensor([w.q_zero_point()], dtype=torch.int8)
     else:
         out[f"{key}.scale"] = w.q_per_channel_scales().to(torch.float32)
-        out[f"{key}.zero_point"] = w.q_per_channel_zero_points().to(torch.int32)
+        out[f"{key}.zero_point"] = w.q_per_channel_zero_points().to(torch.int8)
         out[f"{key}.axis"] = torch.tensor([w.q_per_channel_axis()], dtype=torch.int32)
     return out
 
@@ -244,6 +245,6 @@ def load_plain_tensors(model: nn.Module, tensors: dict[str, torch.Tensor]) -> nn
 
 
 def canonicalize(model: nn.Module) -> nn.Module:
-    """Round ``model``'s quantization parameters to the stored dtypes (float32 scales,
-    int32 zero points), so it computes exactly what its file reloads to."""
+    """Round ``model``'s quantization parameters to the stored dtypes (float32 scales),
+    so it computes exactly what its file reloads to."""
     return load_plain_tensors(model, plain_tensors(model))

@@ -57,7 +57,11 @@ UNSUPPORTED_CONV_TYPES: tuple[type[nn.Module], ...] = (
 """Convolutions without a per-channel int8 kernel: ``quantize`` refuses int8/int4 for them."""
 
 _CALIBRATION_BATCH = 32
-_BACKEND = "x86"
+
+
+def _backend() -> str:
+    """``x86`` (fbgemm + onednn, per-channel weights) where built in, else ``qnnpack`` (ARM)."""
+    return "x86" if "x86" in torch.backends.quantized.supported_engines else "qnnpack"
 
 
 @contextmanager
@@ -115,7 +119,7 @@ def _fx(model: nn.Module, calibration: torch.Tensor) -> nn.Module:
     from torch.ao.quantization import get_default_qconfig_mapping
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
-    mapping = get_default_qconfig_mapping(_BACKEND)
+    mapping = get_default_qconfig_mapping(_backend())
     for kind in (nn.Linear, nn.functional.linear, nn.LSTM, nn.GRU, nn.Embedding,
                  nn.EmbeddingBag):
         mapping.set_object_type(kind, None)
@@ -127,7 +131,7 @@ def _fx(model: nn.Module, calibration: torch.Tensor) -> nn.Module:
 def _eager(model: nn.Module, names: list[str], calibration: Inputs) -> nn.Module:
     from torch.ao.quantization import convert, get_default_qconfig, prepare
 
-    qconfig = get_default_qconfig(_BACKEND)
+    qconfig = get_default_qconfig(_backend())
     for name in names:
         parent, _, attr = name.rpartition(".")
         owner = model.get_submodule(parent) if parent else model
@@ -166,7 +170,7 @@ def quantize_convs_static(model: nn.Module, calibration: Inputs | None) -> nn.Mo
             f"{names[0]!r}, ...) is static and needs calibration inputs; pass "
             "calibration=task.calibration_inputs to quantize"
         )
-    torch.backends.quantized.engine = _BACKEND
+    torch.backends.quantized.engine = _backend()
     with quiet():
         if isinstance(calibration, torch.Tensor):
             try:
