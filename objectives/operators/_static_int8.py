@@ -7,14 +7,19 @@ symmetric int8 weights, per-tensor activation ranges calibrated on ``calibration
 deterministic and ``skeleton`` rebuilds the same structure), run by the x86 (fbgemm /
 onednn) int8 convolution kernels.
 
-Choice, measured on this CPU (AVX2, 1 thread, batch 16 of 32x32 images, width 64):
+Choice, measured on this CPU (AVX2, 1 thread, batch 16 of 32x32 images, width 64, median
+of 30 forwards, x86 engine, Linear head dynamic int8; a shared machine, so +-20%):
 
-=======================  ========  ===========  ==========
-model                    fp32      FX int8 x86  FX fbgemm
-=======================  ========  ===========  ==========
-residual CNN (proj+BN)   125 ms    48 ms        60 ms
-depthwise-separable CNN  95 ms     11 ms        10 ms
-=======================  ========  ===========  ==========
+=======================  ======  =======  ============
+model                    fp32    FX int8  eager int8
+=======================  ======  =======  ============
+residual CNN (proj+BN)   51 ms   23 ms    28 ms
+depthwise-separable CNN  10 ms   6.5 ms   15 ms
+=======================  ======  =======  ============
+
+(An earlier, more loaded run: residual 125 → 48 ms with x86, 60 ms with the fbgemm
+engine; depthwise 95 → 11 / 10 ms. The x86 engine is kept: it dispatches to fbgemm or
+onednn per op.)
 
 * **FX graph mode** (``torch.ao.quantization.quantize_fx.prepare_fx/convert_fx`` with
   ``get_default_qconfig_mapping("x86")``) is the first choice: it folds BatchNorm into
@@ -27,8 +32,14 @@ depthwise-separable CNN  95 ms     11 ms        10 ms
 * **Eager fallback** for models FX cannot trace symbolically (data-dependent control flow,
   keyword-argument inputs): each convolution is wrapped as quantize → int8 conv →
   dequantize (``EagerStaticConv``) through torch.ao ``prepare``/``convert``. It works on
-  any model; BatchNorm stays fp32 and every convolution pays one quantize/dequantize, so
-  it is slower than FX but still int8 — a convolution never silently stays fp32.
+  any model, so a convolution never silently stays fp32 — but BatchNorm stays fp32 and
+  every convolution pays one quantize/dequantize, so it is slower than FX and, on cheap
+  depthwise convolutions, slower than fp32 (table): the file is int8, the speed is not.
+
+Costs: FX returns a ``torch.fx.GraphModule`` (the model class's own methods and
+attributes beyond ``forward`` do not survive), and ``prepare_fx`` takes ~5 s on the
+residual CNN on this machine (calibration ~0.6 s) — paid by every quantization of a
+convolutional model (the trial, the early-stopping probe and ``skeleton``).
 
 Only convolution *modules* (``nn.Conv1d/2d/3d``, grouped and depthwise included) are
 covered; ``F.conv*`` calls on raw tensors are left alone, and transposed convolutions are
@@ -149,8 +160,9 @@ def _eager(model: nn.Module, names: list[str], calibration: Inputs) -> nn.Module
 def quantize_convs_static(model: nn.Module, calibration: Inputs | None) -> nn.Module:
     """Return ``model`` with every convolution module in static int8 (see module doc).
 
-    FX graph mode when the model traces symbolically on a tensor input, else each
-    convolution wrapped as ``EagerStaticConv``. Other layers are left as they are (FX may
+    FX graph mode (a ``torch.fx.GraphModule`` is returned) when the model traces
+    symbolically on a tensor input, else each convolution wrapped as ``EagerStaticConv``
+    in place. Other layers are left as they are (FX may
     also run element-wise ops such as residual adds and pooling in int8 between
     convolutions). Deterministic for a given model and ``calibration``.
 
