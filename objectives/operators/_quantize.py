@@ -164,6 +164,12 @@ def quantize(
             ``Task.calibration_inputs``); required when ``model`` has convolutions and
             ``bits`` is 8 or 4.
 
+    Example:
+        >>> cnn = nn.Sequential(nn.Conv2d(1, 8, 3), nn.Flatten(), nn.Linear(8 * 6 * 6, 4))
+        >>> q = quantize(cnn, 8, calibration=torch.randn(32, 1, 8, 8))
+        >>> q(torch.randn(2, 1, 8, 8)).shape
+        torch.Size([2, 4])
+
     Raises:
         TaskError: for an unsupported bit-width or ``edge_bits``, 8/4 on a non-CPU device,
             a model with no quantizable layer (or a transposed convolution) for 8/4, or
