@@ -169,7 +169,7 @@ def compress(
         with clock.phase("quantize"):
             final = quantize(
                 student.to(_final_device(config, device)), config.quant_bits, device=device,
-                edge_bits=config.edge_bits,
+                edge_bits=config.edge_bits, calibration=task.calibration_inputs,
             )
     return final, history
 
@@ -230,7 +230,7 @@ def evaluate(
         with clock.phase("measure"), tempfile.TemporaryDirectory(prefix="slimsearch-probe-") as d:
             model = quantize(
                 copy.deepcopy(student).to(final_device), config.quant_bits, device=device,
-                edge_bits=config.edge_bits,
+                edge_bits=config.edge_bits, calibration=task.calibration_inputs,
             )
             probe["size_bytes"] = save_weights(model, Path(d) / MODEL_FILE)
             probe["latency_ms"] = measure_latency(
@@ -331,7 +331,10 @@ def skeleton(task: Task, config: CompressionConfig) -> nn.Module:
     """The compressed model's structure (pruned + quantized, weights not yet loaded)."""
     with _threads(task.threads):
         student = pruned_copy(task, config)
-        return quantize(student, config.quant_bits, edge_bits=config.edge_bits)
+        return quantize(
+            student, config.quant_bits, edge_bits=config.edge_bits,
+            calibration=task.calibration_inputs,
+        )
 
 
 def load_compressed(task: Task, config: CompressionConfig, path: str | Path) -> nn.Module:

@@ -1,7 +1,8 @@
 """Compression operators: what a trial does to the teacher — prune, distil, quantize.
 
 Structural operators (channel, head/FFN and vocabulary pruning, int8 embedding tables)
-run before the distillation fine-tune, quantization of the Linear layers after it;
+run before the distillation fine-tune, quantization of the weight layers (Linear,
+convolutions, LSTM/GRU) after it;
 ``objectives.compress`` chains them in that order.
 """
 
@@ -14,9 +15,11 @@ from objectives.operators._pruning import prune_structured
 from objectives.operators._quantize import (
     BFloat16Module,
     dynamic_int8_modules,
+    dynamic_int8_rnn_modules,
     is_int4_weight,
     quantize,
 )
+from objectives.operators._static_int8 import static_int8_modules
 from objectives.operators._teacher_logits import (
     forget_teacher_logits,
     predict_logits,
@@ -32,6 +35,7 @@ __all__ = [
     "RemappedEmbedding",
     "distillation_loss",
     "dynamic_int8_modules",
+    "dynamic_int8_rnn_modules",
     "finetune",
     "forget_teacher_logits",
     "is_int4_weight",
@@ -42,6 +46,7 @@ __all__ = [
     "prune_vocabulary",
     "quantize",
     "quantize_embeddings",
+    "static_int8_modules",
     "teacher_logits_file",
     "teacher_train_logits",
 ]

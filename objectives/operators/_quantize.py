@@ -1,14 +1,25 @@
-"""Post-training quantization behind one interface: fp32, bf16, int8 dynamic, int4 weight-only."""
+"""Post-training quantization behind one interface: fp32, bf16, int8 (static convolutions,
+dynamic Linear/LSTM/GRU), int4 weight-only Linear."""
 
 from __future__ import annotations
 
-import warnings
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from objectives._errors import TaskError
 from objectives._imports import import_torchao
+from objectives.operators._conv1d import linearize_conv1d
+from objectives.operators._static_int8 import (
+    UNSUPPORTED_CONV_TYPES,
+    conv_names,
+    quantize_convs_static,
+    quiet,
+)
+
+if TYPE_CHECKING:
+    from objectives._task import Inputs
 
 
 class BFloat16Module(nn.Module):
@@ -33,13 +44,25 @@ class BFloat16Module(nn.Module):
 
 
 def dynamic_int8_modules() -> tuple[type[nn.Module], ...]:
-    """Module types that int8 dynamic quantization produces."""
+    """Module types that int8 dynamic quantization produces for ``nn.Linear`` layers
+    (``weight()``/``bias()`` accessors; see ``dynamic_int8_rnn_modules`` for LSTM/GRU)."""
     from torch.ao.nn.quantized.dynamic import Linear as DynLinear
 
     return (DynLinear,)
 
 
+def dynamic_int8_rnn_modules() -> tuple[type[nn.Module], ...]:
+    """Module types that int8 dynamic quantization produces for ``nn.LSTM``/``nn.GRU``
+    (``get_weight()``/``get_bias()`` dicts keyed by the float layer's parameter names)."""
+    from torch.ao.nn.quantized.dynamic import GRU, LSTM
+
+    return (LSTM, GRU)
+
+
 INT4_GROUP_SIZE = 32
+"""Preferred int4 group: 32 weights of a row share a scale and zero point."""
+
+_LAYER_LIST = "nn.Linear, nn.Conv1d/2d/3d, nn.LSTM or nn.GRU"
 
 
 def linear_names(model: nn.Module) -> list[str]:
@@ -47,29 +70,47 @@ def linear_names(model: nn.Module) -> list[str]:
     return [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
 
 
-def _int8_dynamic(model: nn.Module, names: set[str] | None) -> nn.Module:
+def int4_group_size(in_features: int) -> int:
+    """The int4 group for a Linear of input width ``in_features``.
+
+    32 when it divides ``in_features``; else the largest divisor in [8, 32]; else the
+    whole row (one scale per output row), so every width gets a group.
+    """
+    if in_features % INT4_GROUP_SIZE == 0:
+        return INT4_GROUP_SIZE
+    for group in range(INT4_GROUP_SIZE - 1, 7, -1):
+        if in_features % group == 0:
+            return group
+    return in_features
+
+
+def _int8_dynamic(model: nn.Module, names: set[str]) -> nn.Module:
     from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
 
-    spec: set | dict = {nn.Linear} if names is None else {n: default_dynamic_qconfig for n in names}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.ao deprecation notice; wrapped here
-        return quantize_dynamic(model.cpu(), spec, dtype=torch.qint8, inplace=False)
+    if not names:
+        return model
+    with quiet():
+        return quantize_dynamic(
+            model.cpu(), {n: default_dynamic_qconfig for n in names}, dtype=torch.qint8,
+            inplace=False,
+        )
 
 
 def _int4_weight_only(model: nn.Module, names: set[str]) -> nn.Module:
     tq = import_torchao()
-    config = tq.IntxWeightOnlyConfig(
-        weight_dtype=torch.int4, granularity=tq.PerGroup(INT4_GROUP_SIZE)
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        tq.quantize_(
-            model,
-            config,
-            filter_fn=lambda m, fqn: isinstance(m, nn.Linear)
-            and fqn in names
-            and m.in_features % INT4_GROUP_SIZE == 0,
-        )
+    groups: dict[int, set[str]] = {}
+    for name in names:
+        groups.setdefault(int4_group_size(model.get_submodule(name).in_features), set()).add(name)
+    with quiet():
+        for group, members in sorted(groups.items()):
+            config = tq.IntxWeightOnlyConfig(
+                weight_dtype=torch.int4, granularity=tq.PerGroup(group)
+            )
+            tq.quantize_(
+                model, config,
+                filter_fn=lambda m, fqn, members=members: isinstance(m, nn.Linear)
+                and fqn in members,
+            )
     return model
 
 
@@ -87,25 +128,55 @@ def quantize(
     *,
     device: torch.device | str = "cpu",
     edge_bits: int = 0,
+    calibration: Inputs | None = None,
 ) -> nn.Module:
     """Return ``model`` quantized to ``bits``.
 
     * 32: unchanged; 16: bf16 weights and compute (``BFloat16Module``);
-    * 8: PyTorch int8 dynamic quantization of ``nn.Linear`` layers (weights int8,
-      activations quantized on the fly); other layer types keep fp32. CPU only.
-    * 4: torchao int4 weight-only quantization of ``nn.Linear`` layers whose input width
-      is a multiple of 32 (groups of 32 weights share a scale; others keep fp32). The
-      weights are dequantized on the fly: the file is ~2x smaller than int8, but on CPU
-      it runs *slower* than fp32 — measured, not assumed (docs/benchmarks.md). CPU only.
+    * 8: every weight layer int8. Convolutions (``nn.Conv1d/2d/3d``, grouped and
+      depthwise too): static int8 — per-channel weights, activations calibrated on
+      ``calibration`` (see ``_static_int8``). ``nn.Linear``, ``nn.LSTM``, ``nn.GRU``:
+      dynamic int8 (int8 weights, activations quantized on the fly). CPU only.
+    * 4: torchao int4 weight-only quantization of every ``nn.Linear``, in groups of 32
+      weights per scale (``int4_group_size``: a smaller divisor of the input width, or the
+      whole row, when 32 does not divide it). The weights are dequantized on the fly:
+      the file is ~2x smaller than int8, but on CPU it runs *slower* than fp32 —
+      measured, not assumed (docs/benchmarks.md). int4 has no convolution or LSTM/GRU
+      kernels, so those layers fall back to int8 exactly as for ``bits=8``: they are
+      stored int8, not int4, and a coverage count at 4 bits does not include them. CPU only.
+
+    Hugging Face ``Conv1D`` layers are first rewritten as ``nn.Linear``
+    (``linearize_conv1d``). Embeddings are left alone (``embed_bits`` handles them).
+    After quantization the model's quantization parameters are rounded to the dtypes the
+    file stores (float32 scales), so the model computes exactly what
+    its file reloads to.
 
     ``edge_bits`` (8 or 32) keeps the first and last ``nn.Linear`` layers at that higher
     precision when ``bits`` is 8 or 4 (mixed precision); 0, or a value not above ``bits``,
     quantizes them like the rest.
 
+    Args:
+        model: The float model (put in eval mode; may be modified in place).
+        bits: 32, 16, 8 or 4.
+        device: Where the result runs; 8 and 4 run on CPU only.
+        edge_bits: 0, 8 or 32 (see above).
+        calibration: Model inputs for static int8 of convolutions (deterministic: use
+            ``Task.calibration_inputs``); required when ``model`` has convolutions and
+            ``bits`` is 8 or 4.
+
+    Example:
+        >>> cnn = nn.Sequential(nn.Conv2d(1, 8, 3), nn.Flatten(), nn.Linear(8 * 6 * 6, 4))
+        >>> q = quantize(cnn, 8, calibration=torch.randn(32, 1, 8, 8))
+        >>> q(torch.randn(2, 1, 8, 8)).shape
+        torch.Size([2, 4])
+
     Raises:
-        TaskError: for an unsupported bit-width, a model without ``nn.Linear`` for 8/4,
-            or 8/4 on a non-CPU device.
+        TaskError: for an unsupported bit-width or ``edge_bits``, 8/4 on a non-CPU device,
+            a model with no quantizable layer (or a transposed convolution) for 8/4, or
+            a model with convolutions and no ``calibration``.
     """
+    from objectives.operators._quantized_state import canonicalize  # it imports this module
+
     model.eval()
     if bits == 32:
         return model
@@ -118,19 +189,30 @@ def quantize(
             f"quant_bits={bits} runs on CPU only, not on {device}; "
             f"remove {bits} from quant_bits choices for GPU searches"
         )
-    names = linear_names(model)
-    if not names:
-        raise TaskError(
-            f"quant_bits={bits} quantizes nn.Linear layers and {type(model).__name__} has none; "
-            f"remove {bits} from quant_bits choices"
-        )
     if edge_bits not in (0, 8, 32):
         raise TaskError(f"edge_bits={edge_bits!r} is not supported; allowed: 0, 8, 32")
-    edges = {names[0], names[-1]} if edge_bits > bits else set()
+    model = linearize_conv1d(model).cpu()
+    for name, m in model.named_modules():
+        if isinstance(m, UNSUPPORTED_CONV_TYPES):
+            raise TaskError(
+                f"quant_bits={bits} cannot quantize {type(m).__name__} {name!r}: there is no "
+                f"int8 kernel for transposed convolutions; remove {bits} from quant_bits "
+                "choices for this model"
+            )
+    names = linear_names(model)
+    rnns = [n for n, m in model.named_modules() if isinstance(m, (nn.LSTM, nn.GRU))]
+    convs = conv_names(model)
+    if not (names or rnns or convs):
+        raise TaskError(
+            f"quant_bits={bits} quantizes {_LAYER_LIST} layers and {type(model).__name__} "
+            f"has none; remove {bits} from quant_bits choices"
+        )
+    edges = {names[0], names[-1]} if names and edge_bits > bits else set()
     body = set(names) - edges
+    model = quantize_convs_static(model, calibration)
     if bits == 8:
-        return _int8_dynamic(model, body if edges else None)
-    model = model.cpu()
-    if edge_bits == 8 and edges:
-        model = _int8_dynamic(model, edges)
-    return _int4_weight_only(model, body)
+        model = _int8_dynamic(model, body | set(rnns))
+    else:
+        model = _int8_dynamic(model, set(rnns) | (edges if edge_bits == 8 else set()))
+        model = _int4_weight_only(model, body)
+    return canonicalize(model)

@@ -74,15 +74,43 @@ def test_residual_cnn_with_batchnorm_prunes_quantizes_and_reloads(tmp_path):
     assert result.size_bytes < base.size_bytes / 4
     model = load_compressed(task, cfg, tmp_path / MODEL_FILE)
     assert evaluate_metric(model, task.val, task) == pytest.approx(result.accuracy)
-    # int8 dynamic quantizes the Linear head and leaves the convolutions in fp32
+    # int8: static int8 convolutions (pruned widths), dynamic int8 Linear head
     int8 = evaluate(task, CompressionConfig(prune_ratio=0.25, quant_bits=8))
     assert math.isfinite(int8.latency_ms)
 
 
-def test_int8_without_linear_layers_is_a_task_error():
+def test_conv_only_model_is_int8_quantized(tmp_path):
+    from objectives._serialize import _plain_tensors
+
     task = image_task(ConvOnly(), name="conv-only", epochs=2)
-    with pytest.raises(TaskError, match="has none"):
+    cfg = CompressionConfig(quant_bits=8)
+    fp32 = evaluate(task, CompressionConfig(quant_bits=32))
+    int8 = evaluate(task, cfg, output_dir=tmp_path)
+    assert int8.size_bytes < fp32.size_bytes  # 256 weights: the file header dominates
+    model = load_compressed(task, cfg, tmp_path / MODEL_FILE)
+    assert "conv.weight.int8" in _plain_tensors(model)
+    assert evaluate_metric(model, task.val, task) == pytest.approx(int8.accuracy)
+
+
+class FunctionalOnly(torch.nn.Module):
+    """A weight used functionally: no Linear, convolution, LSTM or GRU to quantize."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.randn(64, 4) * 0.1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1) @ self.w
+
+
+def test_int8_without_quantizable_layers_is_a_task_error():
+    task = image_task(FunctionalOnly(), name="functional", epochs=2)
+    with pytest.raises(TaskError, match="FunctionalOnly has none") as info:
         evaluate(task, CompressionConfig(quant_bits=8))
+    message = str(info.value)
+    assert "\n" not in message
+    assert "nn.Linear, nn.Conv1d/2d/3d, nn.LSTM or nn.GRU" in message
+    assert "remove 8 from quant_bits choices" in message
 
 
 def test_nan_loss_fails_the_trial(digits_task):
