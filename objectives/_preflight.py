@@ -76,7 +76,10 @@ def check_setting(task: Task, name: str, value: object) -> str | None:
             return (
                 f"quant_bits={value} would store only {cov.fraction:.0%} of "
                 f"{type(task.teacher).__name__}'s weights at {value} bits "
-                f"({', '.join(cov.uncovered)} stay above); remove {value} from quant_bits"
+                f"({', '.join(cov.uncovered)} stay above"
+                + ("; int4 covers Linear layers only, the others fall back to int8"
+                   if value == 4 else "")
+                + f"); remove {value} from quant_bits"
             )
         return None
     if name in _PRUNE_PARAMS:

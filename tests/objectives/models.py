@@ -38,7 +38,7 @@ class TinyResNet(nn.Module):
 
 
 class ConvOnly(nn.Module):
-    """No Linear layer at all: int8 dynamic quantization has nothing to quantize."""
+    """Convolutions only, no Linear layer (int8 covers it through static conv quantization)."""
 
     def __init__(self, classes: int = 4) -> None:
         super().__init__()
