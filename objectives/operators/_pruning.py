@@ -11,6 +11,40 @@ from torch import nn
 from objectives._errors import TaskError
 from objectives._task import Inputs
 
+_RNN_REFUSAL = (
+    "prune_ratio={ratio:g} cannot prune the hidden units of {name} (nn.{kind}): "
+    "Torch-Pruning cannot trace a recurrent layer's outputs to their consumers, so only "
+    "the layers around it would shrink; fix prune_ratio at 0 for this task"
+)
+
+
+def logits_sum(out: object) -> torch.Tensor:
+    """A scalar Torch-Pruning can trace back from: sum of ``.logits``, ``out[0]`` or ``out``.
+
+    Lets models whose forward returns a Hugging Face ``ModelOutput`` or a tuple be traced
+    like models that return a tensor.
+    """
+    if hasattr(out, "logits"):
+        return out.logits.sum()
+    if isinstance(out, (tuple, list)):
+        return logits_sum(out[0])
+    return out.sum()  # type: ignore[union-attr]
+
+
+def refuse_recurrent(model: nn.Module, ratio: float) -> None:
+    """Raise if ``model`` holds an ``nn.RNNBase`` layer, whose hidden units cannot be pruned.
+
+    Raises:
+        TaskError: naming the first recurrent layer, when ``ratio > 0``.
+    """
+    if ratio <= 0.0:
+        return
+    for name, m in model.named_modules():
+        if isinstance(m, nn.RNNBase):
+            raise TaskError(
+                _RNN_REFUSAL.format(ratio=ratio, name=name or "the model", kind=type(m).__name__)
+            )
+
 
 def prune_structured(
     model: nn.Module,
@@ -18,20 +52,37 @@ def prune_structured(
     ratio: float,
     *,
     ignored_layers: Sequence[nn.Module] = (),
+    round_to: int | None = None,
 ) -> nn.Module:
     """Remove ``ratio`` of the prunable channels of ``model`` in place and return it.
 
     Torch-Pruning's dependency graph keeps coupled layers consistent (a Linear's output
     neurons with the next Linear's inputs, a Conv's channels with its BatchNorm and any
-    residual additions). Channels are ranked by the L2 magnitude of their group, so the
-    result is a deterministic function of the weights and the ratio. ``ratio == 0``
-    returns ``model`` untouched.
+    residual additions, including projection shortcuts; a depthwise convolution's
+    channels, its ``groups`` included, with the layer that feeds it). Each coupled group
+    keeps ``int(n * (1 - ratio))`` of its ``n`` channels (Torch-Pruning's local pruning;
+    for even ``n`` and ``ratio=0.5`` that is exactly half), ranked by the group's L2
+    magnitude, so the result is a deterministic function of the weights and the ratio.
+    ``ratio == 0`` returns ``model`` untouched. The forward may return a tensor, a tuple
+    (its first element is traced) or a Hugging Face ``ModelOutput`` (``.logits``).
+
+    Args:
+        model: The model to prune in place.
+        example_inputs: Inputs one forward of ``model`` accepts (used for tracing).
+        ratio: Fraction of each group's channels to remove, in ``[0, 1)``.
+        ignored_layers: Modules whose output channels must stay (the classifier head).
+        round_to: If set, each group's kept width is rounded *down* to a multiple of it
+            (``32`` keeps int4 group quantization applicable). A group whose kept width
+            would round down to 0 (fewer than ``round_to`` channels kept) is left at its
+            full width.
 
     Raises:
-        TaskError: if Torch-Pruning cannot trace or prune the model.
+        TaskError: if the model holds an LSTM/GRU/RNN layer (its hidden units cannot be
+            pruned; raised before any work), or Torch-Pruning cannot trace or prune it.
     """
     if ratio <= 0.0:
         return model
+    refuse_recurrent(model, ratio)
     import torch_pruning as tp
 
     model.eval()
@@ -44,7 +95,8 @@ def prune_structured(
                 importance=tp.importance.GroupMagnitudeImportance(p=2),
                 pruning_ratio=float(ratio),
                 ignored_layers=list(ignored_layers),
-                round_to=None,
+                round_to=round_to,
+                output_transform=logits_sum,
             )
             with torch.no_grad():
                 pruner.step()
@@ -54,4 +106,3 @@ def prune_structured(
             f"{type(exc).__name__}: {exc}; drop prune_ratio from the space or fix it at 0"
         ) from exc
     return model
-
