@@ -10,12 +10,7 @@ from torch import nn
 
 from objectives._errors import TaskError
 from objectives._task import Inputs
-
-_RNN_REFUSAL = (
-    "prune_ratio={ratio:g} cannot prune the hidden units of {name} (nn.{kind}): "
-    "Torch-Pruning cannot trace a recurrent layer's outputs to their consumers, so only "
-    "the layers around it would shrink; fix prune_ratio at 0 for this task"
-)
+from objectives.operators._rnn_pruning import plan_recurrent, prune_recurrent
 
 
 def logits_sum(out: object) -> torch.Tensor:
@@ -29,21 +24,6 @@ def logits_sum(out: object) -> torch.Tensor:
     if isinstance(out, (tuple, list)):
         return logits_sum(out[0])
     return out.sum()  # type: ignore[union-attr]
-
-
-def refuse_recurrent(model: nn.Module, ratio: float) -> None:
-    """Raise if ``model`` holds an ``nn.RNNBase`` layer, whose hidden units cannot be pruned.
-
-    Raises:
-        TaskError: naming the first recurrent layer, when ``ratio > 0``.
-    """
-    if ratio <= 0.0:
-        return
-    for name, m in model.named_modules():
-        if isinstance(m, nn.RNNBase):
-            raise TaskError(
-                _RNN_REFUSAL.format(ratio=ratio, name=name or "the model", kind=type(m).__name__)
-            )
 
 
 def prune_structured(
@@ -76,13 +56,23 @@ def prune_structured(
             would round down to 0 (fewer than ``round_to`` channels kept) is left at its
             full width.
 
+    Recurrent layers (``nn.LSTM``, ``nn.GRU``, ``nn.RNN``; unidirectional, any number of
+    layers, ``batch_first`` or not) lose ``round(ratio * hidden)`` hidden units per layer
+    first (see ``objectives.operators._rnn_pruning``), with the input columns of the
+    layers that read them; Torch-Pruning then prunes the rest of the model around them.
+
     Raises:
-        TaskError: if the model holds an LSTM/GRU/RNN layer (its hidden units cannot be
-            pruned; raised before any work), or Torch-Pruning cannot trace or prune it.
+        TaskError: a recurrent layer that cannot be pruned (bidirectional, or read by
+            something other than Linear / recurrent layers) — raised before any work —,
+            or Torch-Pruning cannot trace or prune the model.
     """
     if ratio <= 0.0:
         return model
-    refuse_recurrent(model, ratio)
+    plans = plan_recurrent(model, ratio)  # refuses before any weight changes
+    prune_recurrent(model, ratio, round_to=round_to, plans=plans)
+    ignored = list(ignored_layers)
+    for plan in plans:  # Torch-Pruning's graph neither follows nor prunes these
+        ignored += [plan.rnn, *plan.producers]
     import torch_pruning as tp
 
     model.eval()
@@ -94,7 +84,7 @@ def prune_structured(
                 example_inputs,
                 importance=tp.importance.GroupMagnitudeImportance(p=2),
                 pruning_ratio=float(ratio),
-                ignored_layers=list(ignored_layers),
+                ignored_layers=ignored,
                 round_to=round_to,
                 output_transform=logits_sum,
             )

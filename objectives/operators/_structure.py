@@ -21,8 +21,9 @@ from objectives._errors import TaskError
 from objectives._task import Task
 from objectives.operators._conv1d import linearize_conv1d
 from objectives.operators._embedding_quant import quantize_embeddings
-from objectives.operators._pruning import prune_structured, refuse_recurrent
+from objectives.operators._pruning import prune_structured
 from objectives.operators._quantize import INT4_GROUP_SIZE
+from objectives.operators._rnn_pruning import plan_recurrent
 from objectives.operators._transformer_pruning import (
     is_hf_transformer,
     is_transformer,
@@ -34,10 +35,11 @@ from objectives.operators._vocab import prune_vocabulary, used_token_ids
 def refuse_unprunable(model: nn.Module, config: CompressionConfig) -> None:
     """Raise before any work if a pruning setting cannot apply to ``model``.
 
-    Cheap checks on the module tree only: ``prune_ratio`` on a Hugging Face transformer
-    (it would cut the hidden size) or on a model with recurrent layers (their hidden
-    units cannot be pruned), and ``attn_prune_ratio`` on a transformer without
-    BERT-style self-attention blocks (decoders such as GPT-2 and Llama).
+    Cheap checks, no weight changes: ``prune_ratio`` on a Hugging Face transformer (it
+    would cut the hidden size) or on recurrent layers it cannot prune (bidirectional, or
+    read by layers it cannot narrow; found by a ``torch.fx`` trace), and
+    ``attn_prune_ratio`` on a transformer without BERT-style self-attention blocks
+    (decoders such as GPT-2 and Llama).
 
     Raises:
         TaskError: one line naming the setting, the model or layer, and the fix.
@@ -49,7 +51,7 @@ def refuse_unprunable(model: nn.Module, config: CompressionConfig) -> None:
             "hidden size of a transformer; fix prune_ratio at 0 and search attn_prune_ratio "
             "and ffn_prune_ratio instead (SearchSpace.preset('transformer'))"
         )
-    refuse_recurrent(model, config.prune_ratio)
+    plan_recurrent(model, config.prune_ratio)  # refuses RNNs it cannot prune
     if config.attn_prune_ratio > 0.0 and hf and not is_transformer(model):
         raise TaskError(
             f"attn_prune_ratio={config.attn_prune_ratio:g} cannot prune the attention heads "

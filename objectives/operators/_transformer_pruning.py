@@ -246,7 +246,8 @@ def _prune_ffn(
             imp = importance(group)  # type: ignore[operator]
             if imp is None or imp.numel() != n:
                 raise TaskError(f"cannot rank the FFN neurons of {lin}")
-            drop = sorted(torch.argsort(imp.detach().float().cpu())[: n - keep].tolist())
+            order = torch.argsort(imp.detach().float().cpu(), stable=True)
+            drop = sorted(order[: n - keep].tolist())
             graph.get_pruning_group(lin, tp.prune_linear_out_channels, idxs=drop).prune()
         if lin.out_features != keep:
             raise TaskError(f"FFN pruning left {lin} with {lin.out_features} != {keep} neurons")

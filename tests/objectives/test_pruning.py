@@ -19,7 +19,14 @@ from objectives import (
     prune_structured,
     pruned_copy,
 )
-from tests.objectives.families import CLASSES, FAMILIES, ResNetProj, images
+from tests.objectives.families import (
+    CLASSES,
+    FAMILIES,
+    ResNetProj,
+    RNNClassifier,
+    images,
+    sequences,
+)
 
 
 @pytest.fixture(scope="module")
@@ -96,18 +103,117 @@ def test_prune_structured_traces_models_that_return_tuples():
     assert logits.shape == (8, CLASSES) and features.shape == (8, 32)
 
 
-@pytest.mark.parametrize(("name", "kind"), [("lstm", "LSTM"), ("gru", "GRU")])
-def test_recurrent_hidden_units_are_refused_before_any_work(family, name, kind):
+@pytest.mark.parametrize(("name", "gates"), [("lstm", 4), ("gru", 3)])
+def test_recurrent_hidden_units_are_halved_in_every_layer(family, name, gates):
     task = family(name)
-    msg = (
-        f"prune_ratio=0.5 cannot prune the hidden units of rnn (nn.{kind}): Torch-Pruning "
-        "cannot trace a recurrent layer's outputs to their consumers, so only the layers "
-        "around it would shrink; fix prune_ratio at 0 for this task"
-    )
+    student = pruned_copy(task, CompressionConfig(prune_ratio=0.5))
+    rnn = student.rnn
+    assert rnn.hidden_size == 48 and rnn.num_layers == 2  # 96 → 96 - round(48)
+    assert rnn.weight_ih_l0.shape == (gates * 48, 8)  # the input features stay
+    for layer in range(2):
+        assert getattr(rnn, f"weight_hh_l{layer}").shape == (gates * 48, 48)
+        assert getattr(rnn, f"bias_ih_l{layer}").shape == (gates * 48,)
+        assert getattr(rnn, f"bias_hh_l{layer}").shape == (gates * 48,)
+    assert rnn.weight_ih_l1.shape == (gates * 48, 48)
+    assert (student.head.in_features, student.head.out_features) == (48, CLASSES)
+    _runs(student, task)
+
+
+@pytest.mark.parametrize("cell", [nn.LSTM, nn.GRU])
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_recurrent_pruning_removes_exactly_the_dead_units(cell, batch_first):
+    """Units whose every weight is zero contribute nothing; pruning them changes no output."""
+    torch.manual_seed(0)
+    model = RNNClassifier("lstm" if cell is nn.LSTM else "gru")
+    model.rnn.batch_first = batch_first
+    gates = 4 if cell is nn.LSTM else 3
+    dead = torch.arange(0, 96, 2)  # every other unit, in every layer
+    with torch.no_grad():
+        for layer in range(2):
+            for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                p = getattr(model.rnn, f"{kind}_l{layer}")
+                p.view(gates, 96, *p.shape[1:])[:, dead] = 0
+            getattr(model.rnn, f"weight_hh_l{layer}")[:, dead] = 0
+        model.rnn.weight_ih_l1[:, dead] = 0
+        model.head.weight[:, dead] = 0
+    x = sequences(16, seed=1).inputs
+    if not batch_first:
+        x = x.transpose(0, 1).contiguous()
+    with torch.no_grad():
+        before = model(x)
+    prune_structured(model, x, 0.5, ignored_layers=[model.head])
+    assert model.rnn.hidden_size == 48
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), before, atol=1e-6, rtol=0)
+
+
+class Stacked(nn.Module):
+    """Linear → LSTM → Linear → head: the layers around the RNN are Torch-Pruning's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Linear(8, 32)
+        self.rnn = nn.LSTM(32, 64, batch_first=True)
+        self.rnn2 = nn.GRU(64, 64, batch_first=True)
+        self.fc = nn.Linear(64, 32)
+        self.head = nn.Linear(32, CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.rnn(torch.relu(self.embed(x)))
+        out, h = self.rnn2(nn.functional.dropout(out, 0.1, self.training))
+        return self.head(torch.relu(self.fc(h[-1])))
+
+
+def test_recurrent_layers_feeding_each_other_and_linears_are_pruned_consistently():
+    torch.manual_seed(0)
+    model = Stacked()
+    x = sequences(8, seed=0).inputs
+    prune_structured(model, x, 0.5, ignored_layers=[model.head])
+    assert model.embed.out_features == 32  # feeds an RNN input: left at full width
+    assert (model.rnn.input_size, model.rnn.hidden_size) == (32, 32)
+    assert (model.rnn2.input_size, model.rnn2.hidden_size) == (32, 32)
+    assert model.rnn2.weight_ih_l0.shape == (3 * 32, 32)
+    assert (model.fc.in_features, model.fc.out_features) == (32, 16)
+    assert model.head.in_features == 16
+    assert model(x).shape == (8, CLASSES)
+
+
+class BiGRU(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.GRU(8, 16, bidirectional=True, batch_first=True)
+        self.head = nn.Linear(32, CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.rnn(x)[0][:, -1])
+
+
+class FlatLSTM(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.LSTM(8, 16, batch_first=True)
+        self.head = nn.Linear(16 * 12, CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.rnn(x)[0].flatten(1))
+
+
+@pytest.mark.parametrize(("model", "why"), [
+    (BiGRU, "rnn (nn.GRU): bidirectional layers are not supported"),
+    (FlatLSTM, "rnn (nn.LSTM): its output is used by flatten (call_method), which it "
+     "cannot follow"),
+])
+def test_recurrent_layers_it_cannot_prune_are_refused_before_any_change(model, why):
+    torch.manual_seed(0)
+    m = model()
+    state = {k: v.clone() for k, v in m.state_dict().items()}
     with pytest.raises(TaskError) as err:
-        pruned_copy(task, CompressionConfig(prune_ratio=0.5))
-    assert str(err.value) == msg
-    assert "\n" not in str(err.value)
+        prune_structured(m, sequences(4, seed=0).inputs, 0.5, ignored_layers=[m.head])
+    assert str(err.value) == (
+        f"prune_ratio=0.5 cannot prune the hidden units of {why}; fix prune_ratio at 0 "
+        "for this task"
+    )
+    assert all(torch.equal(v, m.state_dict()[k]) for k, v in state.items())
 
 
 def test_gpt2_ffn_is_halved_once(family):
