@@ -2,9 +2,10 @@
 
 ``restructure`` first rewrites Hugging Face ``Conv1D`` projections (GPT-2) as the
 ``nn.Linear`` layers they are, so every later operator sees standard layers; it then
-dispatches on the model and the config: channel / neuron pruning for
-MLPs and CNNs (``prune_ratio``), head and FFN pruning for transformer encoders
-(``attn_prune_ratio``, ``ffn_prune_ratio``), and vocabulary pruning for text tasks
+dispatches on the model and the config: channel / neuron / hidden-unit pruning
+for MLPs, CNNs and RNNs (``prune_ratio``), head pruning for BERT-style encoders
+(``attn_prune_ratio``) and FFN pruning for transformer encoders and decoders
+(``ffn_prune_ratio``; GPT-2, Llama-style gated MLPs), and vocabulary pruning for text tasks
 (``prune_vocab``), then int8 embedding tables (``embed_bits``). Embeddings are quantized
 *before* the distillation fine-tune: they stay frozen at int8 while the rest of the
 network adapts to them (quantization-aware for the tables, at no extra cost). Every

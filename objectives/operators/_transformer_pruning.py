@@ -93,14 +93,23 @@ def is_transformer(model: nn.Module) -> bool:
 def is_hf_transformer(model: nn.Module) -> bool:
     """Whether ``model`` is a Hugging Face transformer (encoder or decoder).
 
-    True for a ``transformers.PreTrainedModel`` or anything holding BERT-style
-    self-attention blocks; never imports ``transformers`` itself.
+    True for anything holding BERT-style self-attention blocks, or a
+    ``transformers.PreTrainedModel`` whose config names attention heads
+    (``num_attention_heads``; GPT-2's ``n_head`` maps to it) — so GPT-2, Llama, ViT are
+    transformers and Hugging Face CNNs (ResNet, ConvNeXt) are not. Never imports
+    ``transformers`` itself.
     """
     if is_transformer(model):
         return True
     tf = sys.modules.get("transformers")
     base = getattr(tf, "PreTrainedModel", None) if tf is not None else None
-    return base is not None and any(isinstance(m, base) for m in model.modules())
+    if base is None:
+        return False
+    return any(
+        isinstance(m, base)
+        and getattr(getattr(m, "config", None), "num_attention_heads", None) is not None
+        for m in model.modules()
+    )
 
 
 def _removed(count: int, ratio: float) -> int:

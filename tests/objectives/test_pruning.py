@@ -103,6 +103,24 @@ def test_prune_structured_traces_models_that_return_tuples():
     assert logits.shape == (8, CLASSES) and features.shape == (8, 32)
 
 
+def test_hugging_face_cnns_returning_model_outputs_are_pruned_not_refused():
+    from transformers import ResNetConfig, ResNetForImageClassification
+
+    from objectives.operators._transformer_pruning import is_hf_transformer
+
+    torch.manual_seed(0)
+    config = ResNetConfig(num_channels=1, hidden_sizes=[16, 32], depths=[1, 1],
+                          embedding_size=16, num_labels=CLASSES, layer_type="basic")
+    model = ResNetForImageClassification(config).eval()
+    assert not is_hf_transformer(model)  # prune_ratio is not refused for it
+    before = {n: c.out_channels for n, c in _modules(model, nn.Conv2d).items()}
+    x = images(4, seed=0).inputs
+    prune_structured(model, x, 0.5, ignored_layers=[model.classifier[1]])
+    after = {n: c.out_channels for n, c in _modules(model, nn.Conv2d).items()}
+    assert after == {n: _halved(c) for n, c in before.items()}
+    assert model(x).logits.shape == (4, CLASSES)
+
+
 @pytest.mark.parametrize(("name", "gates"), [("lstm", 4), ("gru", 3)])
 def test_recurrent_hidden_units_are_halved_in_every_layer(family, name, gates):
     task = family(name)
