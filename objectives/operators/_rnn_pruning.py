@@ -6,7 +6,8 @@ pruner. Here each layer ``l`` of a recurrent module loses ``round(ratio * hidden
 its hidden units, chosen independently per layer by the L2 norm of everything the unit
 owns: its rows of ``weight_ih_l{l}``, ``weight_hh_l{l}`` and both biases (one row per
 gate), its column of ``weight_hh_l{l}``, and its input column of the next layer (or, for
-the last layer, of every layer that reads the output). ``nn.LSTM`` requires one
+the last layer, of every layer that reads the output). Inputs are assumed batched
+(3-D), as in training. ``nn.LSTM`` requires one
 ``hidden_size`` for all layers, so every layer keeps the same count, not the same units.
 
 Who reads the output is found with ``torch.fx``: the output sequence and the final
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -105,8 +106,7 @@ def plan_recurrent(model: nn.Module, ratio: float) -> list[_Plan]:
             calls = [n for n in gm.graph.nodes
                      if n.op == "call_module" and gm.get_submodule(str(n.target)) is consumer]
             if len(calls) != 1:
-                return_why = f"a layer reading its output is called {len(calls)} times"
-                raise refuse(name, m, return_why)
+                raise refuse(name, m, f"a layer reading it is called {len(calls)} times")
         plan.consumers = list({id(c): c for c in plan.consumers}.values())
         plan.producers = _producers(gm, nodes[0])
         plans.append(plan)
@@ -114,59 +114,67 @@ def plan_recurrent(model: nn.Module, ratio: float) -> list[_Plan]:
 
 
 def _follow_outputs(gm: GraphModule, rnn_node: Node, consumers: list[nn.Module]) -> str | None:
-    """Collect the modules reading the recurrent output; return why not, if they can't be."""
-    carriers: list[Node] = []
+    """Collect the modules reading the recurrent output; return why not, if they can't be.
+
+    Each carrier is a node whose last dimension is the hidden units, with the number of
+    leading dimensions before it (2 for the batched output sequence and for the states,
+    ``(layers, batch, hidden)``).
+    """
+    carriers: list[tuple[Node, int]] = []
+    is_lstm = isinstance(gm.get_submodule(str(rnn_node.target)), nn.LSTM)
     for user in rnn_node.users:
-        if user.op == "call_function" and user.target is operator.getitem and user.args[1] == 0:
-            carriers.append(user)  # the output sequence
-        elif user.op == "call_function" and user.target is operator.getitem and user.args[1] == 1:
-            state = user  # h_n, or (h_n, c_n) for an LSTM
-            if isinstance(gm.get_submodule(str(rnn_node.target)), nn.LSTM):
-                for s in state.users:
-                    if s.op == "call_function" and s.target is operator.getitem:
-                        carriers.append(s)
-                    else:
-                        return f"its state tuple is used by {_describe(s)}"
-            else:
-                carriers.append(state)
-        else:
+        index = user.args[1] if len(user.args) > 1 else None
+        if user.op != "call_function" or user.target is not operator.getitem or (
+            index not in (0, 1)
+        ):
             return f"its output is used by {_describe(user)}"
+        if index == 1 and is_lstm:  # (h_n, c_n)
+            for s in user.users:
+                if s.op != "call_function" or s.target is not operator.getitem or (
+                    s.args[1] not in (0, 1)
+                ):
+                    return f"its state tuple is used by {_describe(s)}"
+                carriers.append((s, 2))
+        else:
+            carriers.append((user, 2))  # the output sequence, or a GRU/RNN's h_n
     seen: set[Node] = set()
     while carriers:
-        node = carriers.pop()
+        node, lead = carriers.pop()
         if node in seen:
             continue
         seen.add(node)
         for user in node.users:
-            why = _classify(gm, node, user, carriers, consumers)
+            why = _classify(gm, node, lead, user, carriers, consumers)
             if why is not None:
                 return why
     return None
 
 
 def _classify(
-    gm: GraphModule, node: Node, user: Node, carriers: list[Node], consumers: list[nn.Module]
+    gm: GraphModule, node: Node, lead: int, user: Node, carriers: list[tuple[Node, int]],
+    consumers: list[nn.Module],
 ) -> str | None:
     if user.op == "call_module":
         mod = gm.get_submodule(str(user.target))
         if isinstance(mod, _PASS_MODULES):
-            carriers.append(user)
+            carriers.append((user, lead))
             return None
         if isinstance(mod, (nn.Linear, *_GATES)) and user.args[0] is node:
             consumers.append(mod)
             return None
         return f"its output feeds {user.target} ({type(mod).__name__}), which it cannot narrow"
     if user.op == "call_function" and user.target in _PASS_FUNCTIONS and user.args[0] is node:
-        carriers.append(user)
+        carriers.append((user, lead))
         return None
     if user.op == "call_method" and user.target in _PASS_METHODS:
-        carriers.append(user)
+        carriers.append((user, lead))
         return None
     if user.op == "call_function" and user.target is operator.getitem:
         idx = user.args[1]
         parts = idx if isinstance(idx, tuple) else (idx,)
-        if all(isinstance(p, (int, slice)) for p in parts) and len(parts) <= 2:
-            carriers.append(user)  # picks steps / batch rows / layers; keeps the hidden dim
+        if all(isinstance(p, (int, slice)) for p in parts) and len(parts) <= lead:
+            # picks steps / batch rows / layers; never reaches the hidden dimension
+            carriers.append((user, lead - sum(isinstance(p, int) for p in parts)))
             return None
     if user.op == "output":
         return "its output is the model's output, whose width would change"
@@ -202,7 +210,7 @@ def _producers(gm: GraphModule, rnn_node: Node) -> list[nn.Module]:
 
 
 def prune_recurrent(
-    model: nn.Module, ratio: float, *, round_to: int | None = None, plans: list[Any] | None = None
+    model: nn.Module, ratio: float, *, round_to: int | None = None, plans: list[_Plan] | None = None
 ) -> nn.Module:
     """Remove ``round(ratio * hidden)`` hidden units from every layer of every RNN, in place.
 
@@ -236,10 +244,9 @@ def _rows(keep: torch.Tensor, hidden: int, gates: int) -> torch.Tensor:
     return torch.cat([keep + g * hidden for g in range(gates)])
 
 
-def _input_columns(mod: nn.Module) -> list[str]:
-    if isinstance(mod, nn.Linear):
-        return ["weight"]
-    return ["weight_ih_l0"]
+def _input_weight(mod: nn.Module) -> str:
+    """The weight whose columns are ``mod``'s inputs (a Linear's or a first RNN layer's)."""
+    return "weight" if isinstance(mod, nn.Linear) else "weight_ih_l0"
 
 
 def _prune_one(plan: _Plan, ratio: float, round_to: int | None) -> None:
@@ -262,7 +269,7 @@ def _prune_one(plan: _Plan, ratio: float, round_to: int | None) -> None:
                 score = score + getattr(rnn, f"{b}_l{layer}").view(gates, hidden).pow(2).sum(0)
         readers = (
             [getattr(rnn, f"weight_ih_l{layer + 1}")] if layer + 1 < layers
-            else [getattr(c, _input_columns(c)[0]) for c in plan.consumers]
+            else [getattr(c, _input_weight(c)) for c in plan.consumers]
         )
         for w in readers:
             score = score + w.pow(2).sum(dim=0)
@@ -280,7 +287,7 @@ def _prune_one(plan: _Plan, ratio: float, round_to: int | None) -> None:
             _set(rnn, name, getattr(rnn, name)[:, keep])
     last = kept[-1]
     for consumer in plan.consumers:
-        name = _input_columns(consumer)[0]
+        name = _input_weight(consumer)
         _set(consumer, name, getattr(consumer, name)[:, last.to(getattr(consumer, name).device)])
         if isinstance(consumer, nn.Linear):
             consumer.in_features = keep_n

@@ -216,7 +216,21 @@ class FlatLSTM(nn.Module):
         return self.head(self.rnn(x)[0].flatten(1))
 
 
+class SlicedGRU(nn.Module):
+    """Reads only the first 8 hidden units of the last step: a slice of the hidden dim."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.GRU(8, 16, batch_first=True)
+        self.head = nn.Linear(8, CLASSES)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.rnn(x)[0][:, -1][:, :8])
+
+
 @pytest.mark.parametrize(("model", "why"), [
+    (SlicedGRU, "rnn (nn.GRU): its output is used by getitem (call_function), which it "
+     "cannot follow"),
     (BiGRU, "rnn (nn.GRU): bidirectional layers are not supported"),
     (FlatLSTM, "rnn (nn.LSTM): its output is used by flatten (call_method), which it "
      "cannot follow"),
