@@ -59,7 +59,8 @@ def prune_structured(
     Recurrent layers (``nn.LSTM``, ``nn.GRU``, ``nn.RNN``; unidirectional, any number of
     layers, ``batch_first`` or not) lose ``round(ratio * hidden)`` hidden units per layer
     first (see ``objectives.operators._rnn_pruning``), with the input columns of the
-    layers that read them; Torch-Pruning then prunes the rest of the model around them.
+    layers that read them; Torch-Pruning then prunes the rest of the model around them,
+    except layers that feed a recurrent layer's input, which keep their width.
 
     Raises:
         TaskError: a recurrent layer that cannot be pruned (bidirectional, or read by
