@@ -2,9 +2,10 @@
 
 ``restructure`` first rewrites Hugging Face ``Conv1D`` projections (GPT-2) as the
 ``nn.Linear`` layers they are, so every later operator sees standard layers; it then
-dispatches on the model and the config: channel / neuron pruning for
-MLPs and CNNs (``prune_ratio``), head and FFN pruning for transformer encoders
-(``attn_prune_ratio``, ``ffn_prune_ratio``), and vocabulary pruning for text tasks
+dispatches on the model and the config: channel / neuron / hidden-unit pruning
+for MLPs, CNNs and RNNs (``prune_ratio``), head pruning for BERT-style encoders
+(``attn_prune_ratio``) and FFN pruning for transformer encoders and decoders
+(``ffn_prune_ratio``; GPT-2, Llama-style gated MLPs), and vocabulary pruning for text tasks
 (``prune_vocab``), then int8 embedding tables (``embed_bits``). Embeddings are quantized
 *before* the distillation fine-tune: they stay frozen at int8 while the rest of the
 network adapts to them (quantization-aware for the tables, at no extra cost). Every
@@ -22,36 +23,70 @@ from objectives._task import Task
 from objectives.operators._conv1d import linearize_conv1d
 from objectives.operators._embedding_quant import quantize_embeddings
 from objectives.operators._pruning import prune_structured
-from objectives.operators._transformer_pruning import is_transformer, prune_transformer
+from objectives.operators._quantize import INT4_GROUP_SIZE
+from objectives.operators._rnn_pruning import plan_recurrent
+from objectives.operators._transformer_pruning import (
+    is_hf_transformer,
+    is_transformer,
+    prune_transformer,
+)
 from objectives.operators._vocab import prune_vocabulary, used_token_ids
 
 
-def restructure(student: nn.Module, task: Task, config: CompressionConfig) -> nn.Module:
-    """Apply the config's structural compression to ``student`` (a copy of the teacher).
+def refuse_unprunable(model: nn.Module, config: CompressionConfig) -> None:
+    """Raise before any work if a pruning setting cannot apply to ``model``.
+
+    Cheap checks, no weight changes: ``prune_ratio`` on a Hugging Face transformer (it
+    would cut the hidden size) or on recurrent layers it cannot prune (bidirectional, or
+    read by layers it cannot narrow; found by a ``torch.fx`` trace), and
+    ``attn_prune_ratio`` on a transformer without BERT-style self-attention blocks
+    (decoders such as GPT-2 and Llama).
 
     Raises:
-        TaskError: a setting does not apply to this model or task (the message names it
-            and the setting to fix instead).
+        TaskError: one line naming the setting, the model or layer, and the fix.
     """
-    student = linearize_conv1d(student)  # GPT-2 style Conv1D → nn.Linear (exact)
-    transformer = is_transformer(student)
-    if config.prune_ratio > 0.0 and transformer:
+    hf = is_hf_transformer(model)
+    if config.prune_ratio > 0.0 and hf:
         raise TaskError(
             f"prune_ratio={config.prune_ratio:g} prunes MLP/CNN channels and would cut the "
             "hidden size of a transformer; fix prune_ratio at 0 and search attn_prune_ratio "
             "and ffn_prune_ratio instead (SearchSpace.preset('transformer'))"
         )
+    plan_recurrent(model, config.prune_ratio)  # refuses RNNs it cannot prune
+    if config.attn_prune_ratio > 0.0 and hf and not is_transformer(model):
+        raise TaskError(
+            f"attn_prune_ratio={config.attn_prune_ratio:g} cannot prune the attention heads "
+            f"of {type(model).__name__}: head pruning supports BERT-style encoders "
+            "(query/key/value projections) only for now; fix attn_prune_ratio at 0"
+        )
+
+
+def restructure(student: nn.Module, task: Task, config: CompressionConfig) -> nn.Module:
+    """Apply the config's structural compression to ``student`` (a copy of the teacher).
+
+    With ``quant_bits == 4``, pruned widths are rounded down to multiples of
+    ``INT4_GROUP_SIZE`` (32) so the int4 group quantization still applies to them.
+
+    Raises:
+        TaskError: a setting does not apply to this model or task (the message names it
+            and the setting to fix instead); pruning refusals are raised before any work.
+    """
+    student = linearize_conv1d(student)  # GPT-2 style Conv1D → nn.Linear (exact)
+    refuse_unprunable(student, config)
+    round_to = INT4_GROUP_SIZE if config.quant_bits == 4 else None
     student = prune_structured(
         student,
         task.example_inputs,
         config.prune_ratio,
         ignored_layers=task.output_layers(student) if config.prune_ratio > 0.0 else (),
+        round_to=round_to,
     )
     student = prune_transformer(
         student,
         task.example_inputs,
         attn_ratio=config.attn_prune_ratio,
         ffn_ratio=config.ffn_prune_ratio,
+        round_to=round_to,
     )
     if config.prune_vocab:
         unk = getattr(task, "unk_token_id", None)
