@@ -130,6 +130,10 @@ def test_int8_covers_every_weight_layer_of_every_family(family):
         assert tensors[f"{key}.zero_point"].dtype == torch.int8
     assert int8.size_bytes <= 0.35 * fp32.size_bytes, (name, int8.size_bytes / fp32.size_bytes)
     assert int8.accuracy >= fp32.accuracy - ACCURACY_TOLERANCE, (name, fp32.accuracy, int8.accuracy)
+    # ... and the trial records it: coverage of the weights at 8 bits, nothing left above.
+    assert int8.quant_coverage is not None and int8.quant_coverage >= 0.9, name
+    assert int8.uncovered_layers == (), name
+    assert fp32.quant_coverage == 1.0 and int8.params_before == fp32.num_parameters
 
 
 def test_int8_model_reloads_to_the_same_logits(family):
@@ -228,4 +232,9 @@ def test_int4_transformer_has_no_fp32_linear(name):
     model, _ = compress(task, CompressionConfig(quant_bits=4))
     tensors = _plain_tensors(model)
     assert stored_as(tensors, ".int4") == weight_names(task.teacher)
+    # After pruning (widths rounded to the int4 group), int4 still beats int8 on size.
+    int4 = evaluate(task, CompressionConfig(ffn_prune_ratio=0.3, quant_bits=4))
+    int8 = evaluate(task, CompressionConfig(ffn_prune_ratio=0.3, quant_bits=8))
+    assert int4.quant_coverage == 1.0 and int8.quant_coverage == 1.0
+    assert int4.size_bytes < int8.size_bytes, (int4.size_bytes, int8.size_bytes)
     assert not weight_names(task.teacher) & set(tensors)
