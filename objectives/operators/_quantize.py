@@ -140,7 +140,7 @@ def quantize(
     * 4: torchao int4 weight-only quantization of every ``nn.Linear``, in groups of 32
       weights per scale (``int4_group_size``: a smaller divisor of the input width, or the
       whole row, when 32 does not divide it). The weights are dequantized on the fly:
-      the file is ~2x smaller than int8, but on CPU it runs *slower* than fp32 —
+      the file is ~1.5x smaller than int8 (digits MLP), but on CPU it runs *slower* than fp32 —
       measured, not assumed (docs/benchmarks.md). int4 has no convolution or LSTM/GRU
       kernels, so those layers fall back to int8 exactly as for ``bits=8``: they are
       stored int8, not int4, and a coverage count at 4 bits does not include them. CPU only.

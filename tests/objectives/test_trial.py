@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
@@ -75,8 +73,11 @@ def test_residual_cnn_with_batchnorm_prunes_quantizes_and_reloads(tmp_path):
     model = load_compressed(task, cfg, tmp_path / MODEL_FILE)
     assert evaluate_metric(model, task.val, task) == pytest.approx(result.accuracy)
     # int8: static int8 convolutions (pruned widths), dynamic int8 Linear head
-    int8 = evaluate(task, CompressionConfig(prune_ratio=0.25, quant_bits=8))
-    assert math.isfinite(int8.latency_ms)
+    fp32 = evaluate(task, CompressionConfig(prune_ratio=0.25, learning_rate=3e-3))
+    int8 = evaluate(task, CompressionConfig(prune_ratio=0.25, quant_bits=8, learning_rate=3e-3))
+    assert int8.quant_coverage >= 0.9 and int8.uncovered_layers == ()
+    assert int8.size_bytes < fp32.size_bytes / 3, (int8.size_bytes, fp32.size_bytes)
+    assert int8.accuracy >= fp32.accuracy - 0.05, (int8.accuracy, fp32.accuracy)
 
 
 def test_conv_only_model_is_int8_quantized(tmp_path):
