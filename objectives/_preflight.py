@@ -8,8 +8,9 @@ teacher — once, before any trial — and says why it should be refused:
 * ``quant_bits`` 16/8/4: the copy is quantized exactly as a trial's would be and its
   ``quantization_coverage`` must reach ``MIN_QUANT_COVERAGE`` of the weight elements;
 * ``prune_ratio``, ``attn_prune_ratio``, ``ffn_prune_ratio``: the copy is pruned and must
-  lose at least ``MIN_PRUNE_EFFECT`` × ratio of its weight elements (a ratio of 0.5 that
-  removes 2 % of the weights is refused, naming the layer types it left whole);
+  lose at least ``MIN_PRUNE_EFFECT`` × ratio of its weight elements — matrices and
+  kernels, as ``quantization_coverage`` counts them, not embedding tables (a ratio of 0.5
+  that removes 2 % of them is refused, naming the layer types it left whole);
 * ``embed_bits`` 8, ``prune_vocab``: the operator must apply without error.
 
 Fine-tuning settings (temperature, alpha, batch size, …) apply to every model.
@@ -24,7 +25,6 @@ from torch import nn
 from objectives._config import CompressionConfig
 from objectives._coverage import _EMBEDDINGS, quantization_coverage
 from objectives._errors import TaskError
-from objectives._serialize import count_parameters
 from objectives._task import Task
 from objectives.operators._conv1d import linearize_conv1d
 
@@ -85,8 +85,11 @@ def check_setting(task: Task, name: str, value: object) -> str | None:
     if name in _PRUNE_PARAMS:
         ratio = float(value)  # type: ignore[arg-type]
         before_model = linearize_conv1d(copy.deepcopy(task.teacher))
-        before = count_parameters(before_model)
-        removed = 1.0 - count_parameters(model) / before if before else 0.0
+        # Weights the pruning operators act on: matrices and kernels, not embedding
+        # tables (a vocabulary-heavy BERT would otherwise hide any head pruning).
+        before = quantization_coverage(before_model, 32).weight_elements
+        after = quantization_coverage(model, 32).weight_elements
+        removed = 1.0 - after / before if before else 0.0
         if removed < MIN_PRUNE_EFFECT * ratio:
             whole = _unchanged_layer_types(before_model, model)
             return (

@@ -37,7 +37,8 @@ from objectives._imports import import_transformers
 from objectives._serialize import load_weights, save_weights
 from objectives._tokenizer import load_tokenizer
 from objectives.operators._embedding_quant import quantize_embeddings
-from objectives.operators._quantize import BFloat16Module, dynamic_int8_modules, quantize
+from objectives.operators._qtypes import dynamic_int8_modules
+from objectives.operators._quantize import BFloat16Module, quantize
 from objectives.operators._transformer_pruning import attention_modules
 from objectives.operators._vocab import unwrap_vocabulary
 

@@ -12,13 +12,12 @@ from objectives.operators._conv1d import linearize_conv1d
 from objectives.operators._distill import distillation_loss, finetune
 from objectives.operators._embedding_quant import QuantizedEmbedding, quantize_embeddings
 from objectives.operators._pruning import prune_structured
-from objectives.operators._quantize import (
-    BFloat16Module,
+from objectives.operators._qtypes import (
     dynamic_int8_modules,
     dynamic_int8_rnn_modules,
     is_int4_weight,
-    quantize,
 )
+from objectives.operators._quantize import BFloat16Module, quantize
 from objectives.operators._static_int8 import static_int8_modules
 from objectives.operators._teacher_logits import (
     forget_teacher_logits,

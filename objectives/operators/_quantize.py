@@ -11,6 +11,7 @@ from torch import nn
 from objectives._errors import TaskError
 from objectives._imports import import_torchao
 from objectives.operators._conv1d import linearize_conv1d
+from objectives.operators._quantized_state import canonicalize
 from objectives.operators._static_int8 import (
     UNSUPPORTED_CONV_TYPES,
     conv_names,
@@ -41,22 +42,6 @@ class BFloat16Module(nn.Module):
         if hasattr(out, "logits"):
             out.logits = out.logits.float()
         return out
-
-
-def dynamic_int8_modules() -> tuple[type[nn.Module], ...]:
-    """Module types that int8 dynamic quantization produces for ``nn.Linear`` layers
-    (``weight()``/``bias()`` accessors; see ``dynamic_int8_rnn_modules`` for LSTM/GRU)."""
-    from torch.ao.nn.quantized.dynamic import Linear as DynLinear
-
-    return (DynLinear,)
-
-
-def dynamic_int8_rnn_modules() -> tuple[type[nn.Module], ...]:
-    """Module types that int8 dynamic quantization produces for ``nn.LSTM``/``nn.GRU``
-    (``get_weight()``/``get_bias()`` dicts keyed by the float layer's parameter names)."""
-    from torch.ao.nn.quantized.dynamic import GRU, LSTM
-
-    return (LSTM, GRU)
 
 
 INT4_GROUP_SIZE = 32
@@ -114,14 +99,6 @@ def _int4_weight_only(model: nn.Module, names: set[str]) -> nn.Module:
     return model
 
 
-def is_int4_weight(t: object) -> bool:
-    """Whether ``t`` is a torchao int4 weight (int4 values unpacked in int8 storage)."""
-    return (
-        type(t).__name__ == "IntxUnpackedToInt8Tensor"
-        and getattr(t, "target_dtype", None) == torch.int4
-    )
-
-
 def quantize(
     model: nn.Module,
     bits: int,
@@ -175,8 +152,6 @@ def quantize(
             a model with no quantizable layer (or a transposed convolution) for 8/4, or
             a model with convolutions and no ``calibration``.
     """
-    from objectives.operators._quantized_state import canonicalize  # it imports this module
-
     model.eval()
     if bits == 32:
         return model

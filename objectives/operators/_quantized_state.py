@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from objectives._errors import TaskError
-from objectives.operators._quantize import (
+from objectives.operators._qtypes import (
     dynamic_int8_modules,
     dynamic_int8_rnn_modules,
     is_int4_weight,

@@ -123,7 +123,7 @@ CASES = [
     Case("cli-zero-trials", "must be at least 1", (*RUN, "--trials", "0")),
     Case("cli-trials-not-int", "is not an integer", (*RUN, "--trials", "many")),
     Case("cli-drop-not-fraction", "fraction", (*RUN, "--max-accuracy-drop", "5")),
-    Case("cli-unknown-task", "invalid choice", ("run", "--task", "imagenet")),
+    Case("cli-unknown-task", "is not a built-in task", ("run", "--task", "imagenet")),
     Case("cli-missing-task", "required", ("run", "--trials", "3")),
     Case("cli-bad-prefer", "invalid choice",
          ("export", "--storage", "sqlite:///{db}", "--study", "{study}", "--prefer", "fast",

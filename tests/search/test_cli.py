@@ -35,7 +35,7 @@ def test_export_then_apply_json(searched, tmp_path, capsys):
     capsys.readouterr()
     assert main(["apply", str(out), "-o", str(tmp_path / "model"), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert set(data) == {"accuracy", "test_accuracy", "latency_ms", "size_bytes"}
+    assert set(data) == {"accuracy", "test_accuracy", "latency_ms", "size_bytes", "hardware"}
     assert (tmp_path / "model" / "model.safetensors").stat().st_size == data["size_bytes"]
 
 
@@ -53,7 +53,7 @@ def test_export_a_given_trial(searched, tmp_path, capsys):
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["run", "--task", "imagenet", "--trials", "2"], "invalid choice"),
+        (["run", "--task", "imagenet", "--trials", "2"], "is not a built-in task"),
         (["run", "--task", "digits", "--trials", "0"], "must be at least 1"),
         (["run", "--task", "digits", "--max-accuracy-drop", "5"], "fraction"),
         (["front", "--storage", "sqlite:///{tmp}/missing.db", "--study", "x"], "no database file"),

@@ -94,9 +94,13 @@ def test_cli_is_quiet_by_default_and_verbose_on_request(tmp_path):
     quiet = cli(2)
     assert quiet.returncode == 0, quiet.stderr
     err = quiet.stderr.strip().splitlines()
-    # Only slimsearch's progress lines: no Ray set-up chatter, no Optuna trial lines,
+    # Only slimsearch's own lines — progress, and its one-time notes about this hardware
+    # (a precision slower than fp32 here) — no Ray set-up chatter, no Optuna trial lines,
     # no library deprecation warnings.
-    assert err and all(line.startswith("INFO search.progress: trials ") for line in err), err
+    assert err and all(
+        line.startswith(("INFO search.progress: trials ", "WARNING search._search: quant_bits="))
+        for line in err
+    ), err
     assert err[-1].startswith("INFO search.progress: trials 2/2 done")
 
     loud = cli(3, "-vv", study="q-loud")  # a new study: Optuna says it created it
