@@ -218,7 +218,10 @@ def test_trial_compresses_a_transformer_and_reloads(text_task, tmp_path, bits):
     assert result.size_bytes == (tmp_path / MODEL_FILE).stat().st_size
     # Vocabulary pruning + int8 embeddings + half the heads/FFN; int8 Linears on top.
     assert result.size_bytes < base.size_bytes / (3 if bits == 8 else 2)
-    assert 0.0 <= result.accuracy <= 1.0 and 0.0 <= result.test_accuracy <= 1.0
+    # The 37k-parameter tiny BERT learns little of the rule (val ~0.26 on 6 classes): the
+    # student must not fall below its teacher; test_compressed_decoder_classifier_...
+    # below holds a compressed transformer to a teacher that really learned its task.
+    assert result.accuracy >= base.accuracy - 0.1, (base.accuracy, result.accuracy)
     assert result.num_parameters < 0.6 * base.num_parameters
     assert result.latency.batch_size == 8
     model = load_compressed(text_task, cfg, tmp_path / MODEL_FILE)
@@ -348,3 +351,18 @@ def test_a_model_without_bert_attention_gets_vocab_and_quantization(tmp_path, be
     assert result.size_bytes < evaluate_teacher(task).size_bytes / 3
     with pytest.raises(TaskError, match="attn_prune_ratio"):
         pruned_copy(task, CompressionConfig(attn_prune_ratio=0.5))
+
+
+def test_compressed_decoder_classifier_stays_near_a_teacher_that_learned():
+    from tests.objectives.families import gpt2_task
+
+    task = gpt2_task()
+    base = evaluate_teacher(task)
+    assert base.accuracy >= 0.9  # the teacher really learned the rule
+    cfg = CompressionConfig(ffn_prune_ratio=0.5, quant_bits=8, embed_bits=8,
+                            learning_rate=1e-3)
+    result = evaluate(task, cfg)
+    assert result.accuracy >= base.accuracy - 0.05, (base.accuracy, result.accuracy)
+    assert result.size_bytes < base.size_bytes / 4
+    assert result.quant_coverage == 1.0
+

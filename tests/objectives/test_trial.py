@@ -51,7 +51,8 @@ def test_compression_really_shrinks_the_model(digits_task, tmp_path):
     assert half.num_parameters < 0.45 * base.num_parameters
     assert int8.size_bytes < base.size_bytes / 3.5
     assert both.size_bytes < base.size_bytes / 10
-    assert both.accuracy > base.accuracy - 0.05
+    # measured 0.986 -> 0.969 with the 2-epoch fine-tune of these tests
+    assert both.accuracy > base.accuracy - 0.03, (base.accuracy, both.accuracy)
 
 
 def test_trials_are_deterministic(digits_task):

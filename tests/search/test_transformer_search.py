@@ -31,7 +31,7 @@ def test_transformer_preset_search_and_apply_writes_a_loadable_directory(
     url = f"sqlite:///{tmp_path / 'study.db'}"
     front = Search(
         text_task, space, storage=url, study_name="tiny-text", n_trials=4,
-        max_concurrent_trials=2, max_accuracy_drop=0.5, seed=1, progress=False,
+        max_concurrent_trials=2, max_accuracy_drop=0.05, seed=1, progress=False,
     ).run()
     assert len(front) >= 1
     for point in front:
