@@ -21,6 +21,7 @@ from objectives._serialize import count_parameters, load_weights, save_weights
 from objectives._task import Task
 from objectives.measure._hardware import describe_hardware
 from objectives.measure._latency import LatencyStats, measure_latency
+from objectives.measure._lock import working
 from objectives.measure._metric import evaluate_metric
 from objectives.operators._distill import finetune
 from objectives.operators._quantize import quantize
@@ -155,7 +156,9 @@ def compress(
         return stopped
 
     with _threads(task.threads):
-        with clock.phase("prune"):
+        # Every phase holds the measurement lock shared (as training steps and evaluation
+        # batches do), so another trial's latency timing never runs beside it.
+        with clock.phase("prune"), working():
             student = pruned_copy(task, config)
         if after_prune is not None:
             after_prune(student)
@@ -166,7 +169,7 @@ def compress(
             )
         if stopped:
             return None, history
-        with clock.phase("quantize"):
+        with clock.phase("quantize"), working():
             final = quantize(
                 student.to(_final_device(config, device)), config.quant_bits, device=device,
                 edge_bits=config.edge_bits, calibration=task.calibration_inputs,
@@ -183,7 +186,8 @@ def measure(
     metadata: dict[str, str] | None = None,
 ) -> tuple[float, float, int, LatencyStats]:
     """Write ``model`` to ``path`` and measure (val metric, test metric, bytes, latency)."""
-    size = save_weights(model, path, metadata=metadata)
+    with working():
+        size = save_weights(model, path, metadata=metadata)
     with _threads(task.threads):
         acc = evaluate_metric(model, task.val, task, device=device)
         test_acc = evaluate_metric(model, task.test, task, device=device)
@@ -228,11 +232,12 @@ def evaluate(
         if early_stopping is None or not early_stopping.finished:
             return
         with clock.phase("measure"), tempfile.TemporaryDirectory(prefix="slimsearch-probe-") as d:
-            model = quantize(
-                copy.deepcopy(student).to(final_device), config.quant_bits, device=device,
-                edge_bits=config.edge_bits, calibration=task.calibration_inputs,
-            )
-            probe["size_bytes"] = save_weights(model, Path(d) / MODEL_FILE)
+            with working():
+                model = quantize(
+                    copy.deepcopy(student).to(final_device), config.quant_bits, device=device,
+                    edge_bits=config.edge_bits, calibration=task.calibration_inputs,
+                )
+                probe["size_bytes"] = save_weights(model, Path(d) / MODEL_FILE)
             probe["latency_ms"] = measure_latency(
                 model, task.latency_inputs, threads=task.threads, device=final_device
             ).median_ms

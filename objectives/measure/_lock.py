@@ -1,7 +1,8 @@
 """Contention-free latency measurement for trials that run in parallel on one machine.
 
 ``MeasurementLock`` is a cross-process readers-writer lock on a file (``fcntl.flock``):
-work phases of a trial (each training step, each evaluation batch) hold it *shared*;
+work phases of a trial (pruning, each training step, each teacher-logit and evaluation
+batch, quantization and calibration, writing the weights file) hold it *shared*;
 latency measurement holds it *exclusive*. A measurement therefore waits for the
 in-flight steps of the other trials on the machine to finish and keeps new ones from
 starting until it is done, so parallel trials do not inflate each other's latency

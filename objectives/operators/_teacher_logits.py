@@ -11,6 +11,7 @@ from torch import nn
 
 from objectives._cache import cache_dir
 from objectives._task import Split, Task, forward, take, to_device
+from objectives.measure._lock import working
 
 
 @torch.no_grad()
@@ -22,7 +23,8 @@ def predict_logits(
     outs = []
     for start in range(0, len(split), batch_size):
         xb = to_device(take(split.inputs, slice(start, start + batch_size)), device)
-        outs.append(forward(model, xb).float().cpu())
+        with working():  # a unit of work: other trials' latency timing waits for it
+            outs.append(forward(model, xb).float().cpu())
     return torch.cat(outs)
 
 
