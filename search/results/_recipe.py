@@ -217,6 +217,12 @@ class Recipe(BaseModel):
             out.mkdir(parents=True, exist_ok=True)
             result = evaluate(task, self.compression, seed=self.seed, output_dir=out)
             model = load_compressed(task, self.compression, out / MODEL_FILE)
+            if self.hardware and result.hardware and result.hardware != self.hardware:
+                logger.warning(
+                    "re-measured on %s; the recipe's latency %.3f ms was measured on %s "
+                    "(latencies from different hardware are not comparable)",
+                    result.hardware, self.metrics.latency_ms, self.hardware,
+                )
             drift = abs(result.accuracy - self.metrics.accuracy)
             if drift > ACCURACY_TOLERANCE:
                 logger.warning(

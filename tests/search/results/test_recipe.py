@@ -76,3 +76,19 @@ def test_recipe_for_another_task_is_refused(recipe):
 
     with pytest.raises(RecipeError, match="fingerprint"):
         recipe.apply(digits(finetune_epochs=3))
+
+
+def test_apply_on_other_hardware_says_so(recipe, digits_task, caplog):
+    from objectives import describe_hardware
+
+    assert recipe.hardware == describe_hardware("cpu", digits_task.threads)
+    with caplog.at_level("WARNING", logger="search.results._recipe"):
+        applied = recipe.apply(digits_task)
+    assert applied.result.hardware == recipe.hardware
+    assert not [r for r in caplog.records if "not comparable" in r.getMessage()]
+
+    elsewhere = recipe.model_copy(update={"hardware": "Some Other CPU [avx512f], 64 cores"})
+    with caplog.at_level("WARNING", logger="search.results._recipe"):
+        elsewhere.apply(digits_task)
+    notes = [r.getMessage() for r in caplog.records if "not comparable" in r.getMessage()]
+    assert len(notes) == 1 and "Some Other CPU" in notes[0] and recipe.hardware in notes[0]
