@@ -84,14 +84,14 @@ def check_setting(task: Task, name: str, value: object) -> str | None:
         return None
     if name in _PRUNE_PARAMS:
         ratio = float(value)  # type: ignore[arg-type]
-        before_model = linearize_conv1d(copy.deepcopy(task.teacher))
         # Weights the pruning operators act on: matrices and kernels, not embedding
         # tables (a vocabulary-heavy BERT would otherwise hide any head pruning).
-        before = quantization_coverage(before_model, 32).weight_elements
+        before = quantization_coverage(task.teacher, 32).weight_elements
         after = quantization_coverage(model, 32).weight_elements
         removed = 1.0 - after / before if before else 0.0
         if removed < MIN_PRUNE_EFFECT * ratio:
-            whole = _unchanged_layer_types(before_model, model)
+            # Compare layer by layer with the teacher as the trial sees it (Conv1D → Linear).
+            whole = _unchanged_layer_types(linearize_conv1d(copy.deepcopy(task.teacher)), model)
             return (
                 f"{name}={ratio:g} removes only {removed:.1%} of "
                 f"{type(task.teacher).__name__}'s weights"
