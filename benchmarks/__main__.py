@@ -8,15 +8,20 @@ import os
 
 import ray
 
-NAMES = ("hypervolume", "orchestration", "quantization", "logit_cache", "families")
+NAMES = ("hypervolume", "orchestration", "quantization", "logit_cache", "families", "decoder",
+         "mixed", "trust")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("--only", nargs="*", choices=NAMES, default=list(NAMES))
-    parser.add_argument("--task", default="digits", help="task for the hypervolume benchmark")
-    parser.add_argument("--trials", type=int, default=90)
+    parser.add_argument("--task", default="digits",
+                        help="task for the hypervolume and mixed benchmarks")
+    parser.add_argument("--trials", type=int, default=None,
+                        help="trials per search (default: each benchmark's own)")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--storage", default=None,
+                        help="mixed: a study database to run in (finished studies are reused)")
     args = parser.parse_args()
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
@@ -25,7 +30,7 @@ def main() -> None:
             from benchmarks._hypervolume import run
             from objectives.tasks import get_task
 
-            run(lambda: get_task(args.task), args.task, n_trials=args.trials,
+            run(lambda: get_task(args.task), args.task, n_trials=args.trials or 90,
                 seeds=tuple(range(args.seeds)))
         if "orchestration" in args.only:
             from benchmarks._orchestration import run as run_orchestration
@@ -39,6 +44,22 @@ def main() -> None:
             from benchmarks._families import run as run_families
 
             run_families()
+        if "decoder" in args.only:
+            from benchmarks._decoder import run as run_decoder
+
+            run_decoder(args.trials or 30)
+        if "mixed" in args.only:
+            from benchmarks._mixed import run as run_mixed
+            from objectives.tasks import get_task
+
+            run_mixed(lambda: get_task(args.task), args.task,
+                      n_trials=args.trials or 30,
+                      seeds=tuple(range(args.seeds)), storage=args.storage)
+        if "trust" in args.only:
+            from benchmarks._trust import run as run_trust
+
+            run_trust(n_trials=args.trials or 24,
+                      seeds=tuple(range(args.seeds)))
         if "logit_cache" in args.only:
             from benchmarks._logit_cache import run as run_logit_cache
 

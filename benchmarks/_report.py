@@ -36,8 +36,9 @@ def machine() -> str:
 
     flags = cpu_flags()
     cpu += f"; flags: {', '.join(flags) if flags else 'none of ' + ', '.join(INFERENCE_FLAGS)}"
-    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                         text=True, cwd=DOC.parent.parent).stdout.strip()
+    # "-dirty": the tree had uncommitted changes, so the commit alone does not reproduce it.
+    rev = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=7"],
+                         capture_output=True, text=True, cwd=DOC.parent.parent).stdout.strip()
     return (f"{os.cpu_count()} cores ({cpu}), torch {torch.__version__}, "
             f"{time.strftime('%Y-%m-%d')}, commit {rev or '?'}")
 

@@ -32,9 +32,9 @@ from objectives._preflight import (
     checked_parameters,
 )
 from objectives._pretrained import load_pretrained_compressed, save_pretrained_compressed
-from objectives._probe import precision_latencies
+from objectives._probe import precision_latencies, retime
 from objectives._serialize import count_parameters, load_weights, save_weights
-from objectives._task import Split, Task, accuracy, forward
+from objectives._task import IGNORE_INDEX, Split, Task, accuracy, forward
 from objectives._trial import (
     MODEL_FILE,
     TrialResult,
@@ -42,8 +42,10 @@ from objectives._trial import (
     evaluate,
     evaluate_teacher,
     load_compressed,
+    precisions,
     pruned_copy,
     skeleton,
+    task_latency,
 )
 from objectives.measure import (
     DEFAULT_LOCK_PATH,
@@ -54,12 +56,15 @@ from objectives.measure import (
     cpu_flags,
     describe_hardware,
     evaluate_metric,
+    evaluate_perplexity,
+    measure_decode_latency,
     measure_latency,
 )
 from objectives.operators import (
     BFloat16Module,
     QuantizedEmbedding,
     RemappedEmbedding,
+    TopKLogits,
     distillation_loss,
     dynamic_int8_modules,
     dynamic_int8_rnn_modules,
@@ -76,8 +81,17 @@ from objectives.operators import (
     teacher_logits_file,
     teacher_train_logits,
 )
+from objectives.operators._allocation import (
+    LAYER_BITS,
+    Allocation,
+    LayerProfile,
+    allocate,
+    measure_sensitivity,
+    task_profile,
+)
 
 __all__ = [
+    "IGNORE_INDEX",
     "INFERENCE_FLAGS",
     "cpu_flags",
     "describe_hardware",
@@ -97,6 +111,7 @@ __all__ = [
     "MeasurementLock",
     "QuantizedEmbedding",
     "RemappedEmbedding",
+    "TopKLogits",
     "Split",
     "Task",
     "TaskError",
@@ -111,6 +126,7 @@ __all__ = [
     "dynamic_int8_rnn_modules",
     "evaluate",
     "evaluate_metric",
+    "evaluate_perplexity",
     "evaluate_teacher",
     "finetune",
     "forget_teacher_logits",
@@ -119,8 +135,17 @@ __all__ = [
     "load_compressed",
     "load_pretrained_compressed",
     "load_weights",
+    "measure_decode_latency",
     "measure_latency",
     "precision_latencies",
+    "retime",
+    "LAYER_BITS",
+    "Allocation",
+    "LayerProfile",
+    "allocate",
+    "measure_sensitivity",
+    "task_profile",
+    "precisions",
     "predict_logits",
     "prune_structured",
     "prune_transformer",
@@ -132,6 +157,7 @@ __all__ = [
     "save_pretrained_compressed",
     "save_weights",
     "skeleton",
+    "task_latency",
     "teacher_logits_file",
     "teacher_train_logits",
 ]

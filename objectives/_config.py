@@ -17,6 +17,7 @@ from pydantic import (
     ValidationInfo,
     ValidatorFunctionWrapHandler,
     field_validator,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
@@ -57,10 +58,21 @@ class CompressionConfig(BaseModel):
             (Hugging Face encoders only; > 0 on another model is a ``TaskError``).
         ffn_prune_ratio: Fraction of each transformer layer's FFN neurons removed
             (Hugging Face encoders only; > 0 on another model is a ``TaskError``).
+        depth_prune_ratio: Fraction of decoder layers removed, those of lowest block
+            influence on calibration rows (Hugging Face decoders only; > 0 on another
+            model is a ``TaskError``).
         prune_vocab: Keep only the embedding rows of tokens the training data uses
             (text tasks only; True on another task is a ``TaskError``).
         embed_bits: 32 keeps embedding tables fp32; 8 stores them int8 per row (a model
             without ``nn.Embedding`` tables raises ``TaskError`` for 8).
+        bit_budget: 0 (off) or the effective bits per weight element the ``nn.Linear``
+            layers may take: each layer is stored at fp32, int8 or int4, the allocation
+            with the least measured sensitivity within the budget
+            (``objectives.operators._allocation``). Replaces ``quant_bits`` (which must
+            then be 32) and ``edge_bits`` (0).
+        layer_bits: The per-layer precisions themselves (layer name → 32, 8 or 4), as a
+            trial chose them under ``bit_budget``; not searched. A recipe carries them so
+            it re-applies exactly that allocation; None: chosen from ``bit_budget``.
 
     Example:
         >>> CompressionConfig(prune_ratio=0.5, quant_bits=8).quant_bits
@@ -79,10 +91,13 @@ class CompressionConfig(BaseModel):
     learning_rate: float = 1e-3
     attn_prune_ratio: float = 0.0
     ffn_prune_ratio: float = 0.0
+    depth_prune_ratio: float = 0.0
     prune_vocab: bool = False
     embed_bits: EmbedBits = 32
+    bit_budget: float = 0.0
+    layer_bits: dict[str, int] | None = None
 
-    @field_validator("*", mode="wrap")
+    @field_validator(*CATALOG, mode="wrap")
     @classmethod
     def _in_catalog(
         cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo
@@ -103,3 +118,35 @@ class CompressionConfig(BaseModel):
         if reason is not None:
             raise PydanticCustomError("catalog", _ILLEGAL, {"name": name, "reason": reason})
         return parsed
+
+    @field_validator("layer_bits")
+    @classmethod
+    def _layer_precisions(cls, value: dict[str, int] | None) -> dict[str, int] | None:
+        if value is None:
+            return None
+        for name, bits in value.items():
+            if bits not in (32, 8, 4):
+                raise PydanticCustomError(
+                    "catalog", "layer_bits: {name}: {bits} is not supported; allowed: one of "
+                    "32, 8, 4", {"name": name, "bits": bits},
+                )
+        return dict(value)
+
+    @model_validator(mode="after")
+    def _one_precision_rule(self) -> CompressionConfig:
+        """``bit_budget``/``layer_bits`` choose every Linear's precision: quant_bits and
+        edge_bits must then not choose one too (a setting that would do nothing)."""
+        per_layer = self.bit_budget > 0 or self.layer_bits is not None
+        if per_layer and (self.quant_bits != 32 or self.edge_bits != 0):
+            raise PydanticCustomError(
+                "catalog",
+                "bit_budget: per-layer precision replaces quant_bits and edge_bits; got "
+                "quant_bits={q}, edge_bits={e} — set quant_bits to 32 and edge_bits to 0, or "
+                "bit_budget to 0",
+                {"q": self.quant_bits, "e": self.edge_bits},
+            )
+        if self.layer_bits is not None and self.bit_budget <= 0:
+            raise PydanticCustomError(
+                "catalog", "layer_bits: per-layer precisions come from a bit_budget > 0", {}
+            )
+        return self

@@ -7,11 +7,15 @@ teacher — once, before any trial — and says why it should be refused:
 
 * ``quant_bits`` 16/8/4: the copy is quantized exactly as a trial's would be and its
   ``quantization_coverage`` must reach ``MIN_QUANT_COVERAGE`` of the weight elements;
-* ``prune_ratio``, ``attn_prune_ratio``, ``ffn_prune_ratio``: the copy is pruned and must
-  lose at least ``MIN_PRUNE_EFFECT`` × ratio of its weight elements — matrices and
-  kernels, as ``quantization_coverage`` counts them, not embedding tables (a ratio of 0.5
-  that removes 2 % of them is refused, naming the layer types it left whole);
-* ``embed_bits`` 8, ``prune_vocab``: the operator must apply without error.
+* ``prune_ratio``, ``attn_prune_ratio``, ``ffn_prune_ratio``, ``depth_prune_ratio``: the
+  copy is pruned and must lose at least ``MIN_PRUNE_EFFECT`` × ratio of its weight
+  elements — matrices and kernels, as ``quantization_coverage`` counts them, not
+  embedding tables (a ratio of 0.5 that removes 2 % of them is refused, naming the layer
+  types it left whole); ``attn_prune_ratio`` is judged on the attention blocks' weights
+  alone, since attention is a small share of a decoder with grouped-query attention;
+* ``embed_bits`` 8, ``prune_vocab``: the operator must apply without error;
+* ``bit_budget``: every weight layer must be an allocatable ``nn.Linear`` and the budget
+  at least the fewest effective bits the teacher's layers can be stored in (all int4).
 
 Fine-tuning settings (temperature, alpha, batch size, …) apply to every model.
 """
@@ -33,8 +37,8 @@ MIN_QUANT_COVERAGE = 0.5
 MIN_PRUNE_EFFECT = 0.25
 """A pruning ratio ``r`` must remove at least ``MIN_PRUNE_EFFECT * r`` of the weights."""
 
-_PRUNE_PARAMS = ("prune_ratio", "attn_prune_ratio", "ffn_prune_ratio")
-CHECKED = ("quant_bits", *_PRUNE_PARAMS, "embed_bits", "prune_vocab")
+_PRUNE_PARAMS = ("prune_ratio", "attn_prune_ratio", "ffn_prune_ratio", "depth_prune_ratio")
+CHECKED = ("quant_bits", *_PRUNE_PARAMS, "embed_bits", "prune_vocab", "bit_budget")
 """The parameters ``check_setting`` can refuse; every other one applies to any model."""
 
 
@@ -48,6 +52,8 @@ def is_noop(name: str, value: object) -> bool:
         return value == 32
     if name == "prune_vocab":
         return value is False
+    if name == "bit_budget":
+        return float(value) <= 0.0  # type: ignore[arg-type]
     return True
 
 
@@ -60,6 +66,8 @@ def check_setting(task: Task, name: str, value: object) -> str | None:
     """
     if name not in CHECKED or is_noop(name, value):
         return None
+    if name == "bit_budget":
+        return _check_budget(task, float(value))  # type: ignore[arg-type]
     config = CompressionConfig(**{name: value})
     from objectives._trial import pruned_copy, skeleton
 
@@ -86,19 +94,50 @@ def check_setting(task: Task, name: str, value: object) -> str | None:
         ratio = float(value)  # type: ignore[arg-type]
         # Weights the pruning operators act on: matrices and kernels, not embedding
         # tables (a vocabulary-heavy BERT would otherwise hide any head pruning).
-        before = quantization_coverage(task.teacher, 32).weight_elements
-        after = quantization_coverage(model, 32).weight_elements
+        if name == "attn_prune_ratio":  # judged on the attention weights it acts on
+            before, after = _attention_elements(task.teacher), _attention_elements(model)
+        else:
+            before = quantization_coverage(task.teacher, 32).weight_elements
+            after = quantization_coverage(model, 32).weight_elements
         removed = 1.0 - after / before if before else 0.0
         if removed < MIN_PRUNE_EFFECT * ratio:
+            scope = "attention weights" if name == "attn_prune_ratio" else "weights"
             # Compare layer by layer with the teacher as the trial sees it (Conv1D → Linear).
             whole = _unchanged_layer_types(linearize_conv1d(copy.deepcopy(task.teacher)), model)
             return (
                 f"{name}={ratio:g} removes only {removed:.1%} of "
-                f"{type(task.teacher).__name__}'s weights"
+                f"{type(task.teacher).__name__}'s {scope}"
                 + (f" (left whole: {', '.join(whole)})" if whole else "")
                 + f"; fix {name} at 0 for this model"
             )
     return None
+
+
+def _check_budget(task: Task, budget: float) -> str | None:
+    from objectives.operators._allocation import budget_bounds, refuse_unallocatable
+
+    try:
+        refuse_unallocatable(linearize_conv1d(copy.deepcopy(task.teacher)))
+    except TaskError as exc:
+        return str(exc)
+    fewest, _ = budget_bounds(task.teacher)
+    if budget < fewest:
+        return (
+            f"bit_budget={budget:g} is below the {fewest:.2f} effective bits per weight "
+            f"that {type(task.teacher).__name__}'s Linear layers take at int4; search "
+            f"bit_budget from {fewest:.2f} up"
+        )
+    return None
+
+
+def _attention_elements(model: nn.Module) -> int:
+    """Weight elements (matrices) inside attention blocks: modules named ``*attn*`` or
+    ``*attention*`` — what head pruning can remove, whatever share of the model it is."""
+    return sum(
+        p.numel() for name, p in model.named_parameters()
+        if p.dim() >= 2 and any("attn" in part or "attention" in part
+                                for part in name.split(".")[:-1])
+    )
 
 
 def _weight_shapes(model: nn.Module) -> dict[str, tuple[str, tuple[tuple[int, ...], ...]]]:

@@ -8,7 +8,14 @@
       model.safetensors    # weights (int8 layers as int8 values + scales; no pickle)
       tokenizer files      # vocabulary remapped when it was pruned
 
-and ``load_pretrained_compressed(out)`` rebuilds the model: ``from_config`` builds the
+A causal language model (``*ForCausalLM``) whose weights stay floating point (fp32 or
+bf16, embeddings fp32) is written as a plain Hugging Face directory instead — its config
+carries the pruned head count, MLP width and layer count — so
+``AutoModelForCausalLM.from_pretrained(out)`` loads it with no slimsearch code;
+quantized ones use the structure file like classifiers. ``load_pretrained_compressed``
+loads both.
+
+``load_pretrained_compressed(out)`` rebuilds a structured directory: ``from_config`` builds the
 uncompressed architecture, pruned Linears are resized and attention modules told their
 head counts, the same quantization is applied, then the weights are loaded. A plain
 ``from_pretrained`` cannot do this (it derives head sizes from ``hidden_size /
@@ -68,6 +75,7 @@ def save_pretrained_compressed(
     quant_bits: int,
     embed_bits: int = 32,
     edge_bits: int = 0,
+    layer_bits: dict[str, int] | None = None,
 ) -> Path:
     """Write the compressed ``model`` (as a trial produced it) as a loadable directory.
 
@@ -78,6 +86,7 @@ def save_pretrained_compressed(
         tokenizer_dir: The task's tokenizer directory (``TextTask.tokenizer_dir``).
         quant_bits, embed_bits, edge_bits: The config's bit-widths (how to rebuild the
             model).
+        layer_bits: Per-layer precisions (a ``bit_budget`` trial's), if any.
 
     Returns:
         ``output_dir`` as a ``Path``.
@@ -97,6 +106,17 @@ def save_pretrained_compressed(
     kept = unwrap_vocabulary(inner)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if (
+        is_causal_lm(inner) and kept is None and int(quant_bits) in (32, 16)
+        and int(embed_bits) == 32 and not layer_bits
+    ):
+        # Floating-point weights in a shape the config expresses: a plain HF directory.
+        _express_mlp_width(inner)
+        _restore_conv1d(inner)
+        (out / STRUCTURE_FILE).unlink(missing_ok=True)
+        _copy_tokenizer(Path(tokenizer_dir), out)
+        inner.save_pretrained(str(out))
+        return out
 
     config = copy.deepcopy(config)
     if kept is not None:
@@ -116,6 +136,7 @@ def save_pretrained_compressed(
         "quant_bits": int(quant_bits),
         "embed_bits": int(embed_bits),
         "edge_bits": int(edge_bits),
+        "layer_bits": None if layer_bits is None else {k: int(v) for k, v in layer_bits.items()},
         "linears": {
             name: list(shape)
             for name, m in inner.named_modules()
@@ -132,8 +153,70 @@ def save_pretrained_compressed(
     return out
 
 
+def _express_mlp_width(model: nn.Module) -> None:
+    """Write the (pruned) MLP width into the model's config so ``from_config`` builds it.
+
+    Llama-style ``up_proj`` widths go to ``intermediate_size``, GPT-2 ``c_fc`` widths to
+    ``n_inner``. Pruning gives every block the same width; a model whose blocks differ
+    cannot be expressed in one config value and raises.
+
+    Raises:
+        TaskError: the blocks' MLP widths differ.
+    """
+    config = model.config
+    for attr, layer in (("intermediate_size", "up_proj"), ("n_inner", "c_fc")):
+        widths = {
+            (m.out_features if isinstance(m, nn.Linear) else m.nf)
+            for name, m in model.named_modules() if name.endswith(f"mlp.{layer}")
+        }
+        if not widths or not hasattr(config, attr):
+            continue
+        if len(widths) > 1:
+            raise TaskError(
+                f"the MLP widths {sorted(widths)} differ between blocks; one config value "
+                f"({attr}) cannot express them — export with quantization or file an issue"
+            )
+        setattr(config, attr, widths.pop())
+
+
+def _restore_conv1d(model: nn.Module) -> None:
+    """Turn the ``nn.Linear`` layers ``linearize_conv1d`` made back into ``Conv1D`` (in
+    place), wherever the architecture built from the config has a ``Conv1D`` — so a GPT-2
+    file has the transposed weights ``from_pretrained`` expects."""
+    transformers = import_transformers()
+    from transformers.pytorch_utils import Conv1D
+
+    with torch.device("meta"):
+        fresh = transformers.AutoModelForCausalLM.from_config(model.config)
+    for name, m in list(model.named_modules()):
+        if not isinstance(m, nn.Linear):
+            continue
+        try:
+            original = fresh.get_submodule(name)
+        except AttributeError:
+            continue
+        if isinstance(original, Conv1D):
+            conv = Conv1D(m.out_features, m.in_features)
+            with torch.no_grad():
+                conv.weight.copy_(m.weight.detach().t())
+                if m.bias is not None:
+                    conv.bias.copy_(m.bias.detach())
+            parent, _, attr = name.rpartition(".")
+            setattr(model.get_submodule(parent) if parent else model, attr, conv)
+
+
+def is_causal_lm(model: nn.Module) -> bool:
+    """Whether ``model`` is a Hugging Face causal LM (its class is ``*ForCausalLM`` or
+    ``*LMHeadModel``)."""
+    name = type(model).__name__
+    return name.endswith("ForCausalLM") or name.endswith("LMHeadModel")
+
+
 def load_pretrained_compressed(path: str | Path) -> nn.Module:
     """Load a directory written by ``save_pretrained_compressed`` (or ``slimsearch apply``).
+
+    A causal LM written as a plain Hugging Face directory (no structure file) is loaded
+    with ``AutoModelForCausalLM.from_pretrained``.
 
     Example:
         >>> model = load_pretrained_compressed("compressed/")        # doctest: +SKIP
@@ -148,6 +231,16 @@ def load_pretrained_compressed(path: str | Path) -> nn.Module:
     """
     transformers = import_transformers()
     p = Path(path)
+    if not (p / STRUCTURE_FILE).is_file() and (p / "config.json").is_file():
+        try:
+            return transformers.AutoModelForCausalLM.from_pretrained(
+                str(p), local_files_only=True
+            ).eval()
+        except (OSError, ValueError) as exc:
+            raise TaskError(
+                f"{str(p)!r} is neither a slimsearch model directory ({STRUCTURE_FILE}) nor "
+                f"a causal LM directory: {str(exc).splitlines()[0]}"
+            ) from None
     try:
         structure = json.loads((p / STRUCTURE_FILE).read_text(encoding="utf-8"))
         config = transformers.AutoConfig.from_pretrained(str(p), local_files_only=True)
@@ -156,7 +249,10 @@ def load_pretrained_compressed(path: str | Path) -> nn.Module:
             f"{str(p)!r} is not a slimsearch model directory (needs config.json and "
             f"{STRUCTURE_FILE}): {exc}"
         ) from None
-    model = transformers.AutoModelForSequenceClassification.from_config(config)
+    auto = (transformers.AutoModelForCausalLM
+            if structure.get("architecture", "").endswith(("ForCausalLM", "LMHeadModel"))
+            else transformers.AutoModelForSequenceClassification)
+    model = auto.from_config(config)
     with torch.no_grad():
         for name, (fan_in, fan_out, bias) in structure.get("linears", {}).items():
             try:
@@ -177,6 +273,7 @@ def load_pretrained_compressed(path: str | Path) -> nn.Module:
         model,
         int(structure.get("quant_bits", 32)),
         edge_bits=int(structure.get("edge_bits", 0)),
+        layer_bits=structure.get("layer_bits"),
     )
     return load_weights(model, p / WEIGHTS_FILE).eval()
 

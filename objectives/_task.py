@@ -18,6 +18,12 @@ Inputs = torch.Tensor | Mapping[str, torch.Tensor]
 CALIBRATION_ROWS = 256
 """Rows of ``train`` that static quantization calibrates activation ranges on."""
 
+IGNORE_INDEX = -100
+"""A token-level label that is not counted (padding, the last position of a sequence)."""
+
+LATENCY_MODES = ("forward", "decode", "prefill")
+"""What a task's latency objective times (see ``Task.latency_mode``)."""
+
 
 def _rows(inputs: Inputs) -> int:
     if isinstance(inputs, Mapping):
@@ -58,15 +64,21 @@ def forward(model: nn.Module, inputs: Inputs) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class Split:
-    """One data split: model inputs and integer class labels, row-aligned."""
+    """One data split: model inputs and integer labels, row-aligned.
+
+    ``labels`` is 1-D (one class per row: classifiers) or 2-D ``[rows, tokens]`` (one class
+    per position: language models, where ``labels[:, t]`` is the token that follows
+    position ``t`` and ``IGNORE_INDEX`` marks positions that are not counted).
+    """
 
     inputs: Inputs
     labels: torch.Tensor
 
     def __post_init__(self) -> None:
-        if self.labels.dim() != 1:
+        if self.labels.dim() not in (1, 2):
             raise TaskError(
-                f"labels must be 1-D class indices, got shape {tuple(self.labels.shape)}"
+                "labels must be 1-D class indices or 2-D [rows, tokens] token labels, got "
+                f"shape {tuple(self.labels.shape)}"
             )
         n = _rows(self.inputs)
         if n != int(self.labels.shape[0]):
@@ -77,10 +89,22 @@ class Split:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
+    @property
+    def token_level(self) -> bool:
+        """Whether labels are per position (``[rows, tokens]``) rather than per row."""
+        return self.labels.dim() == 2
+
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    """Fraction of rows whose arg-max logit is the label."""
-    return float((logits.argmax(dim=-1) == labels).float().mean().item())
+    """Fraction of counted labels whose arg-max logit is the label.
+
+    Per row for 1-D labels; per position for token labels (``logits`` ``[rows, tokens,
+    classes]``), where ``IGNORE_INDEX`` positions are not counted — next-token accuracy.
+    """
+    hits = logits.argmax(dim=-1) == labels
+    counted = labels != IGNORE_INDEX
+    n = int(counted.sum())
+    return float((hits & counted).sum().item()) / n if n else float("nan")
 
 
 def _hash_tensor(h: Any, name: str, t: torch.Tensor) -> None:
@@ -123,6 +147,20 @@ class Task:
             Hugging Face encoders).
         spec: Keyword arguments that rebuild this task through ``objectives.tasks``
             (built-in tasks only); recorded in recipes for the CLI.
+        latency_mode: What the latency objective times. ``"forward"``: one forward pass
+            over ``latency_inputs``. Language models (token labels) may choose
+            ``"decode"``: milliseconds per generated token with the KV cache, for
+            ``decode_batch_size`` prompts of ``decode_prompt_length`` tokens, over
+            ``decode_tokens`` greedy steps; or ``"prefill"``: one forward pass over
+            ``latency_inputs`` (``latency_batch_size`` rows × the sequence length). In
+            either LM mode both are measured and recorded; the chosen one is the objective.
+        decode_batch_size, decode_prompt_length, decode_tokens: The decode measurement.
+        confirm: Optional confirmation rows, never ranked on: every trial also reports
+            its accuracy there, paired with the teacher's (``confirm_delta`` ± se), and
+            exporting "within N points" chooses among points that hold on them.
+        logit_cache_topk: Token-level tasks: cache only the teacher's ``k`` largest logits
+            per position for distillation (``None``: full logits when they fit in
+            ``FULL_LOGITS_LIMIT`` bytes, else the top 64).
     """
 
     name: str
@@ -138,19 +176,50 @@ class Task:
     ignored_layers: Callable[[nn.Module], list[nn.Module]] | None = None
     spec: dict[str, Any] = field(default_factory=dict)
     space_preset: str = "default"
+    latency_mode: str = "forward"
+    decode_batch_size: int = 1
+    decode_prompt_length: int = 32
+    decode_tokens: int = 16
+    logit_cache_topk: int | None = None
+    confirm: Split | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.teacher, nn.Module):
             raise TaskError(f"teacher must be a torch.nn.Module, got {type(self.teacher).__name__}")
-        for attr in ("num_classes", "latency_batch_size", "finetune_epochs", "threads"):
+        if self.latency_mode not in LATENCY_MODES:
+            raise TaskError(
+                f"Task.latency_mode {self.latency_mode!r} is not supported; allowed: "
+                + ", ".join(LATENCY_MODES)
+            )
+        if self.latency_mode != "forward" and not self.val.token_level:
+            raise TaskError(
+                f"Task.latency_mode {self.latency_mode!r} times language-model generation and "
+                "needs token labels ([rows, tokens]); use 'forward' for classifiers"
+            )
+        if self.logit_cache_topk is not None and (
+            isinstance(self.logit_cache_topk, bool)
+            or not isinstance(self.logit_cache_topk, int)
+            or self.logit_cache_topk < 1
+        ):
+            raise TaskError(
+                f"Task.logit_cache_topk must be a positive integer or None, got "
+                f"{self.logit_cache_topk!r}"
+            )
+        for attr in ("num_classes", "latency_batch_size", "finetune_epochs", "threads",
+                     "decode_batch_size", "decode_prompt_length", "decode_tokens"):
             v = getattr(self, attr)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise TaskError(f"Task.{attr} must be a positive integer, got {v!r}")
-        for split_name in ("train", "val", "test"):
+        for split_name in ("train", "val", "test", "confirm"):
             split = getattr(self, split_name)
+            if split is None and split_name == "confirm":
+                continue
             if not isinstance(split, Split):
                 raise TaskError(f"Task.{split_name} must be a Split, got {type(split).__name__}")
-            lo, hi = int(split.labels.min()), int(split.labels.max())
+            counted = split.labels[split.labels != IGNORE_INDEX]
+            if counted.numel() == 0:
+                raise TaskError(f"Task.{split_name} has no counted labels (all are ignored)")
+            lo, hi = int(counted.min()), int(counted.max())
             if lo < 0 or hi >= self.num_classes:
                 raise TaskError(
                     f"Task.{split_name} has labels in [{lo}, {hi}], "
@@ -164,6 +233,16 @@ class Task:
         n = len(self.val)
         idx = torch.arange(self.latency_batch_size) % n
         return take(self.val.inputs, idx)
+
+    @property
+    def decode_prompt(self) -> Inputs:
+        """The prompts decode latency starts from: ``decode_batch_size`` rows of ``val``
+        (repeated if needed), cut to their first ``decode_prompt_length`` positions."""
+        n = len(self.val)
+        rows = take(self.val.inputs, torch.arange(self.decode_batch_size) % n)
+        if not isinstance(rows, Mapping):
+            return rows[:, : self.decode_prompt_length]
+        return {k: v[:, : self.decode_prompt_length] for k, v in rows.items()}
 
     @property
     def calibration_inputs(self) -> Inputs:
@@ -191,6 +270,11 @@ class Task:
             f"{self.name}|{self.num_classes}|{self.latency_batch_size}|"
             f"{self.finetune_epochs}|{self.threads}".encode()
         )
+        if self.latency_mode != "forward":
+            h.update(
+                f"|{self.latency_mode}|{self.decode_batch_size}|{self.decode_prompt_length}|"
+                f"{self.decode_tokens}".encode()
+            )
         for k, v in sorted(self.teacher.state_dict().items()):
             if isinstance(v, torch.Tensor):
                 _hash_tensor(h, k, v)
@@ -198,12 +282,17 @@ class Task:
             split: Split = getattr(self, split_name)
             _hash_inputs(h, split_name, split.inputs)
             _hash_tensor(h, f"{split_name}.labels", split.labels)
+        if self.confirm is not None:
+            _hash_inputs(h, "confirm", self.confirm.inputs)
+            _hash_tensor(h, "confirm.labels", self.confirm.labels)
         return h.hexdigest()[:16]
 
     def output_layers(self, model: nn.Module) -> list[nn.Module]:
         """Modules of ``model`` that structured pruning must leave alone."""
         if self.ignored_layers is not None:
             return list(self.ignored_layers(model))
+        if self.val.token_level:
+            return []  # a language model's output is its vocabulary: pruning never cuts it
         out: list[nn.Module] = []
         for m in model.modules():
             if isinstance(m, nn.Linear) and m.out_features == self.num_classes:

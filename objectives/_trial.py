@@ -19,10 +19,19 @@ from objectives._coverage import quantization_coverage
 from objectives._early_stop import EarlyStopping
 from objectives._serialize import count_parameters, load_weights, save_weights
 from objectives._task import Task
+from objectives._task import accuracy as accuracy_metric
 from objectives.measure._hardware import describe_hardware
-from objectives.measure._latency import LatencyStats, measure_latency
+from objectives.measure._latency import LatencyStats, measure_decode_latency, measure_latency
 from objectives.measure._lock import working
-from objectives.measure._metric import evaluate_metric
+from objectives.measure._metric import evaluate_metric, evaluate_perplexity, row_outcomes
+from objectives.measure._paired import paired_difference
+from objectives.operators._allocation import (
+    Allocation,
+    LayerProfile,
+    allocate,
+    tag_origins,
+    task_profile,
+)
 from objectives.operators._distill import finetune
 from objectives.operators._quantize import quantize
 from objectives.operators._structure import restructure
@@ -46,6 +55,19 @@ class TrialResult:
             ``quant_bits`` or fewer (``objectives.quantization_coverage``; 1.0 at 32).
         uncovered_layers: Layer types whose weights stayed above ``quant_bits``.
         hardware: Where latency was measured (``objectives.describe_hardware``).
+        latencies: Language models (``Task.latency_mode`` decode/prefill): both
+            ``prefill_ms`` and ``decode_ms_per_token``; ``latency_ms`` is the chosen one.
+            Empty for ``"forward"`` tasks.
+        perplexity: Language models: validation perplexity (reported, not ranked on).
+        accuracy_delta: Validation accuracy minus the teacher's, paired on the same rows
+            (``objectives.measure._paired``); None when the task's metric is not
+            ``objectives.accuracy`` (no per-row outcomes to pair) and for the teacher.
+        accuracy_delta_se: Standard error of ``accuracy_delta`` over rows.
+        confirm_accuracy, confirm_delta, confirm_delta_se: The same on ``task.confirm``
+            (rows never ranked on); None without a confirmation split.
+        layer_bits: With ``bit_budget``: the precision each Linear layer got.
+        effective_bits: With ``bit_budget``: the stored bits per weight element of those
+            layers (exact, from the bytes the file holds for them).
         timings: Seconds per phase (``prune_s``, ``finetune_s``, ``quantize_s``,
             ``measure_s``) and in total (``compute_s``).
         loss_history: Mean distillation loss per fine-tune epoch.
@@ -68,6 +90,15 @@ class TrialResult:
     quant_coverage: float | None = None
     uncovered_layers: tuple[str, ...] = ()
     hardware: str = ""
+    latencies: dict[str, float] = field(default_factory=dict)
+    perplexity: float | None = None
+    accuracy_delta: float | None = None
+    accuracy_delta_se: float | None = None
+    confirm_accuracy: float | None = None
+    confirm_delta: float | None = None
+    confirm_delta_se: float | None = None
+    layer_bits: dict[str, int] | None = None
+    effective_bits: float | None = None
 
     def metrics(self) -> dict[str, float]:
         """The three objectives plus test accuracy, as plain floats."""
@@ -113,7 +144,9 @@ class _Clock:
 
 
 def _final_device(config: CompressionConfig, device: torch.device | str) -> torch.device:
-    return torch.device("cpu") if config.quant_bits in (8, 4) else torch.device(device)
+    if config.quant_bits in (8, 4) or config.bit_budget > 0:
+        return torch.device("cpu")
+    return torch.device(device)
 
 
 def pruned_copy(task: Task, config: CompressionConfig) -> nn.Module:
@@ -125,8 +158,51 @@ def pruned_copy(task: Task, config: CompressionConfig) -> nn.Module:
     Raises:
         TaskError: a setting does not apply to this model or task.
     """
-    student = copy.deepcopy(task.teacher).cpu().eval()
+    student = tag_origins(copy.deepcopy(task.teacher).cpu().eval())
     return restructure(student, task, config)
+
+
+def precisions(
+    task: Task,
+    config: CompressionConfig,
+    student: nn.Module,
+    profile: LayerProfile | None = None,
+) -> Allocation | None:
+    """The per-layer precisions of the pruned ``student`` under ``config.bit_budget``
+    (None when the config has no budget).
+
+    ``config.layer_bits`` (a recipe's) is used as given; otherwise the allocation is
+    computed from ``profile`` (default: ``task_profile(task)``, measured once per task).
+    """
+    if config.bit_budget <= 0:
+        return None
+    if config.layer_bits is not None:
+        from objectives.operators._allocation import layer_costs
+
+        costs = layer_costs(student, list(config.layer_bits))
+        weights = sum(student.get_submodule(n).weight.numel() for n in config.layer_bits)
+        return Allocation(
+            layer_bits=dict(config.layer_bits),
+            weight_bytes=sum(costs[n][int(b)] for n, b in config.layer_bits.items()),
+            weights=weights,
+            sensitivity=float("nan"),
+        )
+    return allocate(student, profile or task_profile(task), config.bit_budget)
+
+
+def _quantized(
+    student: nn.Module,
+    task: Task,
+    config: CompressionConfig,
+    allocation: Allocation | None,
+    device: torch.device | str,
+) -> nn.Module:
+    """``student`` quantized as ``config`` (and its allocation) says."""
+    return quantize(
+        student, config.quant_bits, device=device, edge_bits=config.edge_bits,
+        calibration=task.calibration_inputs,
+        layer_bits=None if allocation is None else allocation.layer_bits,
+    )
 
 
 def compress(
@@ -138,13 +214,18 @@ def compress(
     clock: _Clock | None = None,
     after_prune: Callable[[nn.Module], None] | None = None,
     on_epoch: Callable[[int, nn.Module], bool] | None = None,
+    layer_profile: LayerProfile | None = None,
+    on_allocation: Callable[[Allocation], None] | None = None,
 ) -> tuple[nn.Module | None, list[float]]:
     """Compress the task's teacher with ``config``; return the final model and loss history.
 
     Deterministic for a given task, config, seed, device and ``task.threads``; the hooks
     observe the student but must not change it. ``after_prune`` sees the pruned student
     before fine-tuning; ``on_epoch`` (see ``finetune``) may stop the fine-tune, in which
-    case the returned model is ``None``.
+    case the returned model is ``None``. With ``config.bit_budget`` the per-layer
+    precisions are allocated on the pruned student (``precisions``; ``layer_profile`` is
+    the teacher's sensitivity, default ``task_profile(task)``) and passed to
+    ``on_allocation``.
     """
     clock = clock or _Clock()
     torch.manual_seed(seed)
@@ -160,6 +241,9 @@ def compress(
         # batches do), so another trial's latency timing never runs beside it.
         with clock.phase("prune"), working():
             student = pruned_copy(task, config)
+            allocation = precisions(task, config, student, layer_profile)
+        if allocation is not None and on_allocation is not None:
+            on_allocation(allocation)
         if after_prune is not None:
             after_prune(student)
         with clock.phase("finetune"):
@@ -170,11 +254,45 @@ def compress(
         if stopped:
             return None, history
         with clock.phase("quantize"), working():
-            final = quantize(
-                student.to(_final_device(config, device)), config.quant_bits, device=device,
-                edge_bits=config.edge_bits, calibration=task.calibration_inputs,
+            final = _quantized(
+                student.to(_final_device(config, device)), task, config, allocation, device
             )
     return final, history
+
+
+_TEACHER_OUTCOMES: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def teacher_outcomes(task: Task, split: str = "val") -> tuple[torch.Tensor, torch.Tensor]:
+    """The teacher's per-row ``(hits, counts)`` on ``task.<split>`` (``"val"`` or
+    ``"confirm"``), computed once per task and process."""
+    key = (task.fingerprint, split)
+    if key not in _TEACHER_OUTCOMES:
+        with _threads(task.threads):
+            _TEACHER_OUTCOMES[key] = row_outcomes(task.teacher, getattr(task, split))
+    return _TEACHER_OUTCOMES[key]
+
+
+def task_latency(
+    model: nn.Module, task: Task, *, device: torch.device | str = "cpu"
+) -> tuple[LatencyStats, dict[str, float]]:
+    """The latency objective of ``model`` as ``task.latency_mode`` defines it.
+
+    Returns the chosen statistics and, for language-model modes, both figures
+    (``prefill_ms`` over ``latency_inputs``, ``decode_ms_per_token`` from
+    ``decode_prompt``); ``{}`` for ``"forward"``.
+    """
+    forward_stats = measure_latency(
+        model, task.latency_inputs, threads=task.threads, device=device
+    )
+    if task.latency_mode == "forward":
+        return forward_stats, {}
+    decode = measure_decode_latency(
+        model, task.decode_prompt, tokens=task.decode_tokens, threads=task.threads,
+        device=device,
+    )
+    figures = {"prefill_ms": forward_stats.median_ms, "decode_ms_per_token": decode.median_ms}
+    return (decode if task.latency_mode == "decode" else forward_stats), figures
 
 
 def measure(
@@ -184,15 +302,35 @@ def measure(
     path: Path,
     device: torch.device | str = "cpu",
     metadata: dict[str, str] | None = None,
-) -> tuple[float, float, int, LatencyStats]:
-    """Write ``model`` to ``path`` and measure (val metric, test metric, bytes, latency)."""
+    paired: bool = True,
+) -> tuple[float, float, int, LatencyStats, dict[str, Any]]:
+    """Write ``model`` to ``path`` and measure (val metric, test metric, bytes, latency,
+    extras); extras hold ``latencies`` and ``perplexity`` for language models and, with
+    ``paired`` and the accuracy metric, the paired difference to the teacher."""
     with working():
         size = save_weights(model, path, metadata=metadata)
+    extras: dict[str, Any] = {}
     with _threads(task.threads):
-        acc = evaluate_metric(model, task.val, task, device=device)
+        if paired and task.metric is accuracy_metric:
+            hits, counts = row_outcomes(model, task.val, device=device)
+            acc = float(hits.sum()) / float(counts.sum())
+            paired = paired_difference(hits, teacher_outcomes(task, "val")[0], counts)
+            extras["accuracy_delta"], extras["accuracy_delta_se"] = paired.delta, paired.se
+            if task.confirm is not None:
+                hits, counts = row_outcomes(model, task.confirm, device=device)
+                extras["confirm_accuracy"] = float(hits.sum()) / float(counts.sum())
+                confirm = paired_difference(hits, teacher_outcomes(task, "confirm")[0], counts)
+                extras["confirm_delta"], extras["confirm_delta_se"] = confirm.delta, confirm.se
+        else:
+            acc = evaluate_metric(model, task.val, task, device=device)
+            if task.confirm is not None and task.metric is accuracy_metric:  # the baseline
+                hits, counts = row_outcomes(model, task.confirm, device=device)
+                extras["confirm_accuracy"] = float(hits.sum()) / float(counts.sum())
         test_acc = evaluate_metric(model, task.test, task, device=device)
-    latency = measure_latency(model, task.latency_inputs, threads=task.threads, device=device)
-    return acc, test_acc, size, latency
+        if task.val.token_level:
+            extras["perplexity"] = evaluate_perplexity(model, task.val, device=device)
+    latency, extras["latencies"] = task_latency(model, task, device=device)
+    return acc, test_acc, size, latency, extras
 
 
 def evaluate(
@@ -203,6 +341,7 @@ def evaluate(
     device: torch.device | str = "cpu",
     output_dir: str | Path | None = None,
     early_stopping: EarlyStopping | None = None,
+    layer_profile: LayerProfile | None = None,
 ) -> TrialResult:
     """Run one full trial and measure it.
 
@@ -217,6 +356,10 @@ def evaluate(
     NaN test accuracy, and the pre-measured latency and size (NaN/0 when not measured).
     Early stopping does not change the weights of a trial that runs to the end.
 
+    With ``config.bit_budget``, ``layer_profile`` is the teacher's per-layer sensitivity
+    (a search measures it once and passes it; default: ``task_profile(task)``), and the
+    result records the allocation (``layer_bits``, ``effective_bits``).
+
     Raises:
         TaskError: the model cannot be compressed this way.
         TrialFailed: the fine-tune diverged.
@@ -227,20 +370,19 @@ def evaluate(
     accuracies: list[float] = []
     probe: dict[str, float] = {}
     reason: str | None = None
+    chosen: list[Allocation] = []
 
     def after_prune(student: nn.Module) -> None:
         if early_stopping is None or not early_stopping.finished:
             return
         with clock.phase("measure"), tempfile.TemporaryDirectory(prefix="slimsearch-probe-") as d:
             with working():
-                model = quantize(
-                    copy.deepcopy(student).to(final_device), config.quant_bits, device=device,
-                    edge_bits=config.edge_bits, calibration=task.calibration_inputs,
+                model = _quantized(
+                    copy.deepcopy(student).to(final_device), task, config,
+                    chosen[0] if chosen else None, device,
                 )
                 probe["size_bytes"] = save_weights(model, Path(d) / MODEL_FILE)
-            probe["latency_ms"] = measure_latency(
-                model, task.latency_inputs, threads=task.threads, device=final_device
-            ).median_ms
+            probe["latency_ms"] = task_latency(model, task, device=final_device)[0].median_ms
 
     def on_epoch(epoch: int, student: nn.Module) -> bool:
         nonlocal reason
@@ -259,7 +401,12 @@ def evaluate(
     model, history = compress(
         task, config, seed=seed, device=device, clock=clock, after_prune=after_prune,
         on_epoch=on_epoch if early_stopping is not None else None,
+        layer_profile=layer_profile, on_allocation=chosen.append,
     )
+    allocated: dict[str, Any] = {}
+    if chosen:
+        allocated = {"layer_bits": dict(chosen[0].layer_bits),
+                     "effective_bits": chosen[0].effective_bits}
     if model is None:
         timings = clock.total(t0)
         return TrialResult(
@@ -274,17 +421,18 @@ def evaluate(
             epoch_accuracies=accuracies,
             stopped=reason,
             hardware=describe_hardware(final_device, task.threads),
+            **allocated,
         )
     with tempfile.TemporaryDirectory(prefix="slimsearch-trial-") as tmp:
         out = Path(output_dir) if output_dir is not None else Path(tmp)
         out.mkdir(parents=True, exist_ok=True)
         with clock.phase("measure"):
-            acc, test_acc, size, latency = measure(
+            acc, test_acc, size, latency, extras = measure(
                 model, task, path=out / MODEL_FILE, device=final_device
             )
     return _measured(model, acc, test_acc, size, latency, clock.total(t0), task=task,
                      bits=config.quant_bits, device=final_device, loss_history=history,
-                     epoch_accuracies=accuracies)
+                     epoch_accuracies=accuracies, **allocated, **extras)
 
 
 def evaluate_teacher(task: Task, *, device: torch.device | str = "cpu") -> TrialResult:
@@ -294,11 +442,11 @@ def evaluate_teacher(task: Task, *, device: torch.device | str = "cpu") -> Trial
     teacher = copy.deepcopy(task.teacher).to(device).eval()
     with tempfile.TemporaryDirectory(prefix="slimsearch-baseline-") as tmp:
         with clock.phase("measure"):
-            acc, test_acc, size, latency = measure(
-                teacher, task, path=Path(tmp) / MODEL_FILE, device=device
+            acc, test_acc, size, latency, extras = measure(
+                teacher, task, path=Path(tmp) / MODEL_FILE, device=device, paired=False
             )
     return _measured(teacher, acc, test_acc, size, latency, clock.total(t0), task=task, bits=32,
-                     device=device)
+                     device=device, **extras)
 
 
 def _measured(
@@ -312,7 +460,7 @@ def _measured(
     task: Task,
     bits: int,
     device: torch.device | str,
-    **extra: list[float],
+    **extra: Any,
 ) -> TrialResult:
     """The ``TrialResult`` of a model that was measured to the end."""
     coverage = quantization_coverage(model, bits)
@@ -336,10 +484,7 @@ def skeleton(task: Task, config: CompressionConfig) -> nn.Module:
     """The compressed model's structure (pruned + quantized, weights not yet loaded)."""
     with _threads(task.threads):
         student = pruned_copy(task, config)
-        return quantize(
-            student, config.quant_bits, edge_bits=config.edge_bits,
-            calibration=task.calibration_inputs,
-        )
+        return _quantized(student, task, config, precisions(task, config, student), "cpu")
 
 
 def load_compressed(task: Task, config: CompressionConfig, path: str | Path) -> nn.Module:

@@ -39,6 +39,18 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _confidence(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.5 <= value < 1.0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a confidence in [0.5, 1) (0.9 means 90 %)"
+        )
+    return value
+
+
 def _int_at_least(minimum: int, words: str) -> Callable[[str], int]:
     """An argparse type: an integer ≥ ``minimum`` (``words`` says so in the error)."""
 
@@ -102,7 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--study", default=None, help="study name (default: the task name)")
     run.add_argument("--max-accuracy-drop", type=_fraction, default=None,
                      help="largest validation accuracy drop vs the teacher, e.g. 0.01")
+    run.add_argument("--accuracy-confidence", type=_confidence, default=None,
+                     help="judge the drop on the paired lower bound at this confidence "
+                          "(default 0.9 for a new study)")
     run.add_argument("--seed", type=_non_negative, default=0)
+    run.add_argument("--retime-rounds", type=_non_negative, default=3,
+                     help="re-time the front alone, interleaved with the teacher, in this "
+                          "many rounds before returning (0 = off)")
     run.add_argument("--space", default=None, help="search-space YAML file")
     run.add_argument("--ray-address", default=None, help="existing Ray cluster (auto|HOST:PORT)")
     run.add_argument("--plot", default=None, help="also write the Pareto plot PNG here")
@@ -170,6 +188,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     given: dict[str, Any] = {}
     if args.max_accuracy_drop is not None:  # else: the stored value, or the default
         given["max_accuracy_drop"] = args.max_accuracy_drop
+    if args.accuracy_confidence is not None:
+        given["accuracy_confidence"] = args.accuracy_confidence
     search = Search(
         _build_task(args.task),
         space,
@@ -179,6 +199,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         max_concurrent_trials=args.workers,
         **given,
         seed=args.seed,
+        retime_rounds=args.retime_rounds,
         ray_address=args.ray_address,
         progress=False if args.no_progress else None,
         early_stopping=args.early_stopping,

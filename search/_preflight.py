@@ -24,12 +24,14 @@ logger = logging.getLogger(__name__)
 _PROBE_RATIO = 0.5
 
 
-def _probe_values(param: FloatRange | Choice | Fixed) -> list[object]:
+def _probe_values(name: str, param: FloatRange | Choice | Fixed) -> list[object]:
     """The values of one parameter that stand for all of them in the check."""
     if isinstance(param, Fixed):
         return [param.value]
     if isinstance(param, Choice):
         return list(param.choices)
+    if name == "bit_budget":  # the smallest budget is the one that may not fit
+        return [param.low]
     if param.high <= 0.0:
         return []
     # A range is probed at a representative ratio (its most aggressive end if narrower).
@@ -54,7 +56,7 @@ def preflight(task: Task, space: SearchSpace, *, user_space: bool) -> SearchSpac
         param = space.parameters.get(name)
         if param is None:
             continue
-        for value in _probe_values(param):
+        for value in _probe_values(name, param):
             reason = check_setting(task, name, value)
             if reason is not None:
                 refusals.append((name, value, reason))
@@ -81,3 +83,33 @@ def _without(space: SearchSpace, name: str, value: object) -> SearchSpace:
         if len(left) == 1:
             return space.fix(name, left[0])
     return space.drop(name)
+
+
+ASSUMED_DISAGREEMENT = 0.1
+"""Share of validation rows on which a student and its teacher are assumed to disagree
+when sizing the split (``split_size_warning``)."""
+
+
+def split_size_warning(task: Task, max_drop: float | None, confidence: float) -> str | None:
+    """One line when ``task.val`` is too small to show "within ``max_drop``" at
+    ``confidence``, saying how many rows would be needed; None when it is large enough.
+
+    Sized for a student exactly as accurate as its teacher that disagrees with it on
+    ``ASSUMED_DISAGREEMENT`` of the rows (``objectives.measure._paired.rows_needed``).
+    Classifier tasks only: a language model's rows hold many counted tokens each.
+    """
+    from objectives.measure._paired import rows_needed
+
+    if max_drop is None or max_drop <= 0 or task.val.token_level:
+        return None
+    needed = rows_needed(max_drop, confidence, ASSUMED_DISAGREEMENT)
+    rows = len(task.val)
+    if rows >= needed:
+        return None
+    return (
+        f"validation has {rows} rows: showing a student within {100 * max_drop:g} points of "
+        f"the teacher at {100 * confidence:g} % confidence takes about {needed} rows when they "
+        f"disagree on {100 * ASSUMED_DISAGREEMENT:g} % of them; expect points marked "
+        "uncertain — give more validation rows (and a confirmation split) or allow a larger "
+        "max_accuracy_drop"
+    )

@@ -11,7 +11,7 @@ import optuna
 
 from objectives import DEFAULT_LOCK_PATH, Task
 from search._errors import SearchArgumentError, StudyMismatchError
-from search._preflight import preflight
+from search._preflight import preflight, split_size_warning
 from search._seeds import (
     enqueue,
     seed_configs,
@@ -20,9 +20,10 @@ from search._seeds import (
     warm_start_configs,
 )
 from search.results import ParetoFront, library_versions
-from search.run import measure_baseline_remote, ray_session, run_round
+from search.run import measure_baseline_remote, ray_session, retime_remote, run_round
 from search.study import (
     ATTR_BASELINE,
+    ATTR_RETIMED,
     StudyInfo,
     create_or_join,
     find_study,
@@ -42,6 +43,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_STORAGE = "sqlite:///slimsearch.db"
 DEFAULT_MAX_ACCURACY_DROP = 0.01
+DEFAULT_ACCURACY_CONFIDENCE = 0.9
+"""Confidence at which a new study judges ``max_accuracy_drop`` (docs/accuracy.md)."""
 _UNSET: Any = object()
 _MAX_ROUNDS = 5
 
@@ -90,6 +93,13 @@ class Search:
         max_accuracy_drop: Largest allowed validation-accuracy drop against the teacher
             (fraction; 0.01 = 1 point); ``None`` for no constraint. Default 0.01 for a new
             study, the stored value when resuming.
+        accuracy_confidence: The constraint holds when the *lower bound* of the trial's
+            paired accuracy difference to the teacher (same validation rows) at this
+            one-sided confidence is within ``max_accuracy_drop`` — a point within the
+            drop only by luck is infeasible. In [0.5, 1); default 0.9 for a new study,
+            the stored value when resuming. Tasks whose metric is not
+            ``objectives.accuracy`` have no per-row outcomes and are judged on the point
+            estimate.
         seed: Training seed of every trial, and the sampler's base seed.
         sampler: An Optuna sampler; default Optuna's ``TPESampler`` (chosen by the
             hypervolume benchmark in docs/benchmarks.md) with ``constant_liar`` so that
@@ -107,6 +117,11 @@ class Search:
             configs a new study evaluates first.
         measurement_lock: Time latency under a machine-wide lock so parallel trials do
             not disturb it; default on when ``max_concurrent_trials > 1``.
+        retime_rounds: Before ``run`` returns, the front's points are timed again alone,
+            interleaved with the teacher, in this many rounds (medians; nothing else runs
+            then), and those figures are what ``front``, the report and recipes show —
+            the figure measured during the search, beside other trials, stays as
+            ``latency_ms`` (it is what the search ranked on). 0: do not re-time.
         progress: Show progress while running (``search.Progress``): None
             (default) a live display when stderr is a terminal, else one-line INFO
             records on the ``search.progress`` logger; True always the live display;
@@ -127,6 +142,7 @@ class Search:
         n_trials: int = 30,
         max_concurrent_trials: int = 1,
         max_accuracy_drop: float | None = _UNSET,
+        accuracy_confidence: float = _UNSET,  # type: ignore[assignment]
         seed: int = 0,
         sampler: optuna.samplers.BaseSampler | None = None,
         gpus_per_trial: float = 0.0,
@@ -137,6 +153,7 @@ class Search:
         seed_configs: bool = True,
         warm_start: Sequence[str] = (),
         measurement_lock: bool | None = None,
+        retime_rounds: int = 3,
     ) -> None:
         if not isinstance(task, Task):
             raise SearchArgumentError(f"task must be an objectives.Task, got {type(task).__name__}")
@@ -159,6 +176,17 @@ class Search:
                     f"got {max_accuracy_drop!r}"
                 )
             max_accuracy_drop = float(max_accuracy_drop)
+        if accuracy_confidence is not _UNSET:
+            if (
+                isinstance(accuracy_confidence, bool)
+                or not isinstance(accuracy_confidence, (int, float))
+                or not 0.5 <= float(accuracy_confidence) < 1.0
+            ):
+                raise SearchArgumentError(
+                    f"accuracy_confidence must be a probability in [0.5, 1) (0.9 = 90 %), got "
+                    f"{accuracy_confidence!r}"
+                )
+            accuracy_confidence = float(accuracy_confidence)
         if not isinstance(gpus_per_trial, (int, float)) or not 0.0 <= gpus_per_trial <= 8:
             raise SearchArgumentError(f"gpus_per_trial must be in [0, 8], got {gpus_per_trial!r}")
         if study_name is not None and (not isinstance(study_name, str) or not study_name.strip()):
@@ -170,6 +198,7 @@ class Search:
         self.n_trials = n_trials
         self.max_concurrent_trials = max_concurrent_trials
         self.max_accuracy_drop = max_accuracy_drop
+        self.accuracy_confidence = accuracy_confidence
         self.seed = seed
         self.sampler = sampler
         self.gpus_per_trial = float(gpus_per_trial)
@@ -186,6 +215,13 @@ class Search:
         self.measurement_lock = (
             max_concurrent_trials > 1 if measurement_lock is None else bool(measurement_lock)
         )
+        if isinstance(retime_rounds, bool) or not isinstance(retime_rounds, int) or not (
+            0 <= retime_rounds <= 100
+        ):
+            raise SearchArgumentError(
+                f"retime_rounds must be an integer in [0, 100] (0 = off), got {retime_rounds!r}"
+            )
+        self.retime_rounds = retime_rounds
         self._storage = open_storage(storage)  # validates the URL before any work
         for name in self.warm_start:
             if find_study(self._storage, name) is None:
@@ -225,6 +261,13 @@ class Search:
         self._check_devices(space)
         if info is None:  # a new study: refuse (or drop) operators that would do nothing
             space = preflight(self.task, space, user_space=self.space is not None)
+            warning = split_size_warning(
+                self.task, drop,
+                DEFAULT_ACCURACY_CONFIDENCE if self.accuracy_confidence is _UNSET
+                else self.accuracy_confidence,
+            )
+            if warning is not None:
+                logger.warning("%s", warning)
         with quiet_libraries(), ray_session(self.ray_address), self._progress():
             self._check_cluster()
             if info is None:
@@ -238,6 +281,10 @@ class Search:
                     max_accuracy_drop=drop,
                     seed=self.seed,
                     version=library_version(),
+                    accuracy_confidence=(
+                        DEFAULT_ACCURACY_CONFIDENCE if self.accuracy_confidence is _UNSET
+                        else self.accuracy_confidence
+                    ),
                 )
                 if created:
                     info = StudyInfo.from_study(study, self.storage_url)
@@ -255,6 +302,7 @@ class Search:
                 if completed == 0:
                     logger.warning("a round of trials completed none; stopping early")
                     break
+            self._retime(study, info)
         return ParetoFront.from_study(study, info)
 
     # -------------------------------------------------------------------- private
@@ -273,6 +321,11 @@ class Search:
             raise SearchArgumentError(
                 "quant_bits=8 is int8 dynamic quantization, which runs on CPU only; with "
                 "gpus_per_trial > 0 search quant_bits over [32, 16]"
+            )
+        if _allocates(space):
+            raise SearchArgumentError(
+                "bit_budget stores layers int8/int4, which run on CPU only; with "
+                "gpus_per_trial > 0 search quant_bits over [32, 16] instead"
             )
 
     def _check_cluster(self) -> None:
@@ -302,6 +355,31 @@ class Search:
             enqueue(study, seed_configs(space, skip_bits=tuple(slower)), "seed")
         if self.warm_start:
             enqueue(study, warm_start_configs(self._storage, self.warm_start, space), "warm_start")
+
+    def _retime(self, study: optuna.Study, info: StudyInfo) -> None:
+        """Time the front's points alone, interleaved with the teacher; store the figures
+        on the study (``ATTR_RETIMED``). Skipped when the stored figures already cover
+        exactly this front."""
+        if self.retime_rounds <= 0:
+            return
+        front = ParetoFront.from_study(study, info)
+        if len(front) == 0:
+            return
+        numbers = sorted(c.trial for c in front)
+        stored = study.user_attrs.get(ATTR_RETIMED) or {}
+        if sorted(int(k) for k in stored.get("trials", {})) == numbers:
+            return
+        teacher_ms, config_ms, hardware = retime_remote(
+            self.task, [dict(c.compression) for c in front],
+            gpus_per_trial=self.gpus_per_trial, measurement_lock=self._lock_path(),
+            rounds=self.retime_rounds,
+        )
+        study.set_user_attr(ATTR_RETIMED, {
+            "rounds": self.retime_rounds,
+            "teacher_ms": teacher_ms,
+            "hardware": hardware,
+            "trials": {str(c.trial): ms for c, ms in zip(front, config_ms, strict=True)},
+        })
 
     def _lock_path(self) -> str | None:
         return str(DEFAULT_LOCK_PATH) if self.measurement_lock else None
@@ -338,6 +416,13 @@ class Search:
                 f"study {self.study_name!r} was created with max_accuracy_drop="
                 f"{info.max_accuracy_drop}; resume it with that value or use another study name"
             )
+        confidence = self.accuracy_confidence
+        if confidence is not _UNSET and confidence != info.accuracy_confidence:
+            raise StudyMismatchError(
+                f"study {self.study_name!r} was created with accuracy_confidence="
+                f"{info.accuracy_confidence}; resume it with that value or use another study "
+                "name"
+            )
         if ATTR_BASELINE not in study.user_attrs:
             raise StudyMismatchError(f"study {self.study_name!r} has no baseline; recreate it")
         return info
@@ -352,6 +437,7 @@ class Search:
         return measure_baseline_remote(
             self.task, gpus_per_trial=self.gpus_per_trial, measurement_lock=self._lock_path(),
             precisions=space_precisions(space) if self.seed_configs else (),
+            sensitivity=_allocates(space),
         )
 
     def _run_round(
@@ -385,3 +471,12 @@ class Search:
 def _positive_int(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise SearchArgumentError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _allocates(space: SearchSpace) -> bool:
+    """Whether trials of ``space`` allocate per-layer precision (``bit_budget`` > 0)."""
+    param = space.parameters.get("bit_budget")
+    if param is None:
+        return False
+    value = getattr(param, "value", None)
+    return value is None or float(value) > 0

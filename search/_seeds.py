@@ -1,10 +1,13 @@
 """Configurations a new study evaluates first: known-good seeds and warm starts.
 
 Seeds (in this order, each only if it lies in the space, and leaving out precisions
-the hardware probe measured slower than fp32 on the teacher): the teacher as is (no
+the hardware probe measured slower than fp32 on the teacher; a seed that also prunes is
+kept at fp32 instead): the teacher as is (no
 pruning, fp32), int8 only, bf16 only, prune 0.25 + int8, prune 0.5 + int8; for
 transformers also int8 with int8 embeddings and a pruned vocabulary, and that plus a
-quarter of the heads and half the FFN neurons pruned. Parameters a
+quarter of the heads and half the FFN neurons pruned; for decoders a third of the layers
+removed with int8, and that with half the MLP and int8 embeddings; with ``bit_budget``
+8.5 effective bits (about int8's size), that with prune 0.25, and 6.0. Parameters a
 seed does not name take the trial config's default when the space allows it, else the
 middle of the range (geometric middle for log ranges) or the middle choice.
 """
@@ -32,6 +35,13 @@ SEEDS: tuple[dict[str, Any], ...] = (
     {"quant_bits": 8, "embed_bits": 8, "prune_vocab": True},
     {"attn_prune_ratio": 0.25, "ffn_prune_ratio": 0.5, "quant_bits": 8, "embed_bits": 8,
      "prune_vocab": True},
+    # decoders: a third of the layers, then that with half the MLP and int8 embeddings
+    {"depth_prune_ratio": 0.33, "quant_bits": 8},
+    {"depth_prune_ratio": 0.33, "ffn_prune_ratio": 0.5, "quant_bits": 8, "embed_bits": 8},
+    # per-layer precision (bit_budget): about int8's size, then pruned, then tighter
+    {"prune_ratio": 0.0, "bit_budget": 8.5},
+    {"prune_ratio": 0.25, "bit_budget": 8.5},
+    {"prune_ratio": 0.0, "bit_budget": 6.0},
 )
 
 def _middle(param: FloatRange | Choice) -> Any:
@@ -80,14 +90,17 @@ def seed_configs(space: SearchSpace, skip_bits: tuple[int, ...] = ()) -> list[di
     """The seed configs that lie in ``space`` (searched parameters only), de-duplicated.
 
     Seeds whose ``quant_bits`` is in ``skip_bits`` (precisions measured slower than fp32
-    on this hardware, see ``slower_precisions``) are left out.
+    on this hardware, see ``slower_precisions``) are left out — except those that also
+    prune: their structure is still worth a first look, so they are seeded at fp32.
     """
     base = _base(space)
     params = space.parameters
     out: list[dict[str, Any]] = []
     for seed in SEEDS:
         if seed.get("quant_bits") in skip_bits:
-            continue
+            if not any(k.endswith("prune_ratio") and v > 0 for k, v in seed.items()):
+                continue
+            seed = {**seed, "quant_bits": 32}
         config = dict(base)
         ok = True
         for name, value in seed.items():

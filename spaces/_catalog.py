@@ -163,6 +163,13 @@ CATALOG: dict[str, ParamSpec] = {
             high=0.95,
         ),
         ParamSpec(
+            "depth_prune_ratio",
+            "float",
+            "fraction of decoder layers removed (lowest block influence on calibration data)",
+            low=0.0,
+            high=0.95,
+        ),
+        ParamSpec(
             "prune_vocab",
             "bool",
             "keep only the embedding rows of tokens the training data uses",
@@ -176,6 +183,15 @@ CATALOG: dict[str, ParamSpec] = {
             low=8,
             high=32,
             allowed=(32, 8),
+        ),
+        ParamSpec(
+            "bit_budget",
+            "float",
+            "per-layer precision: effective bits per weight of the Linear layers, each "
+            "layer at fp32, int8 or int4 by measured sensitivity (0 = off: quant_bits for "
+            "all; replaces quant_bits, which must then be 32)",
+            low=0.0,
+            high=32.0,
         ),
     )
 }
@@ -194,6 +210,23 @@ PRESETS: dict[str, dict[str, object]] = {
         "attn_prune_ratio": {"low": 0.0, "high": 0.75},
         "ffn_prune_ratio": {"low": 0.0, "high": 0.85},
         "prune_vocab": {"choices": [False, True]},
+        "embed_bits": {"choices": [32, 8]},
+    },
+    # Hugging Face decoder LMs (GPT-2, Llama, Mistral, Qwen, …): Minitron-style width
+    # (heads, MLP) pruning recovered by logit distillation, then weight quantization.
+    # No channel pruning (it would cut the hidden size) and no vocabulary pruning (the
+    # vocabulary is the output).
+    "decoder": {
+        "quant_bits": {"choices": [32, 16, 8, 4]},
+        # Measured on tiny_lm (1 epoch, fp32 student): lr 1e-3 / alpha 0.5 / T 4 lost 1.0
+        # point of next-token accuracy; lr 2e-4 / alpha 0.9 / T 1.5 lost 0.2.
+        "distill_temperature": {"low": 1.0, "high": 3.0, "log": True},
+        "distill_alpha": {"low": 0.7, "high": 1.0},
+        "batch_size": {"choices": [16, 32]},
+        "learning_rate": {"low": 5e-5, "high": 8e-4, "log": True},
+        "attn_prune_ratio": {"low": 0.0, "high": 0.67},
+        "ffn_prune_ratio": {"low": 0.0, "high": 0.75},
+        "depth_prune_ratio": {"low": 0.0, "high": 0.5},
         "embed_bits": {"choices": [32, 8]},
     },
 }

@@ -160,6 +160,7 @@ class SearchSpace:
             if not isinstance(name, str):
                 raise SpaceError(f"parameter names must be strings, got {name!r}")
             parsed[name] = _parse_param(name, raw)
+        _check_one_precision_rule(parsed)
         # Keep catalog order so YAML output and Optuna distributions are stable.
         order = list(CATALOG)
         self._params: dict[str, Param] = dict(
@@ -259,6 +260,23 @@ class SearchSpace:
         if name not in CATALOG:
             _parse_param(name, value)  # raises the unknown-name error
         return self._replace(name, {"value": value})
+
+    def per_layer_precision(self, low: float = 5.5, high: float = 16.0) -> SearchSpace:
+        """Return a copy that searches ``bit_budget`` over ``[low, high]`` effective bits
+        per weight instead of one precision for all layers: ``quant_bits`` fixed at 32,
+        ``edge_bits`` dropped (per-layer allocation replaces both).
+
+        Example:
+            >>> s = SearchSpace.default().per_layer_precision(6.0, 12.0)
+            >>> s.parameters["quant_bits"].value, "edge_bits" in s
+            (32, False)
+        """
+        params: dict[str, object] = {
+            k: v for k, v in self._params.items() if k not in ("quant_bits", "edge_bits")
+        }
+        params["quant_bits"] = {"value": 32}
+        params["bit_budget"] = {"low": low, "high": high}
+        return SearchSpace(params)
 
     def drop(self, name: str) -> SearchSpace:
         """Return a copy without ``name``: trials use the trial config's default."""
@@ -364,6 +382,40 @@ class SearchSpace:
         params: dict[str, object] = dict(self._params)
         params[name] = raw
         return SearchSpace(params)
+
+
+def _values(param: Param) -> tuple[Scalar, ...] | None:
+    """The values a choice or fixed entry takes (None for a range)."""
+    if isinstance(param, Choice):
+        return param.choices
+    if isinstance(param, Fixed):
+        return (param.value,)
+    return None
+
+
+def _check_one_precision_rule(params: Mapping[str, Param]) -> None:
+    """``bit_budget`` chooses each Linear layer's precision; ``quant_bits`` and
+    ``edge_bits`` must then leave it alone (a trial may not get two precisions)."""
+    budget = params.get("bit_budget")
+    if budget is None or _values(budget) == (0.0,) or _values(budget) == (0,):
+        return
+    if isinstance(budget, Choice) and 0 in budget.choices:
+        raise SpaceError(
+            "bit_budget.choices: 0 (off) cannot be mixed with budgets; search bit_budget "
+            "over budgets only, or run a separate search with quant_bits"
+        )
+    bits = params.get("quant_bits")
+    if bits is not None and _values(bits) != (32,):
+        raise SpaceError(
+            "bit_budget and quant_bits both choose the Linear layers' precision; fix "
+            "quant_bits at 32 (or drop it) when searching bit_budget"
+        )
+    edge = params.get("edge_bits")
+    if edge is not None and _values(edge) != (0,):
+        raise SpaceError(
+            "bit_budget and edge_bits both choose the Linear layers' precision; fix "
+            "edge_bits at 0 (or drop it) when searching bit_budget"
+        )
 
 
 def _first_line(exc: BaseException) -> str:

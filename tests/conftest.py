@@ -61,3 +61,11 @@ def searched(tmp_path_factory: pytest.TempPathFactory, ray_session, digits_task)
         seed=3,
     ).run()
     return url, "shared", front
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Llama (grouped-query attention) trained briefly, saved with its tokenizer."""
+    from tests.objectives.tiny_decoder import tiny_decoder_dir
+
+    return tiny_decoder_dir(tmp_path_factory.mktemp("tiny-llama"), "llama", steps=150)

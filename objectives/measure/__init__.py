@@ -11,13 +11,13 @@ which themselves use this package's lock (fine-tune steps hold it shared).
 from __future__ import annotations
 
 from objectives.measure._hardware import INFERENCE_FLAGS, cpu_flags, describe_hardware
-from objectives.measure._latency import LatencyStats, measure_latency
+from objectives.measure._latency import LatencyStats, measure_decode_latency, measure_latency
 from objectives.measure._lock import (
     DEFAULT_LOCK_PATH,
     MeasurementLock,
     activate_measurement_lock,
 )
-from objectives.measure._metric import evaluate_metric
+from objectives.measure._metric import evaluate_metric, evaluate_perplexity
 
 __all__ = [
     "DEFAULT_LOCK_PATH",
@@ -28,5 +28,7 @@ __all__ = [
     "cpu_flags",
     "describe_hardware",
     "evaluate_metric",
+    "evaluate_perplexity",
+    "measure_decode_latency",
     "measure_latency",
 ]

@@ -7,6 +7,11 @@ passes and divides by ``inner``, where ``inner`` is calibrated so a sample lasts
 ``min_sample_ms`` — so sub-millisecond models are not dominated by timer noise. On CUDA
 samples are timed with CUDA events (recorded on the stream, synchronised before reading).
 Timing holds the machine's measurement lock exclusively (see ``MeasurementLock``).
+
+Language models are also timed the way their users read latency
+(``measure_decode_latency``): milliseconds per generated token with the KV cache — an
+untimed prefill of the prompt, then ``tokens`` timed greedy steps of one token each,
+divided by ``tokens`` — the median over ``repeats`` such samples.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from objectives._errors import TaskError
 from objectives._task import Inputs, forward, to_device
 from objectives.measure._lock import measuring
 
@@ -101,5 +107,82 @@ def measure_latency(
         inner=inner,
         threads=threads,
         batch_size=int(rows),
+        device=str(dev),
+    )
+
+
+@torch.inference_mode()
+def measure_decode_latency(
+    model: nn.Module,
+    prompt: Inputs,
+    *,
+    tokens: int = 16,
+    threads: int = 1,
+    device: torch.device | str = "cpu",
+    repeats: int = MIN_REPEATS,
+    warmup: int = 2,
+) -> LatencyStats:
+    """Milliseconds per generated token of a causal LM with its KV cache.
+
+    Args:
+        model: A Hugging Face-style causal LM: called with ``input_ids`` (and
+            ``attention_mask``, ``past_key_values``, ``use_cache``), returning ``logits``
+            and ``past_key_values``.
+        prompt: ``{"input_ids": [batch, prompt_len], "attention_mask": ...}``; the batch
+            size is the decode batch size.
+        tokens: Greedy steps timed per sample (each feeds one token per sequence).
+
+    Raises:
+        TaskError: the model returns no KV cache (it cannot decode incrementally).
+    """
+    repeats = max(int(repeats), MIN_REPEATS)
+    dev = torch.device(device)
+    if not isinstance(prompt, dict) or "input_ids" not in prompt:
+        raise TaskError("decode latency needs a prompt mapping with input_ids")
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+
+    def sample() -> float:
+        ids = x["input_ids"]
+        mask = x.get("attention_mask", torch.ones_like(ids))
+        out = model(input_ids=ids, attention_mask=mask, use_cache=True)
+        cache = getattr(out, "past_key_values", None)
+        if cache is None:
+            raise TaskError(
+                f"{type(model).__name__} returned no past_key_values: decode latency needs a "
+                "causal LM with a KV cache; use latency_mode='prefill' or 'forward'"
+            )
+        nxt = out.logits[:, -1:].argmax(dim=-1)
+        ones = torch.ones_like(nxt)
+        _sync(dev)
+        t0 = time.perf_counter()
+        for _ in range(tokens):
+            mask = torch.cat([mask, ones], dim=1)
+            out = model(input_ids=nxt, attention_mask=mask, past_key_values=cache,
+                        use_cache=True)
+            cache = out.past_key_values
+            nxt = out.logits[:, -1:].argmax(dim=-1)
+        _sync(dev)
+        return (time.perf_counter() - t0) * 1000.0 / tokens
+
+    try:
+        with measuring():
+            model.eval()
+            x = to_device(prompt, dev)
+            for _ in range(max(warmup, 1)):
+                sample()
+            samples = sorted(sample() for _ in range(repeats))
+    finally:
+        torch.set_num_threads(previous_threads)
+    median = statistics.median(samples)
+    mean = statistics.fmean(samples)
+    return LatencyStats(
+        median_ms=median,
+        p90_ms=samples[min(len(samples) - 1, int(0.9 * len(samples)))],
+        cv=statistics.pstdev(samples) / mean if mean > 0 else 0.0,
+        repeats=repeats,
+        inner=tokens,
+        threads=threads,
+        batch_size=int(x["input_ids"].shape[0]),
         device=str(dev),
     )

@@ -20,6 +20,7 @@ from objectives.operators._qtypes import (
 from objectives.operators._quantize import BFloat16Module, quantize
 from objectives.operators._static_int8 import static_int8_modules
 from objectives.operators._teacher_logits import (
+    TopKLogits,
     forget_teacher_logits,
     predict_logits,
     teacher_logits_file,
@@ -36,6 +37,7 @@ __all__ = [
     "dynamic_int8_modules",
     "dynamic_int8_rnn_modules",
     "finetune",
+    "TopKLogits",
     "forget_teacher_logits",
     "is_int4_weight",
     "linearize_conv1d",

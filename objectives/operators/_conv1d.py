@@ -12,6 +12,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+ORIGIN_ATTR = "_slimsearch_origin"
+"""Attribute naming the teacher layer a (pruned, renumbered) module came from
+(``objectives.operators._allocation``); kept when a ``Conv1D`` becomes a Linear."""
+
 
 def is_hf_conv1d(module: nn.Module) -> bool:
     """Whether ``module`` is a Hugging Face ``Conv1D`` (matched by class name and shape
@@ -52,4 +56,6 @@ def _as_linear(conv: nn.Module) -> nn.Linear:
         if bias is not None:
             linear.bias.copy_(bias.detach())
     linear.train(conv.training)
+    if ORIGIN_ATTR in conv.__dict__:
+        linear.__dict__[ORIGIN_ATTR] = conv.__dict__[ORIGIN_ATTR]
     return linear

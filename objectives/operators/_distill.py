@@ -12,9 +12,13 @@ from torch import nn
 
 from objectives._config import CompressionConfig
 from objectives._errors import TrialFailed
-from objectives._task import Task, forward, take, to_device
+from objectives._task import IGNORE_INDEX, Task, forward, take, to_device
 from objectives.measure._lock import working
-from objectives.operators._teacher_logits import teacher_train_logits
+from objectives.operators._teacher_logits import (
+    TeacherLogits,
+    TopKLogits,
+    teacher_train_logits,
+)
 
 
 def _autocast(device: torch.device | str) -> contextlib.AbstractContextManager[object]:
@@ -26,20 +30,39 @@ def _autocast(device: torch.device | str) -> contextlib.AbstractContextManager[o
 
 def distillation_loss(
     student_logits: torch.Tensor,
-    teacher_logits: torch.Tensor,
+    teacher_logits: TeacherLogits,
     labels: torch.Tensor,
     *,
     temperature: float,
     alpha: float,
 ) -> torch.Tensor:
-    """``alpha * T² * KL(teacher_T || student_T) + (1 - alpha) * CE(student, labels)``."""
+    """``alpha * T² * KL(teacher_T || student_T) + (1 - alpha) * CE(student, labels)``.
+
+    Per row for class labels; per counted position for token labels (``[rows, tokens]``,
+    ``IGNORE_INDEX`` positions left out), averaged over counted positions. With
+    ``TopKLogits`` the KL compares teacher and student distributions both renormalised
+    over the teacher's cached ``k`` tokens (equal to the full KL when ``k`` is the
+    vocabulary); the cross-entropy term still sees the student's whole softmax.
+    """
     t = temperature
-    kd = F.kl_div(
-        F.log_softmax(student_logits / t, dim=-1),
-        F.log_softmax(teacher_logits / t, dim=-1),
-        reduction="batchmean",
-        log_target=True,
-    ) * (t * t)
+    if labels.dim() == 2:
+        counted = labels != IGNORE_INDEX
+        student_logits, labels = student_logits[counted], labels[counted]
+        teacher_logits = teacher_logits[counted]
+    if isinstance(teacher_logits, TopKLogits):
+        # Both distributions renormalised over the teacher's top k: matching the
+        # student's full softmax to a truncated target would push all of its tail mass
+        # onto those k tokens (over-confidence: perplexity grows even as accuracy holds).
+        log_p = F.log_softmax(teacher_logits.values / t, dim=-1)
+        log_q_top = F.log_softmax(student_logits.gather(-1, teacher_logits.indices) / t, dim=-1)
+        kd = (log_p.exp() * (log_p - log_q_top)).sum(-1).mean() * (t * t)
+    else:
+        kd = F.kl_div(
+            F.log_softmax(student_logits / t, dim=-1),
+            F.log_softmax(teacher_logits / t, dim=-1),
+            reduction="batchmean",
+            log_target=True,
+        ) * (t * t)
     ce = F.cross_entropy(student_logits, labels)
     return alpha * kd + (1.0 - alpha) * ce
 

@@ -3,20 +3,25 @@ dynamic Linear/LSTM/GRU), int4 weight-only Linear."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from objectives._errors import TaskError
-from objectives._imports import import_torchao
+from objectives.operators._allocation import LAYER_BITS, allocatable, refuse_unallocatable
 from objectives.operators._conv1d import linearize_conv1d
+from objectives.operators._linear_quant import (
+    int4_weight_only,
+    int8_dynamic,
+    linear_names,
+)
 from objectives.operators._quantized_state import canonicalize
 from objectives.operators._static_int8 import (
     UNSUPPORTED_CONV_TYPES,
     conv_names,
     quantize_convs_static,
-    quiet,
 )
 
 if TYPE_CHECKING:
@@ -44,59 +49,7 @@ class BFloat16Module(nn.Module):
         return out
 
 
-INT4_GROUP_SIZE = 32
-"""Preferred int4 group: 32 weights of a row share a scale and zero point."""
-
 _LAYER_LIST = "nn.Linear, nn.Conv1d/2d/3d, nn.LSTM or nn.GRU"
-
-
-def linear_names(model: nn.Module) -> list[str]:
-    """Qualified names of the ``nn.Linear`` layers of ``model``, in registration order."""
-    return [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
-
-
-def int4_group_size(in_features: int) -> int:
-    """The int4 group for a Linear of input width ``in_features``.
-
-    32 when it divides ``in_features``; else the largest divisor in [8, 32]; else the
-    whole row (one scale per output row), so every width gets a group.
-    """
-    if in_features % INT4_GROUP_SIZE == 0:
-        return INT4_GROUP_SIZE
-    for group in range(INT4_GROUP_SIZE - 1, 7, -1):
-        if in_features % group == 0:
-            return group
-    return in_features
-
-
-def _int8_dynamic(model: nn.Module, names: set[str]) -> nn.Module:
-    from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
-
-    if not names:
-        return model
-    with quiet():
-        return quantize_dynamic(
-            model.cpu(), {n: default_dynamic_qconfig for n in names}, dtype=torch.qint8,
-            inplace=False,
-        )
-
-
-def _int4_weight_only(model: nn.Module, names: set[str]) -> nn.Module:
-    tq = import_torchao()
-    groups: dict[int, set[str]] = {}
-    for name in names:
-        groups.setdefault(int4_group_size(model.get_submodule(name).in_features), set()).add(name)
-    with quiet():
-        for group, members in sorted(groups.items()):
-            config = tq.IntxWeightOnlyConfig(
-                weight_dtype=torch.int4, granularity=tq.PerGroup(group)
-            )
-            tq.quantize_(
-                model, config,
-                filter_fn=lambda m, fqn, members=members: isinstance(m, nn.Linear)
-                and fqn in members,
-            )
-    return model
 
 
 def quantize(
@@ -106,8 +59,9 @@ def quantize(
     device: torch.device | str = "cpu",
     edge_bits: int = 0,
     calibration: Inputs | None = None,
+    layer_bits: Mapping[str, int] | None = None,
 ) -> nn.Module:
-    """Return ``model`` quantized to ``bits``.
+    """Return ``model`` quantized to ``bits`` (or per layer, to ``layer_bits``).
 
     * 32: unchanged; 16: bf16 weights and compute (``BFloat16Module``);
     * 8: every weight layer int8. Convolutions (``nn.Conv1d/2d/3d``, grouped and
@@ -132,6 +86,11 @@ def quantize(
     precision when ``bits`` is 8 or 4 (mixed precision); 0, or a value not above ``bits``,
     quantizes them like the rest.
 
+    ``layer_bits`` (with ``bits=32``) gives each named ``nn.Linear`` its own precision,
+    32, 8 or 4, stored exactly as above (``objectives.operators._allocation`` chooses it);
+    every Linear must be named, and a model with convolutions or LSTM/GRU layers is
+    refused.
+
     Args:
         model: The float model (put in eval mode; may be modified in place).
         bits: 32, 16, 8 or 4.
@@ -153,6 +112,8 @@ def quantize(
             a model with convolutions and no ``calibration``.
     """
     model.eval()
+    if layer_bits is not None:
+        return _quantize_per_layer(model, bits, layer_bits, device)
     if bits == 32:
         return model
     if bits == 16:
@@ -186,8 +147,43 @@ def quantize(
     body = set(names) - edges
     model = quantize_convs_static(model, calibration)
     if bits == 8:
-        model = _int8_dynamic(model, body | set(rnns))
+        model = int8_dynamic(model, body | set(rnns))
     else:
-        model = _int8_dynamic(model, set(rnns) | (edges if edge_bits == 8 else set()))
-        model = _int4_weight_only(model, body)
+        model = int8_dynamic(model, set(rnns) | (edges if edge_bits == 8 else set()))
+        model = int4_weight_only(model, body)
+    return canonicalize(model)
+
+
+def _quantize_per_layer(
+    model: nn.Module, bits: int, layer_bits: Mapping[str, int], device: torch.device | str
+) -> nn.Module:
+    if bits != 32:
+        raise TaskError(
+            f"per-layer precisions replace quant_bits, which must then be 32 (got {bits})"
+        )
+    bad = {n: b for n, b in layer_bits.items() if int(b) not in LAYER_BITS}
+    if bad:
+        name, b = next(iter(bad.items()))
+        raise TaskError(f"layer {name!r}: precision {b!r} is not supported; allowed: 32, 8, 4")
+    model = linearize_conv1d(model)
+    refuse_unallocatable(model)
+    names = set(allocatable(model))
+    if set(layer_bits) != names:
+        missing = sorted(names - set(layer_bits))
+        unknown = sorted(set(layer_bits) - names)
+        raise TaskError(
+            "per-layer precisions do not match the model's layers"
+            + (f"; missing {missing[:3]}" if missing else "")
+            + (f"; unknown {unknown[:3]}" if unknown else "")
+        )
+    low = {n for n, b in layer_bits.items() if int(b) < 32}
+    if low and torch.device(device).type != "cpu":
+        raise TaskError(
+            f"int8/int4 layers run on CPU only, not on {device}; search quant_bits over "
+            "[32, 16] for GPU searches"
+        )
+    if not low:
+        return model
+    model = int8_dynamic(model.cpu(), {n for n in low if int(layer_bits[n]) == 8})
+    model = int4_weight_only(model, {n for n in low if int(layer_bits[n]) == 4})
     return canonicalize(model)

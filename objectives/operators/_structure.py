@@ -5,7 +5,8 @@
 dispatches on the model and the config: channel / neuron / hidden-unit pruning
 for MLPs, CNNs and RNNs (``prune_ratio``), head pruning for BERT-style encoders
 (``attn_prune_ratio``) and FFN pruning for transformer encoders and decoders
-(``ffn_prune_ratio``; GPT-2, Llama-style gated MLPs), and vocabulary pruning for text tasks
+(``ffn_prune_ratio``; GPT-2, Llama-style gated MLPs), whole decoder layers
+(``depth_prune_ratio``, first), and vocabulary pruning for text tasks
 (``prune_vocab``), then int8 embedding tables (``embed_bits``). Embeddings are quantized
 *before* the distillation fine-tune: they stay frozen at int8 while the rest of the
 network adapts to them (quantization-aware for the tables, at no extra cost). Every
@@ -21,9 +22,15 @@ from objectives._config import CompressionConfig
 from objectives._errors import TaskError
 from objectives._task import Task
 from objectives.operators._conv1d import linearize_conv1d
+from objectives.operators._decoder_heads import (
+    gqa_attention_modules,
+    prune_decoder_heads,
+    refuse_decoder_heads,
+)
+from objectives.operators._depth_pruning import decoder_blocks, prune_depth, refuse_depth
 from objectives.operators._embedding_quant import quantize_embeddings
+from objectives.operators._linear_quant import INT4_GROUP_SIZE
 from objectives.operators._pruning import prune_structured
-from objectives.operators._quantize import INT4_GROUP_SIZE
 from objectives.operators._rnn_pruning import plan_recurrent
 from objectives.operators._transformer_pruning import (
     is_hf_transformer,
@@ -38,9 +45,10 @@ def refuse_unprunable(model: nn.Module, config: CompressionConfig) -> None:
 
     Cheap checks, no weight changes: ``prune_ratio`` on a Hugging Face transformer (it
     would cut the hidden size) or on recurrent layers it cannot prune (bidirectional, or
-    read by layers it cannot narrow; found by a ``torch.fx`` trace), and
-    ``attn_prune_ratio`` on a transformer without BERT-style self-attention blocks
-    (decoders such as GPT-2 and Llama).
+    read by layers it cannot narrow; found by a ``torch.fx`` trace),
+    ``depth_prune_ratio`` on a model without decoder layers, and ``attn_prune_ratio`` on a
+    transformer with neither BERT-style nor Llama-family attention (GPT-2 is refused by
+    name: its config cannot express a pruned head count).
 
     Raises:
         TaskError: one line naming the setting, the model or layer, and the fix.
@@ -50,22 +58,29 @@ def refuse_unprunable(model: nn.Module, config: CompressionConfig) -> None:
         raise TaskError(
             f"prune_ratio={config.prune_ratio:g} prunes MLP/CNN channels and would cut the "
             "hidden size of a transformer; fix prune_ratio at 0 and search attn_prune_ratio "
-            "and ffn_prune_ratio instead (SearchSpace.preset('transformer'))"
+            "and ffn_prune_ratio instead ("
+            + ("and depth_prune_ratio: SearchSpace.preset('decoder')" if decoder_blocks(model)
+               else "SearchSpace.preset('transformer')")
+            + ")"
         )
     plan_recurrent(model, config.prune_ratio)  # refuses RNNs it cannot prune
-    if config.attn_prune_ratio > 0.0 and hf and not is_transformer(model):
+    refuse_depth(model, config.depth_prune_ratio)
+    refuse_decoder_heads(model, config.attn_prune_ratio)
+    if (config.attn_prune_ratio > 0.0 and hf and not is_transformer(model)
+            and not gqa_attention_modules(model)):
         raise TaskError(
             f"attn_prune_ratio={config.attn_prune_ratio:g} cannot prune the attention heads "
             f"of {type(model).__name__}: head pruning supports BERT-style encoders "
-            "(query/key/value projections) only for now; fix attn_prune_ratio at 0"
+            "(query/key/value) and Llama-family decoders (q/k/v/o_proj); fix attn_prune_ratio at 0"
         )
 
 
 def restructure(student: nn.Module, task: Task, config: CompressionConfig) -> nn.Module:
     """Apply the config's structural compression to ``student`` (a copy of the teacher).
 
-    With ``quant_bits == 4``, pruned widths are rounded down to multiples of
-    ``INT4_GROUP_SIZE`` (32) so the int4 group quantization still applies to them.
+    With ``quant_bits == 4`` or a ``bit_budget`` (whose allocation may store layers
+    int4), pruned widths are rounded down to multiples of ``INT4_GROUP_SIZE`` (32) so the
+    int4 group quantization still applies to them at the teacher's overhead.
 
     Raises:
         TaskError: a setting does not apply to this model or task (the message names it
@@ -73,7 +88,12 @@ def restructure(student: nn.Module, task: Task, config: CompressionConfig) -> nn
     """
     student = linearize_conv1d(student)  # GPT-2 style Conv1D → nn.Linear (exact)
     refuse_unprunable(student, config)
-    round_to = INT4_GROUP_SIZE if config.quant_bits == 4 else None
+    # Depth first: the layers that go need no width pruning.
+    prune_depth(student, task.calibration_inputs, config.depth_prune_ratio)
+    decoder_heads = bool(gqa_attention_modules(student))
+    if decoder_heads:  # grouped-query-aware head pruning (Llama family)
+        prune_decoder_heads(student, config.attn_prune_ratio)
+    round_to = INT4_GROUP_SIZE if config.quant_bits == 4 or config.bit_budget > 0 else None
     student = prune_structured(
         student,
         task.example_inputs,
@@ -84,7 +104,7 @@ def restructure(student: nn.Module, task: Task, config: CompressionConfig) -> nn
     student = prune_transformer(
         student,
         task.example_inputs,
-        attn_ratio=config.attn_prune_ratio,
+        attn_ratio=0.0 if decoder_heads else config.attn_prune_ratio,
         ffn_ratio=config.ffn_prune_ratio,
         round_to=round_to,
     )

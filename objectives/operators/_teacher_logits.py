@@ -1,8 +1,18 @@
-"""The teacher's logits on the training split: computed once per task, shared by every trial."""
+"""The teacher's logits on the training split: computed once per task, shared by every trial.
+
+Classifiers cache every logit (rows × classes). Language models have a logit per position
+and vocabulary entry — 3,000 sequences of 64 tokens over a 32k vocabulary are 25 GB — so
+token-level tasks cache the teacher's ``k`` largest logits per position (``TopKLogits``)
+when the full tensor would exceed ``FULL_LOGITS_LIMIT`` (or always, with
+``Task.logit_cache_topk``). Distillation then matches the student's and the teacher's
+distributions, both renormalised over those ``k`` tokens (``distillation_loss``), so the
+student is not pushed to drop its tail; the hard-label term sees the whole vocabulary.
+"""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -13,6 +23,64 @@ from objectives._cache import cache_dir
 from objectives._task import Split, Task, forward, take, to_device
 from objectives.measure._lock import working
 
+FULL_LOGITS_LIMIT = 256 * 2**20
+"""Bytes above which a token-level task's teacher logits are cached as their top ``k``."""
+DEFAULT_TOPK = 64
+"""``k`` of the top-k cache when the task does not set ``logit_cache_topk``."""
+
+
+@dataclass(frozen=True)
+class TopKLogits:
+    """The ``k`` largest teacher logits per position and their vocabulary indices.
+
+    ``values`` (float32) and ``indices`` (int64) are ``[rows, tokens, k]``, sorted in
+    decreasing order of value; indexing selects rows (or, with a boolean position mask,
+    positions) of both.
+    """
+
+    values: torch.Tensor
+    indices: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.values.shape[0])
+
+    def __getitem__(self, index: torch.Tensor | slice) -> TopKLogits:
+        return TopKLogits(self.values[index], self.indices[index])
+
+    def to(self, device: torch.device | str) -> TopKLogits:
+        return TopKLogits(self.values.to(device), self.indices.to(device))
+
+
+TeacherLogits = torch.Tensor | TopKLogits
+
+
+def logit_topk(task: Task) -> int | None:
+    """``k`` of the top-k teacher cache for ``task``, or ``None`` to cache full logits."""
+    if not task.train.token_level:
+        return None
+    rows, tokens = (int(d) for d in task.train.labels.shape)
+    if task.logit_cache_topk is not None:
+        return min(task.logit_cache_topk, task.num_classes)
+    if rows * tokens * task.num_classes * 4 <= FULL_LOGITS_LIMIT:
+        return None
+    return min(DEFAULT_TOPK, task.num_classes)
+
+
+@torch.no_grad()
+def _predict_topk(
+    model: nn.Module, split: Split, k: int, *, batch_size: int = 32,
+    device: torch.device | str = "cpu",
+) -> TopKLogits:
+    model.eval()
+    values, indices = [], []
+    for start in range(0, len(split), batch_size):
+        xb = to_device(take(split.inputs, slice(start, start + batch_size)), device)
+        with working():
+            top = torch.topk(forward(model, xb).float(), k, dim=-1)
+        values.append(top.values.cpu())
+        indices.append(top.indices.cpu())
+    return TopKLogits(torch.cat(values), torch.cat(indices))
+
 
 @torch.no_grad()
 def predict_logits(
@@ -21,6 +89,8 @@ def predict_logits(
     """Logits of ``model`` over ``split`` in eval mode, as float32 on the CPU."""
     model.eval()
     outs = []
+    if split.token_level:
+        batch_size = min(batch_size, 32)
     for start in range(0, len(split), batch_size):
         xb = to_device(take(split.inputs, slice(start, start + batch_size)), device)
         with working():  # a unit of work: other trials' latency timing waits for it
@@ -28,50 +98,69 @@ def predict_logits(
     return torch.cat(outs)
 
 
-_TEACHER_LOGITS: dict[str, torch.Tensor] = {}  # task fingerprint -> logits, this process
+_TEACHER_LOGITS: dict[str, TeacherLogits] = {}  # fingerprint(+top-k) -> logits, this process
+
+
+def _key(task: Task) -> str:
+    k = logit_topk(task)
+    return task.fingerprint if k is None else f"{task.fingerprint}-top{k}"
 
 
 def teacher_logits_file(task: Task) -> Path:
     """Where ``teacher_train_logits`` keeps ``task``'s logits on disk."""
-    return cache_dir() / "logits" / f"{task.name}-{task.fingerprint}.safetensors"
+    return cache_dir() / "logits" / f"{task.name}-{_key(task)}.safetensors"
 
 
 def forget_teacher_logits(task: Task, *, on_disk: bool = False) -> None:
     """Drop ``task``'s teacher logits from this process's memory (and, with ``on_disk``,
     from the disk cache), so the next ``teacher_train_logits`` recomputes or re-reads them.
     """
-    _TEACHER_LOGITS.pop(task.fingerprint, None)
+    _TEACHER_LOGITS.pop(_key(task), None)
     if on_disk:
         teacher_logits_file(task).unlink(missing_ok=True)
 
 
-def teacher_train_logits(task: Task, device: torch.device | str = "cpu") -> torch.Tensor:
+def teacher_train_logits(task: Task, device: torch.device | str = "cpu") -> TeacherLogits:
     """The teacher's logits on ``task.train`` (float32, CPU), computed once per task.
+
+    A ``TopKLogits`` instead of a tensor for token-level tasks whose full logits are too
+    large to cache (``logit_topk``).
 
     Cached in memory per process and on disk under the cache directory, keyed by the
     task's fingerprint (teacher weights + data), so every trial of a study — in any
     worker process — reuses one forward pass of the teacher over the training set.
     The disk file is written atomically; a corrupt or mismatched file is recomputed.
     """
-    key = task.fingerprint
+    key = _key(task)
     if key in _TEACHER_LOGITS:
         return _TEACHER_LOGITS[key]
+    k = logit_topk(task)
     path = teacher_logits_file(task)
-    logits: torch.Tensor | None = None
+    logits: TeacherLogits | None = None
     if path.exists():
         try:
-            logits = load_file(str(path))["logits"]
-            if logits.shape[0] != len(task.train):
+            stored = load_file(str(path))
+            logits = (
+                stored["logits"] if k is None
+                else TopKLogits(stored["values"], stored["indices"].long())
+            )
+            if len(logits) != len(task.train):
                 logits = None
         except Exception:  # unreadable cache entry: recompute it
             logits = None
     if logits is None:
-        logits = predict_logits(task.teacher.to(device), task.train, device=device)
+        if k is None:
+            logits = predict_logits(task.teacher.to(device), task.train, device=device)
+            tensors = {"logits": logits.contiguous()}
+        else:
+            logits = _predict_topk(task.teacher.to(device), task.train, k, device=device)
+            tensors = {"values": logits.values.contiguous(),
+                       "indices": logits.indices.int().contiguous()}
         task.teacher.to("cpu")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-            save_file({"logits": logits.contiguous()}, str(tmp))
+            save_file(tensors, str(tmp))
             os.replace(tmp, path)
         except OSError:
             pass  # the cache is an optimisation; a read-only disk must not fail trials

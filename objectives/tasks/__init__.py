@@ -13,11 +13,23 @@ from typing import Any
 
 from objectives._errors import TaskError
 from objectives._task import Task
+from objectives.tasks._causal_lm import (
+    CausalLMTask,
+    hf_causal_lm_task,
+    read_lm_text,
+    stdlib_docstrings,
+    tiny_lm,
+    tiny_lm_dir,
+)
 from objectives.tasks._digits import DigitsMLP, digits
 from objectives.tasks._reviews import generate_reviews
 from objectives.tasks._text import TextTask, hf_text_task, minilm_text, read_text_data
 
-TASKS: dict[str, Callable[..., Task]] = {"digits": digits, "minilm_text": minilm_text}
+TASKS: dict[str, Callable[..., Task]] = {
+    "digits": digits,
+    "minilm_text": minilm_text,
+    "tiny_lm": tiny_lm,
+}
 
 
 def is_task_reference(name: str) -> bool:
@@ -111,6 +123,7 @@ def get_task(name: str, **spec: Any) -> Task:
 
 __all__ = [
     "TASKS",
+    "CausalLMTask",
     "DigitsMLP",
     "TextTask",
     "digits",
@@ -118,7 +131,12 @@ __all__ = [
     "get_task",
     "is_task_reference",
     "load_task_factory",
+    "hf_causal_lm_task",
     "hf_text_task",
     "minilm_text",
+    "read_lm_text",
     "read_text_data",
+    "stdlib_docstrings",
+    "tiny_lm",
+    "tiny_lm_dir",
 ]

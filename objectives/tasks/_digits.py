@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from objectives._cache import cache_dir, teacher_key
+from objectives._errors import TaskError
 from objectives._serialize import load_weights, save_weights
 from objectives._task import Split, Task
 
@@ -33,7 +34,7 @@ class DigitsMLP(nn.Module):
         return self.net(x)
 
 
-def _splits(seed: int) -> tuple[Split, Split, Split]:
+def _splits(seed: int, confirm_rows: int = 0) -> tuple[Split, Split, Split, Split | None]:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -45,12 +46,23 @@ def _splits(seed: int) -> tuple[Split, Split, Split]:
     val_idx, test_idx = train_test_split(
         rest, test_size=0.5, stratify=y[rest], random_state=seed
     )
+    confirm_idx = None
+    if confirm_rows:
+        if not 10 <= confirm_rows <= len(train_idx) // 2:
+            raise TaskError(
+                f"confirm_rows={confirm_rows} is out of range; allowed: 0, or 10 to "
+                f"{len(train_idx) // 2} (taken off the {len(train_idx)} training rows)"
+            )
+        train_idx, confirm_idx = train_test_split(
+            train_idx, test_size=confirm_rows, stratify=y[train_idx], random_state=seed
+        )
 
     def split(rows: list[int]) -> Split:
         t = torch.tensor(rows)
         return Split(x[t], y[t])
 
-    return split(train_idx), split(val_idx), split(test_idx)
+    return (split(train_idx), split(val_idx), split(test_idx),
+            None if confirm_idx is None else split(confirm_idx))
 
 
 def _train_teacher(model: nn.Module, train: Split, *, seed: int, epochs: int) -> None:
@@ -79,6 +91,7 @@ def digits(
     latency_batch_size: int = 256,
     threads: int = 1,
     cache: str | Path | None = None,
+    confirm_rows: int = 0,
 ) -> Task:
     """scikit-learn's digits (1,797 8×8 images, 10 classes), split 60/20/20 stratified.
 
@@ -94,8 +107,14 @@ def digits(
         latency_batch_size: Rows per forward pass when timing.
         threads: Intra-op threads per trial.
         cache: Cache directory (default ``$SLIMSEARCH_CACHE_DIR`` or ``~/.cache/slimsearch``).
+        confirm_rows: Rows carved (stratified) off the training split as confirmation
+            rows (``Task.confirm``: never trained or ranked on); 0 for none. Validation
+            and test stay as they are; the teacher trains on the rest.
+
+    Raises:
+        TaskError: ``confirm_rows`` outside 0 or [10, half the training rows].
     """
-    train, val, test = _splits(seed)
+    train, val, test, confirm = _splits(seed, confirm_rows)
     torch.manual_seed(seed)
     teacher = DigitsMLP(hidden)
     key = teacher_key(
@@ -120,6 +139,7 @@ def digits(
         train=train,
         val=val,
         test=test,
+        confirm=confirm,
         num_classes=10,
         latency_batch_size=latency_batch_size,
         finetune_epochs=finetune_epochs,
@@ -131,5 +151,7 @@ def digits(
             "finetune_epochs": finetune_epochs,
             "latency_batch_size": latency_batch_size,
             "threads": threads,
+            # only when set: the default task's spec (and its studies) stay as they were
+            **({"confirm_rows": confirm_rows} if confirm_rows else {}),
         },
     )

@@ -239,20 +239,38 @@ def fit_classifier(
     return history
 
 
-def _split_rows(n: int, fractions: tuple[float, float], seed: int) -> tuple[list[int], ...]:
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
-    n_val = int(round(fractions[0] * n))
-    n_test = int(round(fractions[1] * n))
-    if n - n_val - n_test < 1 or n_val < 1 or n_test < 1:
+def _check_fractions(fractions: object) -> tuple[float, ...]:
+    """``split_fractions`` as floats: (val, test) or (val, test, confirm), each in
+    (0, 1) and summing below 1 (train keeps the rest)."""
+    if (
+        not isinstance(fractions, (tuple, list))
+        or len(fractions) not in (2, 3)
+        or any(isinstance(f, bool) or not isinstance(f, (int, float)) for f in fractions)
+        or not all(0.0 < float(f) < 1.0 for f in fractions)
+        or sum(float(f) for f in fractions) >= 1.0
+    ):
         raise TaskError(
-            f"{n} examples are too few to split {fractions[0]:g}/{fractions[1]:g} into "
-            "validation/test; pass val= and test= data"
+            f"split_fractions={fractions!r} is not valid; allowed: (val, test) or (val, test, "
+            "confirm) fractions, each in (0, 1), summing below 1"
         )
-    return (
-        order[n_val + n_test :],
-        order[:n_val],
-        order[n_val : n_val + n_test],
-    )
+    return tuple(float(f) for f in fractions)
+
+
+def _split_rows(n: int, fractions: tuple[float, ...], seed: int) -> tuple[list[int], ...]:
+    """Row indices of train, then one list per fraction (val, test[, confirm])."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    sizes = [int(round(f * n)) for f in fractions]
+    if n - sum(sizes) < 1 or min(sizes) < 1:
+        names = "/".join(["validation", "test", "confirmation"][: len(fractions)])
+        raise TaskError(
+            f"{n} examples are too few to split {'/'.join(f'{f:g}' for f in fractions)} into "
+            f"{names}; pass val= and test= data"
+        )
+    parts, start = [], 0
+    for size in sizes:
+        parts.append(order[start : start + size])
+        start += size
+    return (order[start:], *parts)
 
 
 def hf_text_task(
@@ -266,7 +284,7 @@ def hf_text_task(
     label_field: str = "label",
     label_names: Sequence[str] | None = None,
     max_length: int = 64,
-    split_fractions: tuple[float, float] = (0.2, 0.2),
+    split_fractions: tuple[float, ...] = (0.2, 0.15, 0.15),
     seed: int = 0,
     teacher_epochs: int = 0,
     teacher_learning_rate: float = 5e-5,
@@ -277,6 +295,7 @@ def hf_text_task(
     tokenizer_dir: str | Path | None = None,
     cache: str | Path | None = None,
     spec: dict[str, Any] | None = None,
+    confirm: TextData | None = None,
 ) -> TextTask:
     """A text-classification ``Task`` from a local Hugging Face model directory.
 
@@ -291,6 +310,10 @@ def hf_text_task(
         train, val, test: A ``.csv`` (header row) / ``.jsonl`` path, or a
             ``(texts, labels)`` pair. Without ``val``/``test`` they are split off
             ``train`` by ``split_fractions`` (seeded by ``seed``).
+        split_fractions: Used only without ``val``/``test``: the shares of ``train``
+            held out as (val, test, confirm) — default 20 / 15 / 15 %, so the search
+            gets confirmation rows it never ranks on (``Task.confirm``) and training
+            keeps half — or (val, test) for no confirmation split.
         name: The task's name in studies and recipes.
         text_field, label_field: Column / key names in CSV and JSONL files.
         label_names: Class names in class-id order; default: sorted distinct labels
@@ -307,6 +330,9 @@ def hf_text_task(
         threads: Intra-op threads per trial.
         cache: Cache directory (default ``$SLIMSEARCH_CACHE_DIR`` or ``~/.cache/slimsearch``).
         spec: Recorded as ``Task.spec`` (what rebuilds this task; built-in tasks set it).
+        confirm: Confirmation rows (same forms as ``val``), never ranked on: trials
+            report their paired accuracy difference there too, and exporting "within N
+            points" keeps only points that hold on them (``Task.confirm``).
 
     Raises:
         TaskError: unreadable model or data, labels that do not fit, a model without a
@@ -320,20 +346,28 @@ def hf_text_task(
     tok_path = Path(tokenizer_dir) if tokenizer_dir is not None else model_path
     tokenizer = load_tokenizer(tok_path)
 
+    fractions = _check_fractions(split_fractions)
     parts = [_as_pairs(train, "train", text_field, label_field)]
     if (val is None) != (test is None):
         raise TaskError("pass both val= and test=, or neither (they are then split off train)")
     if val is not None and test is not None:
         parts.append(_as_pairs(val, "val", text_field, label_field))
         parts.append(_as_pairs(test, "test", text_field, label_field))
+    if confirm is not None:
+        if val is None and len(fractions) == 3:
+            raise TaskError(
+                "confirm= was given and split_fractions also splits confirmation rows off "
+                "train; pass split_fractions=(val, test) with confirm=, or drop confirm="
+            )
+        parts.append(_as_pairs(confirm, "confirm", text_field, label_field))
     names, ids = _label_index([p[1] for p in parts], label_names)
     if len(names) < 2:
         raise TaskError(f"a classification task needs at least 2 classes, got {list(names)}")
     texts = [p[0] for p in parts]
     if val is None:
-        rows = _split_rows(len(texts[0]), split_fractions, seed)
-        texts = [[texts[0][i] for i in r] for r in rows]
-        ids = [[ids[0][i] for i in r] for r in rows]
+        rows = _split_rows(len(texts[0]), fractions, seed)
+        texts = [[texts[0][i] for i in r] for r in rows] + texts[1:]
+        ids = [[ids[0][i] for i in r] for r in rows] + ids[1:]
     teacher, head_trained = _load_model(model_path, len(names))
     # Pass only the inputs the model takes (DistilBERT has no token_type_ids).
     accepted = set(inspect.signature(teacher.forward).parameters)
@@ -380,6 +414,7 @@ def hf_text_task(
         train=splits[0],
         val=splits[1],
         test=splits[2],
+        confirm=splits[3] if len(splits) > 3 else None,
         num_classes=len(names),
         latency_batch_size=latency_batch_size,
         finetune_epochs=finetune_epochs,
@@ -415,6 +450,7 @@ def minilm_text(
     n_train: int = 2000,
     n_val: int = 1000,
     n_test: int = 1000,
+    n_confirm: int = 1000,
     noise: float = 0.03,
     max_length: int = 32,
     teacher_epochs: int = 5,
@@ -434,6 +470,8 @@ def minilm_text(
     Args:
         seed: Seeds the data, the teacher fine-tune and the split.
         n_train, n_val, n_test: Split sizes.
+        n_confirm: Confirmation rows (never ranked on; ``Task.confirm``), generated after
+            the others; 0 for none.
         noise: Fraction of flipped labels in every split.
         max_length: Tokens per row; latency is measured at ``latency_batch_size × max_length``.
         teacher_epochs: Teacher fine-tune epochs.
@@ -445,13 +483,15 @@ def minilm_text(
     from objectives.tasks._reviews import LABELS, generate_reviews
 
     model_dir = minilm_model_dir()
-    texts, labels = generate_reviews(n_train + n_val + n_test, seed=seed, noise=noise)
-    a, b = n_train, n_train + n_val
+    texts, labels = generate_reviews(n_train + n_val + n_test + n_confirm, seed=seed,
+                                     noise=noise)
+    a, b, c = n_train, n_train + n_val, n_train + n_val + n_test
     spec = {
         "seed": seed,
         "n_train": n_train,
         "n_val": n_val,
         "n_test": n_test,
+        "n_confirm": n_confirm,
         "noise": noise,
         "max_length": max_length,
         "teacher_epochs": teacher_epochs,
@@ -463,7 +503,7 @@ def minilm_text(
         model_dir,
         (texts[:a], labels[:a]),
         (texts[a:b], labels[a:b]),
-        (texts[b:], labels[b:]),
+        (texts[b:c], labels[b:c]),
         name="minilm_text",
         label_names=LABELS,
         max_length=max_length,
@@ -476,4 +516,5 @@ def minilm_text(
         threads=threads,
         cache=cache,
         spec=spec,
+        confirm=(texts[c:], labels[c:]) if n_confirm else None,
     )

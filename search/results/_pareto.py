@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from search._errors import NoCandidateError
-from search.study import METRICS, TRIAL_TEST_ACCURACY, StudyInfo, is_feasible, open_study
+from search.study import (
+    ATTR_RETIMED,
+    METRICS,
+    TRIAL_TEST_ACCURACY,
+    StudyInfo,
+    is_feasible,
+    open_study,
+)
 
 Prefer = Literal["latency", "size", "accuracy"]
 PREFER_CHOICES = ("latency", "size", "accuracy")
@@ -59,6 +66,34 @@ class Candidate:
         return None if value is None else float(value)
 
     @property
+    def latency_alone_ms(self) -> float | None:
+        """The latency re-timed alone before the search returned (None: not re-timed);
+        ``latency_ms`` is the figure measured during the search, which it ranked on."""
+        value = self.attrs.get("latency_ms_alone")
+        return None if value is None else float(value)
+
+    @property
+    def shown_latency_ms(self) -> float:
+        """The latency to show: re-timed alone when available, else the search's."""
+        alone = self.latency_alone_ms
+        return self.latency_ms if alone is None else alone
+
+    @property
+    def layer_bits(self) -> dict[str, int] | None:
+        """The per-layer precisions a ``bit_budget`` trial chose (None: uniform)."""
+        raw = self.attrs.get("layer_bits")
+        if not raw:
+            return None
+        return {str(k): int(v) for k, v in json.loads(raw).items()}
+
+    @property
+    def compression(self) -> dict[str, Any]:
+        """The full compression settings that reproduce this candidate: its parameters
+        and, for a ``bit_budget`` trial, the per-layer precisions it chose."""
+        bits = self.layer_bits
+        return {**self.params, **({"layer_bits": bits} if bits is not None else {})}
+
+    @property
     def params_kept(self) -> float | None:
         """Weight elements after compression over the teacher's (None: not recorded)."""
         after, before = self.attrs.get("num_parameters"), self.attrs.get("params_before")
@@ -71,6 +106,9 @@ class Candidate:
         return {
             "trial": self.trial,
             "params": dict(self.params),
+            "latency_ms_alone": self.latency_alone_ms,
+            "layer_bits": self.layer_bits,
+            "effective_bits": self.attrs.get("effective_bits"),
             "accuracy": self.accuracy,
             "latency_ms": self.latency_ms,
             "size_bytes": self.size_bytes,
@@ -78,6 +116,11 @@ class Candidate:
             "quant_coverage": self.quant_coverage,
             "num_parameters": self.attrs.get("num_parameters"),
             "params_before": self.attrs.get("params_before"),
+            "accuracy_delta": self.attrs.get("accuracy_delta"),
+            "accuracy_delta_se": self.attrs.get("accuracy_delta_se"),
+            "confirm_accuracy": self.attrs.get("confirm_accuracy"),
+            "confirm_delta": self.attrs.get("confirm_delta"),
+            "confirm_delta_se": self.attrs.get("confirm_delta_se"),
         }
 
 
@@ -104,8 +147,10 @@ class ParetoFront:
         max_accuracy_drop: float | None,
         trials: list[Candidate] | None = None,
         infeasible: set[int] | None = None,
+        accuracy_confidence: float | None = None,
     ) -> None:
         self.candidates = sorted(candidates, key=_KEYS["latency"])
+        self.accuracy_confidence = accuracy_confidence
         self.baseline = dict(baseline)
         self.study_name = study_name
         self.max_accuracy_drop = max_accuracy_drop
@@ -120,13 +165,26 @@ class ParetoFront:
         }
         complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         infeasible = {t.number for t in complete if not is_feasible(t)}
+        candidates = [Candidate.from_trial(t, fixed) for t in study.best_trials]
+        baseline = dict(info.baseline)
+        retimed = study.user_attrs.get(ATTR_RETIMED) or {}
+        alone = {int(k): float(v) for k, v in (retimed.get("trials") or {}).items()}
+        if alone and all(c.trial in alone for c in candidates):
+            # Figures from one session of interleaved rounds: teacher and front together.
+            baseline["latency_ms_search"] = baseline["latency_ms"]
+            baseline["latency_ms_alone"] = float(retimed["teacher_ms"])
+            baseline["retimed_hardware"] = retimed.get("hardware")
+            candidates = [replace(c, attrs={**c.attrs, "latency_ms_alone": alone[c.trial],
+                                            "teacher_ms_alone": float(retimed["teacher_ms"])})
+                          for c in candidates]
         return cls(
-            [Candidate.from_trial(t, fixed) for t in study.best_trials],
-            baseline=info.baseline,
+            candidates,
+            baseline=baseline,
             study_name=info.name,
             max_accuracy_drop=info.max_accuracy_drop,
             trials=[Candidate.from_trial(t, fixed) for t in complete],
             infeasible=infeasible,
+            accuracy_confidence=info.accuracy_confidence,
         )
 
     def __len__(self) -> int:
@@ -146,6 +204,31 @@ class ParetoFront:
             f"front trials: {numbers}"
         )
 
+    def accuracy_lower(self, candidate: Candidate) -> float:
+        """``candidate``'s accuracy at the lower bound of its paired difference to the
+        teacher, at the study's confidence (its accuracy when either is unknown)."""
+        se = candidate.attrs.get("accuracy_delta_se")
+        if se is None or self.accuracy_confidence is None:
+            return candidate.accuracy
+        from statistics import NormalDist
+
+        return candidate.accuracy - NormalDist().inv_cdf(self.accuracy_confidence) * float(se)
+
+    def confirm_holds(self, candidate: Candidate, max_accuracy_drop: float) -> bool:
+        """Whether ``candidate`` stays within ``max_accuracy_drop`` of the teacher on the
+        task's confirmation rows (lower bound of the paired difference at the study's
+        confidence; the point estimate without one). True when it has no such rows."""
+        delta = candidate.attrs.get("confirm_delta")
+        if delta is None:
+            return True
+        se = candidate.attrs.get("confirm_delta_se")
+        margin = 0.0
+        if se is not None and self.accuracy_confidence is not None:
+            from statistics import NormalDist
+
+            margin = NormalDist().inv_cdf(self.accuracy_confidence) * float(se)
+        return float(delta) - margin >= -max_accuracy_drop - 1e-12
+
     def best(self, prefer: Prefer = "latency", max_accuracy_drop: float | None = None) -> Candidate:
         """The candidate to export.
 
@@ -153,7 +236,11 @@ class ParetoFront:
             prefer: ``"latency"`` (fastest), ``"size"`` (smallest) or ``"accuracy"``
                 (most accurate); ties break on the other objectives.
             max_accuracy_drop: Only consider candidates whose validation accuracy is at
-                most this far (absolute fraction, 0.01 = 1 point) below the baseline's.
+                most this far (absolute fraction, 0.01 = 1 point) below the baseline's —
+                judged, like the study's constraint, on the lower bound of the paired
+                difference at the study's ``accuracy_confidence`` where the trial recorded
+                its standard error (``accuracy_lower``); where the task has confirmation
+                rows, the candidate must hold on them too (``confirm_holds``).
 
         Raises:
             ValueError: for an unknown ``prefer``.
@@ -164,7 +251,8 @@ class ParetoFront:
         pool = list(self.candidates)
         if max_accuracy_drop is not None:
             floor = self.baseline["accuracy"] - max_accuracy_drop
-            pool = [c for c in pool if c.accuracy >= floor - 1e-12]
+            pool = [c for c in pool if self.accuracy_lower(c) >= floor - 1e-12
+                    and self.confirm_holds(c, max_accuracy_drop)]
         if not pool:
             if not self.candidates:
                 raise NoCandidateError(
@@ -188,6 +276,7 @@ class ParetoFront:
         return {
             "study": self.study_name,
             "max_accuracy_drop": self.max_accuracy_drop,
+            "accuracy_confidence": self.accuracy_confidence,
             "baseline": base,
             "front": [c.to_dict() for c in self.candidates],
         }

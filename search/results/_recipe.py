@@ -29,7 +29,7 @@ from objectives import (
     load_compressed,
     save_pretrained_compressed,
 )
-from objectives.tasks import TextTask
+from objectives.tasks import CausalLMTask, TextTask
 from search._errors import RecipeError
 from search.results._pareto import Candidate, ParetoFront, Prefer
 from search.study import StudyInfo
@@ -49,6 +49,12 @@ class Metrics(BaseModel):
     latency_ms: float = Field(ge=0)
     size_bytes: int = Field(ge=0)
     test_accuracy: float | None = None
+    accuracy_delta_se: float | None = None
+    """Standard error of the accuracy difference to the teacher, paired on the same
+    validation rows (``objectives.measure._paired``); None when not recorded."""
+    latency_ms_search: float | None = None
+    """When ``latency_ms`` was re-timed alone (interleaved with the teacher) after the
+    search: the figure measured during the search, beside other trials."""
 
 
 class TaskRef(BaseModel):
@@ -100,15 +106,22 @@ class Recipe(BaseModel):
                 fingerprint=info.task["fingerprint"],
                 spec=dict(info.task.get("spec", {})),
             ),
-            compression=CompressionConfig(**candidate.params),
+            compression=CompressionConfig(**candidate.compression),
             seed=info.seed,
             metrics=Metrics(
                 accuracy=candidate.accuracy,
-                latency_ms=candidate.latency_ms,
+                latency_ms=candidate.shown_latency_ms,
+                latency_ms_search=(candidate.latency_ms if candidate.latency_alone_ms
+                                   is not None else None),
                 size_bytes=candidate.size_bytes,
                 test_accuracy=candidate.test_accuracy,
+                accuracy_delta_se=candidate.attrs.get("accuracy_delta_se"),
             ),
-            baseline=_baseline_metrics(info.baseline),
+            baseline=_baseline_metrics(
+                info.baseline if candidate.latency_alone_ms is None
+                else {**info.baseline, "latency_ms": candidate.attrs["teacher_ms_alone"],
+                      "latency_ms_search": info.baseline["latency_ms"]}
+            ),
             source=SourceRef(study=info.name, trial=candidate.trial),
             versions=library_versions(),
             hardware=candidate.attrs.get("hardware") or info.baseline.get("hardware"),
@@ -199,7 +212,9 @@ class Recipe(BaseModel):
                 task (``TextTask``) the directory is a loadable model directory:
                 ``config.json``, ``slimsearch.json``, the (remapped) tokenizer, and
                 ``model.safetensors`` in that structure — load it with
-                ``objectives.load_pretrained_compressed`` and ``AutoTokenizer``.
+                ``objectives.load_pretrained_compressed`` and ``AutoTokenizer``. For a
+                causal LM task (``CausalLMTask``) whose weights stay floating point it
+                is a plain directory ``AutoModelForCausalLM.from_pretrained`` loads.
 
         Raises:
             RecipeError: if the task is not the recipe's task.
@@ -230,7 +245,7 @@ class Recipe(BaseModel):
                     result.accuracy, self.metrics.accuracy, ACCURACY_TOLERANCE,
                 )
             if output_dir is not None:
-                if isinstance(task, TextTask):
+                if isinstance(task, (TextTask, CausalLMTask)):
                     # A Hugging Face model: write a directory that loads on its own
                     # (config, tokenizer, structure; see load_pretrained_compressed).
                     save_pretrained_compressed(
@@ -240,6 +255,7 @@ class Recipe(BaseModel):
                         quant_bits=self.compression.quant_bits,
                         embed_bits=self.compression.embed_bits,
                         edge_bits=self.compression.edge_bits,
+                        layer_bits=result.layer_bits,
                     )
                 self.save(out / RECIPE_FILE)
                 (out / "metrics.json").write_text(
@@ -298,6 +314,7 @@ def _baseline_metrics(baseline: dict[str, Any] | Any) -> Metrics:
         latency_ms=float(baseline["latency_ms"]),
         size_bytes=int(baseline["size_bytes"]),
         test_accuracy=baseline.get("test_accuracy"),
+        latency_ms_search=baseline.get("latency_ms_search"),
     )
 
 

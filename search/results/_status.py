@@ -61,6 +61,9 @@ class StudyStatus:
             the accuracy constraint; objectives without such a trial are absent.
         baseline: The teacher's metrics.
         max_accuracy_drop: The study's constraint, or None.
+        accuracy_confidence: The confidence the constraint is judged at, or None.
+        uncertain: COMPLETE trials within the drop on their point estimate but not at the
+            confidence (``accuracy_drop_constraint``): within it only by luck, maybe.
     """
 
     study_name: str
@@ -69,6 +72,8 @@ class StudyStatus:
     best: Mapping[str, tuple[int, float]]
     baseline: Mapping[str, Any]
     max_accuracy_drop: float | None
+    accuracy_confidence: float | None = None
+    uncertain: tuple[int, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready mapping of everything above."""
@@ -83,6 +88,8 @@ class StudyStatus:
             "best": {k: {"trial": t, "value": v} for k, (t, v) in self.best.items()},
             "baseline": dict(self.baseline),
             "max_accuracy_drop": self.max_accuracy_drop,
+            "accuracy_confidence": self.accuracy_confidence,
+            "uncertain": list(self.uncertain),
         }
 
 
@@ -120,6 +127,15 @@ def status_of(study: optuna.Study, info: StudyInfo) -> StudyStatus:
         if t.state == TrialState.FAIL
     )
     feasible = [t for t in trials if is_feasible(t)]
+    uncertain: tuple[int, ...] = ()
+    base_acc = (study.user_attrs.get(ATTR_BASELINE) or {}).get("accuracy")
+    if info.max_accuracy_drop is not None and base_acc is not None:
+        floor = float(base_acc) - info.max_accuracy_drop
+        uncertain = tuple(
+            t.number for t in trials
+            if t.state == TrialState.COMPLETE and not is_feasible(t) and t.values
+            and t.values[0] >= floor - 1e-12
+        )
     best: dict[str, tuple[int, float]] = {}
     for i, (metric, mode) in enumerate(zip(METRICS, MODES, strict=True)):
         if feasible:
@@ -133,4 +149,6 @@ def status_of(study: optuna.Study, info: StudyInfo) -> StudyStatus:
         best=best,
         baseline=dict(study.user_attrs.get(ATTR_BASELINE) or {}),
         max_accuracy_drop=info.max_accuracy_drop,
+        accuracy_confidence=info.accuracy_confidence,
+        uncertain=uncertain,
     )

@@ -4,12 +4,13 @@ that cross Ray between them."""
 from __future__ import annotations
 
 from search.run._messages import EarlyStoppingSpec, TrialReport
-from search.run._tune import measure_baseline_remote, ray_session, run_round
+from search.run._tune import measure_baseline_remote, ray_session, retime_remote, run_round
 
 __all__ = [
     "EarlyStoppingSpec",
     "TrialReport",
     "measure_baseline_remote",
+    "retime_remote",
     "ray_session",
     "run_round",
 ]

@@ -42,6 +42,15 @@ class TrialReport:
         quant_coverage: Share of the weight elements stored at the requested precision.
         uncovered_layers: Layer types left above the requested precision, comma-joined.
         hardware: Where latency was measured (``objectives.describe_hardware``).
+        perplexity: Language models: validation perplexity (reported, not ranked on).
+        accuracy_delta, accuracy_delta_se: Validation accuracy minus the teacher's on the
+            same rows, and its standard error (``objectives.TrialResult``).
+        confirm_accuracy, confirm_delta, confirm_delta_se: The same on the task's
+            confirmation rows (never ranked on), when it has them.
+        prefill_ms, decode_ms_per_token: Language models: both latency figures
+            (``latency_ms`` is the one the task's ``latency_mode`` chose).
+        layer_bits: With ``bit_budget``: JSON of the precision each Linear layer got.
+        effective_bits: With ``bit_budget``: stored bits per weight of those layers.
         latency_cv: Coefficient of variation of the latency samples.
         latency_p90_ms: 90th percentile latency.
         epoch_accuracies: Validation metric after each fine-tune epoch (early stopping).
@@ -66,6 +75,16 @@ class TrialReport:
     quant_coverage: float | None = None
     uncovered_layers: str | None = None
     hardware: str | None = None
+    perplexity: float | None = None
+    accuracy_delta: float | None = None
+    accuracy_delta_se: float | None = None
+    confirm_accuracy: float | None = None
+    confirm_delta: float | None = None
+    confirm_delta_se: float | None = None
+    prefill_ms: float | None = None
+    decode_ms_per_token: float | None = None
+    layer_bits: str | None = None
+    effective_bits: float | None = None
     latency_cv: float | None = None
     latency_p90_ms: float | None = None
     epoch_accuracies: tuple[float, ...] = field(default_factory=tuple)

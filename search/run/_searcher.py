@@ -84,6 +84,8 @@ class StudySearcher(Searcher):
         space: The searched parameters' Optuna distributions.
         baseline_accuracy: The teacher's validation metric.
         max_accuracy_drop: The study's constraint, or None.
+        accuracy_confidence: Judge the constraint on the paired lower bound at this
+            confidence (None: on the point estimate).
         n_trials: The study's total of finished trials to stop at, or None.
     """
 
@@ -96,6 +98,7 @@ class StudySearcher(Searcher):
         baseline_accuracy: float,
         max_accuracy_drop: float | None,
         n_trials: int | None = None,
+        accuracy_confidence: float | None = None,
     ) -> None:
         super().__init__()  # no metric/mode: the study holds the objectives' directions
         self._study = study
@@ -104,6 +107,7 @@ class StudySearcher(Searcher):
         self._space = dict(space)
         self._baseline_accuracy = baseline_accuracy
         self._max_drop = max_accuracy_drop
+        self._confidence = accuracy_confidence
         self._n_trials = n_trials
         self._run = start_run()
         self._owner = owner_identity(self._run)
@@ -259,7 +263,10 @@ class StudySearcher(Searcher):
             trial.set_user_attr(key, value)
         trial.set_constraint(
             CONSTRAINT,
-            accuracy_drop_constraint(report.accuracy, self._baseline_accuracy, self._max_drop),
+            accuracy_drop_constraint(
+                report.accuracy, self._baseline_accuracy, self._max_drop,
+                se=report.accuracy_delta_se, confidence=self._confidence,
+            ),
         )
         if self._tell(trial, report.objectives(), TrialState.COMPLETE):
             self.completed += 1

@@ -61,6 +61,7 @@ def run_round(
         baseline_accuracy=float(info.baseline["accuracy"]),
         max_accuracy_drop=info.max_accuracy_drop,
         n_trials=n_trials,
+        accuracy_confidence=info.accuracy_confidence,
     )
     stopping = (
         EarlyStoppingSpec(
@@ -81,6 +82,7 @@ def run_round(
             gpus=gpus_per_trial,
             early_stopping=stopping,
             measurement_lock=measurement_lock,
+            layer_profile=info.baseline.get("layer_profile"),
         ),
         dict(resources),
     )
@@ -152,6 +154,7 @@ def measure_baseline_remote(
     gpus_per_trial: float,
     measurement_lock: str | None,
     precisions: tuple[int, ...] = (),
+    sensitivity: bool = False,
 ) -> dict[str, Any]:
     """Measure the teacher in a Ray worker exactly as trials are measured.
 
@@ -159,6 +162,9 @@ def measure_baseline_remote(
         The baseline as stored on the study: the report's measurements plus the task's
         ``threads`` and ``latency_batch_size``, and ``precision_latency_ms``: the
         teacher's latency at each of ``precisions`` (keys are the bit-widths as strings).
+        With ``sensitivity``, also ``layer_profile``: the teacher's per-layer sensitivity
+        to quantization (``objectives.task_profile``), which trials allocate
+        ``bit_budget`` by; stored on the study, so a resumed study reuses it.
     """
     import ray
 
@@ -167,10 +173,32 @@ def measure_baseline_remote(
     remote = ray.remote(measure_baseline).options(
         num_cpus=task.threads, num_gpus=gpus_per_trial, max_retries=1
     )
-    report, probe = ray.get(remote.remote(task, gpus_per_trial, measurement_lock, precisions))
+    report, probe, profile = ray.get(
+        remote.remote(task, gpus_per_trial, measurement_lock, precisions, sensitivity)
+    )
     return {
         **report.measurements(),
         "threads": task.threads,
         "latency_batch_size": task.latency_batch_size,
         "precision_latency_ms": {str(b): ms for b, ms in sorted(probe.items(), reverse=True)},
+        **({"layer_profile": profile} if profile is not None else {}),
     }
+
+
+def retime_remote(
+    task: Task,
+    configs: list[Mapping[str, Any]],
+    *,
+    gpus_per_trial: float,
+    measurement_lock: str | None,
+    rounds: int,
+) -> tuple[float, list[float], str]:
+    """``search.run._worker.retime_configs`` in a Ray worker (the trials' device)."""
+    import ray
+
+    from search.run._worker import retime_configs
+
+    remote = ray.remote(retime_configs).options(
+        num_cpus=task.threads, num_gpus=gpus_per_trial, max_retries=1
+    )
+    return ray.get(remote.remote(task, configs, gpus_per_trial, measurement_lock, rounds))

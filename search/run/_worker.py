@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import traceback
 from collections.abc import Mapping
@@ -14,13 +15,17 @@ from objectives import (
     CompressionConfig,
     EarlyStopping,
     FinishedTrial,
+    LayerProfile,
     MeasurementLock,
     Task,
     TrialResult,
     activate_measurement_lock,
+    describe_hardware,
     evaluate,
     evaluate_teacher,
     precision_latencies,
+    retime,
+    task_profile,
 )
 from search.run._messages import TIMINGS, EarlyStoppingSpec, TrialReport
 from search.study import is_feasible, open_storage
@@ -84,6 +89,17 @@ def report_of(result: TrialResult, *, seed: int, device: str) -> TrialReport:
         quant_coverage=result.quant_coverage,
         uncovered_layers=", ".join(result.uncovered_layers) or None,
         hardware=result.hardware or None,
+        perplexity=result.perplexity,
+        layer_bits=None if result.layer_bits is None
+        else json.dumps(result.layer_bits, sort_keys=True),
+        effective_bits=result.effective_bits,
+        accuracy_delta=result.accuracy_delta,
+        accuracy_delta_se=result.accuracy_delta_se,
+        confirm_accuracy=result.confirm_accuracy,
+        confirm_delta=result.confirm_delta,
+        confirm_delta_se=result.confirm_delta_se,
+        prefill_ms=result.latencies.get("prefill_ms"),
+        decode_ms_per_token=result.latencies.get("decode_ms_per_token"),
         latency_cv=None if result.latency is None else result.latency.cv,
         latency_p90_ms=None if result.latency is None else result.latency.p90_ms,
         epoch_accuracies=tuple(result.epoch_accuracies),
@@ -104,6 +120,7 @@ def run_trial(
     gpus: float = 0.0,
     early_stopping: EarlyStoppingSpec | None = None,
     measurement_lock: str | None = None,
+    layer_profile: Mapping[str, Any] | None = None,
 ) -> None:
     """Ray Tune function trainable: compress with ``fixed | config`` and report a ``TrialReport``.
 
@@ -115,6 +132,8 @@ def run_trial(
         early_stopping: Stop hopeless trials early (reported with ``stopped``).
         measurement_lock: Path of the machine-wide lock that keeps latency timing free
             of other trials' work (see ``objectives.MeasurementLock``); None: no lock.
+        layer_profile: The study's stored per-layer sensitivity (``LayerProfile.to_dict``)
+            that ``bit_budget`` trials allocate by; None: measured here if needed.
     """
     from ray import tune
 
@@ -130,7 +149,9 @@ def run_trial(
                 max_accuracy_drop=early_stopping.max_accuracy_drop,
                 finished=finished_trials(early_stopping),
             )
-        result = evaluate(task, cfg, seed=seed, device=device, early_stopping=rule)
+        profile = None if layer_profile is None else LayerProfile.from_dict(layer_profile)
+        result = evaluate(task, cfg, seed=seed, device=device, early_stopping=rule,
+                          layer_profile=profile)
         report = report_of(result, seed=seed, device=device)
     except Exception as exc:  # recorded on the trial, not raised
         if isinstance(exc, torch.OutOfMemoryError) and torch.cuda.is_available():
@@ -161,10 +182,30 @@ def measure_baseline(
     gpus: float = 0.0,
     measurement_lock: str | None = None,
     precisions: tuple[int, ...] = (),
-) -> tuple[TrialReport, dict[int, float]]:
-    """The teacher's metrics, measured exactly as a trial's (run as a Ray task), and its
-    median latency (ms) at each of ``precisions`` on this worker's device (the probe)."""
+    sensitivity: bool = False,
+) -> tuple[TrialReport, dict[int, float], dict[str, Any] | None]:
+    """The teacher's metrics, measured exactly as a trial's (run as a Ray task), its
+    median latency (ms) at each of ``precisions`` on this worker's device (the probe),
+    and with ``sensitivity`` its per-layer sensitivity profile (``task_profile``)."""
     device = worker_device(gpus)
     use_measurement_lock(measurement_lock)
     report = report_of(evaluate_teacher(task, device=device), seed=0, device=device)
-    return report, precision_latencies(task, precisions, device=device)
+    profile = task_profile(task).to_dict() if sensitivity else None
+    return report, precision_latencies(task, precisions, device=device), profile
+
+
+def retime_configs(
+    task: Task,
+    configs: list[Mapping[str, Any]],
+    gpus: float = 0.0,
+    measurement_lock: str | None = None,
+    rounds: int = 3,
+) -> tuple[float, list[float], str]:
+    """``objectives.retime`` of ``configs`` on this worker's device (run as a Ray task):
+    the teacher's and each config's median ms, alone and interleaved, and the hardware."""
+    device = worker_device(gpus)
+    use_measurement_lock(measurement_lock)
+    teacher_ms, config_ms = retime(
+        task, [CompressionConfig(**c) for c in configs], rounds=rounds, device=device
+    )
+    return teacher_ms, config_ms, describe_hardware(device, task.threads)

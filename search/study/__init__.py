@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from search.study._keys import (
     ATTR_BASELINE,
+    ATTR_CONFIDENCE,
     ATTR_MAX_DROP,
+    ATTR_RETIMED,
     ATTR_SEED,
     ATTR_SPACE,
     ATTR_TASK,
@@ -72,6 +74,8 @@ from search.study._trials import (
 
 __all__ = [
     "ATTR_BASELINE",
+    "ATTR_RETIMED",
+    "ATTR_CONFIDENCE",
     "ATTR_MAX_DROP",
     "ATTR_SEED",
     "ATTR_SPACE",

@@ -20,7 +20,11 @@ ATTR_TASK = "slimsearch_task"
 ATTR_SPACE = "slimsearch_space"
 ATTR_BASELINE = "slimsearch_baseline"
 ATTR_MAX_DROP = "slimsearch_max_accuracy_drop"
+ATTR_CONFIDENCE = "slimsearch_accuracy_confidence"  # the constraint's confidence (or None)
 ATTR_SEED = "slimsearch_seed"
+# The front re-timed alone before the search returned: {"rounds", "teacher_ms", "hardware",
+# "trials": {trial number: ms}} (see ``Search(retime_rounds=)``).
+ATTR_RETIMED = "slimsearch_retimed"
 
 # Trial user attributes.
 TRIAL_ERROR = "error"  # why a FAIL trial failed (one line)

@@ -24,6 +24,7 @@ from search._errors import (
 )
 from search.study._keys import (
     ATTR_BASELINE,
+    ATTR_CONFIDENCE,
     ATTR_MAX_DROP,
     ATTR_SEED,
     ATTR_SPACE,
@@ -48,6 +49,9 @@ class StudyInfo:
         baseline: The teacher's metrics, measured like a trial.
         max_accuracy_drop: The constraint (absolute accuracy points as a fraction), or None.
         seed: The training seed every trial used.
+        accuracy_confidence: The constraint is judged on the lower bound of the paired
+            accuracy difference at this confidence (``objectives.measure._paired``); None
+            for studies created before it existed (judged on the point estimate).
     """
 
     name: str
@@ -56,6 +60,7 @@ class StudyInfo:
     baseline: Mapping[str, float]
     max_accuracy_drop: float | None
     seed: int
+    accuracy_confidence: float | None = None
 
     @classmethod
     def from_study(cls, study: optuna.Study, storage_url: str) -> StudyInfo:
@@ -71,6 +76,7 @@ class StudyInfo:
             baseline=attrs[ATTR_BASELINE],
             max_accuracy_drop=attrs.get(ATTR_MAX_DROP),
             seed=int(attrs.get(ATTR_SEED, 0)),
+            accuracy_confidence=attrs.get(ATTR_CONFIDENCE),
         )
 
 
@@ -108,6 +114,7 @@ def create_or_join(
     max_accuracy_drop: float | None,
     seed: int,
     version: str,
+    accuracy_confidence: float | None = None,
     wait_s: float = 10.0,
 ) -> tuple[optuna.Study, bool]:
     """Create the study with its metadata, or join the one another process creates.
@@ -146,6 +153,7 @@ def create_or_join(
     study.set_user_attr(ATTR_SPACE, dict(space))
     study.set_user_attr(ATTR_BASELINE, dict(baseline))
     study.set_user_attr(ATTR_MAX_DROP, max_accuracy_drop)
+    study.set_user_attr(ATTR_CONFIDENCE, accuracy_confidence)
     study.set_user_attr(ATTR_SEED, seed)
     study.set_user_attr(ATTR_VERSION, version)
     return study, True

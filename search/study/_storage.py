@@ -259,23 +259,48 @@ def _prepare_sqlite(path: Path, *, create: bool) -> None:
     WAL (persistent) lets readers and writers not block each other. Reading commands
     open the file read-only and leave it byte for byte as it is.
     """
-    try:
-        if create:
-            con = sqlite3.connect(str(path), timeout=60)
-        else:
-            con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=60)
+    deadline = time.monotonic() + 60.0
+    delay = 0.05
+    while True:
         try:
-            if create:
-                con.execute("PRAGMA journal_mode=WAL").fetchone()
-            else:
-                con.execute("PRAGMA schema_version").fetchone()
-        finally:
-            con.close()
-    except sqlite3.DatabaseError as exc:
-        raise StorageError(
-            f"{str(path)!r} is not a usable SQLite database ({exc}); "
-            "point --storage at a new file or a slimsearch study database"
-        ) from None
+            _check_sqlite(path, create=create)
+            return
+        except sqlite3.OperationalError as exc:
+            # Changing the journal mode needs an exclusive lock, and SQLite returns
+            # "database is locked" for it without waiting on the busy timeout when
+            # another driver is creating the schema at the same moment: that is a
+            # race to wait out, not a bad file.
+            if not _is_lock_contention(exc) or time.monotonic() > deadline:
+                raise StorageError(
+                    f"{str(path)!r} is not a usable SQLite database ({exc}); "
+                    "point --storage at a new file or a slimsearch study database"
+                ) from None
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+        except sqlite3.DatabaseError as exc:
+            raise StorageError(
+                f"{str(path)!r} is not a usable SQLite database ({exc}); "
+                "point --storage at a new file or a slimsearch study database"
+            ) from None
+
+
+def _check_sqlite(path: Path, *, create: bool) -> None:
+    if create:
+        con = sqlite3.connect(str(path), timeout=60)
+    else:
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=60)
+    try:
+        if not create:
+            con.execute("PRAGMA schema_version").fetchone()
+        elif con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            con.execute("PRAGMA journal_mode=WAL").fetchone()
+    finally:
+        con.close()
+
+
+def _is_lock_contention(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "database is locked" in text or "database is busy" in text
 
 
 def _first_line(exc: BaseException) -> str:

@@ -25,11 +25,27 @@ def is_feasible(trial: FrozenTrial) -> bool:
 
 
 def accuracy_drop_constraint(
-    accuracy: float, baseline_accuracy: float, max_drop: float | None
+    accuracy: float,
+    baseline_accuracy: float,
+    max_drop: float | None,
+    *,
+    se: float | None = None,
+    confidence: float | None = None,
 ) -> float:
-    """Optuna constraint value: ``<= 0`` iff ``accuracy >= baseline - max_drop``."""
+    """Optuna constraint value: ``<= 0`` iff the trial is within ``max_drop`` of the baseline.
+
+    With the paired standard error ``se`` of the trial's accuracy difference and a
+    ``confidence``, the lower confidence bound of the difference must be within the
+    drop — ``accuracy - z·se >= baseline - max_drop`` — so a point within the drop only
+    by luck on the validation rows is infeasible; without them, the point estimate.
+    """
     if max_drop is None:
         return -1.0
     if not math.isfinite(accuracy):
         return 1.0
-    return float(baseline_accuracy - accuracy - max_drop)
+    margin = 0.0
+    if se is not None and confidence is not None and math.isfinite(se):
+        from statistics import NormalDist
+
+        margin = NormalDist().inv_cdf(confidence) * float(se)
+    return float(baseline_accuracy - (accuracy - margin) - max_drop)

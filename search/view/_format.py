@@ -48,6 +48,28 @@ def pts(value: float, reference: float) -> str:
     return f"{100 * (value - reference):+.2f}"
 
 
+CI_CONFIDENCE = 0.9
+"""Confidence of the ``± pts`` intervals shown beside accuracy differences."""
+
+
+def pts_ci(value: float, reference: float, se: float | None) -> str:
+    """An accuracy change with its paired 90 % interval: ``-0.60 ± 1.48`` (``pts`` alone
+    when the trial recorded no standard error)."""
+    if se is None:
+        return pts(value, reference)
+    from statistics import NormalDist
+
+    half = NormalDist().inv_cdf(0.5 + CI_CONFIDENCE / 2) * float(se)
+    return f"{pts(value, reference)} ± {100 * half:.2f}"
+
+
+def delta_ci(delta: float | None, se: float | None) -> str:
+    """A recorded accuracy difference with its 90 % interval, in points ("" if none)."""
+    if delta is None:
+        return ""
+    return pts_ci(float(delta), 0.0, se)
+
+
 def times(reference: float, value: float) -> str:
     """How many times ``value`` is below ``reference``: ``3.1x``."""
     return f"{reference / value:.1f}x"
@@ -82,7 +104,8 @@ def clock(seconds: float | None) -> str:
 
 def summary(m: Mapping[str, Any], base: Mapping[str, Any]) -> str:
     """One line: accuracy (change), test accuracy, latency and size with ratios."""
-    parts = [f"accuracy {accuracy(m['accuracy'])} ({pts(m['accuracy'], base['accuracy'])} pts)"]
+    change = pts_ci(m["accuracy"], base["accuracy"], m.get("accuracy_delta_se"))
+    parts = [f"accuracy {accuracy(m['accuracy'])} ({change} pts)"]
     if m.get("test_accuracy") is not None:
         parts.append(f"test {accuracy(m['test_accuracy'])}")
     parts.append(f"latency {ms(m['latency_ms'])} "
@@ -90,3 +113,32 @@ def summary(m: Mapping[str, Any], base: Mapping[str, Any]) -> str:
     parts.append(f"size {kib(m['size_bytes'])} ({times(base['size_bytes'], m['size_bytes'])} "
                  "smaller)")
     return ", ".join(parts)
+
+
+_PRUNING = (("prune_ratio", "ch"), ("attn_prune_ratio", "heads"), ("ffn_prune_ratio", "ffn"),
+            ("depth_prune_ratio", "depth"))
+
+
+def pruning(params: Mapping[str, Any]) -> str:
+    """The pruning settings of a trial, compactly: ``"ffn .50 depth .33"`` ("" for none)."""
+    parts = [f"{short} {float(params[name]):.2f}".replace("0.", ".", 1)
+             for name, short in _PRUNING if float(params.get(name) or 0.0) > 0.0]
+    return " ".join(parts)
+
+
+def precision(
+    params: Mapping[str, Any],
+    layer_bits: Mapping[str, int] | None = None,
+    effective_bits: float | None = None,
+) -> str:
+    """A trial's weight precision: ``"8"`` (uniform), or for a per-layer allocation its
+    effective bits and layer counts, ``"6.2: 1×int4 1×int8 1×fp32"``."""
+    if layer_bits is None:
+        return str(params.get("quant_bits", 32))
+    label = {32: "fp32", 8: "int8", 4: "int4"}
+    counts: dict[int, int] = {}
+    for bits in layer_bits.values():
+        counts[int(bits)] = counts.get(int(bits), 0) + 1
+    summary = " ".join(f"{n}×{label.get(b, b)}" for b, n in sorted(counts.items()))
+    head = "" if effective_bits is None else f"{float(effective_bits):.1f}: "
+    return head + summary

@@ -38,6 +38,7 @@ from search.study import (
 )
 from search.view import _figures
 from search.view._format import AXIS_LABELS as _LABELS
+from search.view._format import precision, pts_ci
 
 MIN_TRIALS_FOR_IMPORTANCE = 4
 
@@ -251,14 +252,24 @@ def _page(
     return "\n".join(parts)
 
 
+def _layers_cell(c: Any) -> str:
+    """" · layers 6.2: 1×int4 …" for a per-layer allocation ("" for uniform precision)."""
+    if c.layer_bits is None:
+        return ""
+    return " · layers&nbsp;" + _e(precision(c.params, c.layer_bits, c.attrs.get("effective_bits")))
+
+
 def _card(label: str, value: Any) -> str:
     return f"<div class='card'><b>{_e(value)}</b>{_e(label)}</div>"
 
 
 def _tradeoff_table(front: ParetoFront) -> str:
     base = front.baseline
-    head = ["trial", "val accuracy", "Δ accuracy", "test accuracy", "latency ms", "× faster",
-            "size KiB", "× smaller", "coverage", "weights kept"]
+    alone = base.get("latency_ms_alone") is not None  # the front re-timed alone
+    teacher_ms = base["latency_ms_alone"] if alone else base["latency_ms"]
+    head = ["trial", "val accuracy", "Δ accuracy (90 % CI)", "test accuracy",
+            "latency ms (alone)" if alone else "latency ms", "× faster", "size KiB",
+            "× smaller", "coverage", "weights kept"]
     rows = ["<table><tr>" + "".join(f"<th>{_e(h)}</th>" for h in head)
             + "<th class='l'>configuration</th></tr>"]
     head.append("configuration")
@@ -266,7 +277,7 @@ def _tradeoff_table(front: ParetoFront) -> str:
     rows.append(
         "<tr class='teacher'><td class='l'>teacher</td>"
         f"<td>{base['accuracy']:.4f}</td><td></td><td>{'' if test is None else f'{test:.4f}'}"
-        f"</td><td>{base['latency_ms']:.3f}</td><td>1.0×</td>"
+        f"</td><td>{teacher_ms:.3f}</td><td>1.0×</td>"
         f"<td>{base['size_bytes'] / 1024:.1f}</td><td>1.0×</td><td></td><td>100%</td>"
         + "<td class='l cfg'>uncompressed</td></tr>"
     )
@@ -276,20 +287,21 @@ def _tradeoff_table(front: ParetoFront) -> str:
     for c in sorted(front, key=lambda c: c.size_bytes):
         delta = 100 * (c.accuracy - base["accuracy"])
         cls = "good" if delta >= 0 else "bad"
+        se = c.attrs.get("accuracy_delta_se")
         cells = [
             f"<td class='l'>{c.trial}</td>",
             f"<td>{c.accuracy:.4f}</td>",
-            f"<td class='{cls}'>{delta:+.2f} pts</td>",
+            f"<td class='{cls}'>{_e(pts_ci(c.accuracy, base['accuracy'], se))} pts</td>",
             f"<td>{'' if c.test_accuracy is None else f'{c.test_accuracy:.4f}'}</td>",
-            f"<td>{c.latency_ms:.3f}</td>",
-            f"<td>{base['latency_ms'] / c.latency_ms:.1f}×</td>",
+            f"<td>{c.shown_latency_ms:.3f}</td>",
+            f"<td>{teacher_ms / c.shown_latency_ms:.1f}×</td>",
             f"<td>{c.size_bytes / 1024:.1f}</td>",
             f"<td>{base['size_bytes'] / c.size_bytes:.1f}×</td>",
             f"<td>{_percent(c.quant_coverage)}</td>",
             f"<td>{_percent(c.params_kept)}</td>",
             "<td class='l cfg'>" + " · ".join(
                 f"{_e(k)}&nbsp;{_fmt_param(v)}" for k, v in sorted(c.params.items())
-            ) + "</td>",
+            ) + _layers_cell(c) + "</td>",
         ]
         rows.append("<tr>" + "".join(cells) + "</tr>")
     rows.append("</table>")

@@ -27,6 +27,8 @@ def format_status(
         "no accuracy constraint"
         if status.max_accuracy_drop is None
         else f"accuracy drop ≤ {100 * status.max_accuracy_drop:g} pts"
+        + (f" at {100 * status.accuracy_confidence:g} % confidence (paired, same rows)"
+           if status.accuracy_confidence is not None else "")
     )
     if status.best:
         lines.append(f"best so far ({constraint}):")
@@ -34,6 +36,11 @@ def format_status(
             lines.append(f"  {metric:<11} {_best(metric, value, base)}  (trial {trial})")
     else:
         lines.append(f"best so far: no COMPLETE trial meets the constraint ({constraint})")
+    if status.uncertain:
+        lines.append(
+            f"uncertain: trials {', '.join(map(str, status.uncertain))} are within the drop on "
+            "validation but not at that confidence (left off the front)"
+        )
     if status.failures:
         lines.append(
             format_failures(status, max_failures=max_failures, tracebacks=tracebacks)
@@ -74,39 +81,60 @@ def _best(metric: str, value: float, base: Mapping[str, Any]) -> str:
 def print_front(front: ParetoFront) -> None:
     """The front as a table on stdout, the teacher first."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     base = front.baseline
     table = Table(title=f"Pareto front of {front.study_name!r} "
                         f"({len(front)} of {len(front.trials)} trials)")
-    for col in ("trial", "val acc", "Δ pts", "test acc", "latency ms", "faster", "size KiB",
-                "smaller", "prune", "bits", "coverage", "weights"):
+    lm = base.get("perplexity") is not None  # a language model: perplexity beside accuracy
+    latency_col = ("ms/token" if base.get("decode_ms_per_token") == base.get("latency_ms")
+                   else "latency ms") if lm else "latency ms"
+    confirm = any(c.attrs.get("confirm_delta") is not None for c in front)
+    alone = base.get("latency_ms_alone") is not None  # re-timed alone before returning
+    teacher_ms = base["latency_ms_alone"] if alone else base["latency_ms"]
+    for col in ("trial", "val acc", "Δ pts (90 % CI)", *(["confirm Δ"] if confirm else []),
+                "test acc", *(["ppl"] if lm else []),
+                latency_col + (" (alone)" if alone else ""), "faster",
+                *(["in search"] if alone else []), "size KiB", "smaller", "pruned", "bits",
+                "coverage", "weights"):
         table.add_column(col, justify="right")
-    table.add_row("teacher", _format.accuracy(base["accuracy"]), "",
-                  _format.optional(base.get("test_accuracy")), f"{base['latency_ms']:.3f}",
-                  "1.0x", f"{base['size_bytes'] / 1024:.1f}", "1.0x", "", "32", "", "100%")
+    table.add_row("teacher", _format.accuracy(base["accuracy"]), "", *([""] if confirm else []),
+                  _format.optional(base.get("test_accuracy")),
+                  *([_format.optional(base.get("perplexity"), ".2f")] if lm else []),
+                  f"{teacher_ms:.3f}", "1.0x",
+                  *([f"{base['latency_ms']:.3f}"] if alone else []),
+                  f"{base['size_bytes'] / 1024:.1f}",
+                  "1.0x", "", "32", "", "100%")
     for c in front:
         table.add_row(
             str(c.trial),
             _format.accuracy(c.accuracy),
-            _format.pts(c.accuracy, base["accuracy"]),
+            _format.pts_ci(c.accuracy, base["accuracy"], c.attrs.get("accuracy_delta_se")),
+            *([_format.delta_ci(c.attrs.get("confirm_delta"), c.attrs.get("confirm_delta_se"))]
+              if confirm else []),
             _format.optional(c.test_accuracy),
-            f"{c.latency_ms:.3f}",
-            _format.times(base["latency_ms"], c.latency_ms),
+            *([_format.optional(c.attrs.get("perplexity"), ".2f")] if lm else []),
+            f"{c.shown_latency_ms:.3f}",
+            _format.times(teacher_ms, c.shown_latency_ms),
+            *([f"{c.latency_ms:.3f}"] if alone else []),
             f"{c.size_bytes / 1024:.1f}",
             _format.times(base["size_bytes"], c.size_bytes),
-            _format.optional(c.params.get("prune_ratio"), ".2f"),
-            str(c.params.get("quant_bits", 32)),
-            _format.optional(c.quant_coverage, ".0%"),
+            _format.pruning(c.params),
+            _format.precision(c.params, c.layer_bits, c.attrs.get("effective_bits")),
+            _format.optional(c.quant_coverage, ".0%") if c.layer_bits is None else "",
             _format.optional(c.params_kept, ".0%"),
         )
     hardware = base.get("hardware")
     if hardware:
         elsewhere = [c.trial for c in front if c.attrs.get("hardware", hardware) != hardware]
-        table.caption = f"latency measured on {hardware}" + (
+        # escape: "[avx2 fma …]" would otherwise be read as rich markup and vanish
+        table.caption = f"latency measured on {escape(hardware)}" + (
             f"; trials {', '.join(map(str, elsewhere))} on other hardware (not comparable)"
             if elsewhere else ""
-        )
+        ) + ("; 'alone': the front and the teacher re-timed in interleaved rounds after the "
+             "last trial ('in search': beside other trials, what the search ranked on)"
+             if alone else "")
     console = Console()
     if not console.is_terminal:
         console = Console(width=160)

@@ -44,7 +44,9 @@ def _illegal(spec: ParamSpec) -> list[object]:
 
 
 def test_every_field_has_a_catalog_entry_and_every_entry_a_field():
-    assert list(CompressionConfig.model_fields) == list(CATALOG)
+    # layer_bits is not searched: it spells out the allocation a bit_budget trial chose.
+    fields = [f for f in CompressionConfig.model_fields if f != "layer_bits"]
+    assert fields == list(CATALOG)
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)

@@ -307,6 +307,43 @@ def test_csv_and_jsonl_data(bert_dir, tmp_path):
     assert task2.num_classes == 2 and len(task2.val) == 60
 
 
+def test_default_split_carves_confirmation_rows_the_search_never_ranks_on(bert_dir):
+    texts, labels = generate_reviews(80, seed=4)
+    data = (texts, [y % 2 for y in labels])
+    task = hf_text_task(bert_dir, data, max_length=16, teacher_epochs=1)
+    # 20 % validation, 15 % test, 15 % confirmation; training keeps half.
+    assert (len(task.train), len(task.val), len(task.test)) == (40, 16, 12)
+    assert task.confirm is not None and len(task.confirm) == 12
+    rows = [task.train, task.val, task.test, task.confirm]
+    seen = [{tuple(r.tolist()) for r in split.inputs["input_ids"]} for split in rows]
+    assert sum(len(s) for s in seen) == len(set().union(*seen))  # disjoint rows
+    two = hf_text_task(bert_dir, data, max_length=16, teacher_epochs=1,
+                       split_fractions=(0.2, 0.2))
+    assert two.confirm is None and (len(two.val), len(two.test)) == (16, 16)
+    for bad in [(0.5, 0.5), (0.2,), (0.0, 0.2, 0.1), (0.2, "x"), (0.2, 0.2, 0.2, 0.1)]:
+        with pytest.raises(TaskError, match="split_fractions=.* is not valid"):
+            hf_text_task(bert_dir, data, max_length=16, teacher_epochs=1,
+                         split_fractions=bad)
+    with pytest.raises(TaskError, match="confirm= was given"):
+        hf_text_task(bert_dir, data, max_length=16, teacher_epochs=1, confirm=data)
+
+
+def test_digits_confirmation_rows_leave_validation_and_test_as_they_were():
+    from objectives.tasks import digits
+
+    plain, confirmed = digits(), digits(confirm_rows=300)
+    assert plain.confirm is None and "confirm_rows" not in plain.spec
+    assert torch.equal(plain.val.inputs, confirmed.val.inputs)
+    assert torch.equal(plain.test.inputs, confirmed.test.inputs)
+    assert len(confirmed.confirm) == 300
+    assert len(confirmed.train) == len(plain.train) - 300
+    assert confirmed.spec["confirm_rows"] == 300
+    counts = torch.bincount(confirmed.confirm.labels, minlength=10)
+    assert counts.min() >= 25  # stratified: every digit is confirmed
+    with pytest.raises(TaskError, match="confirm_rows=5 is out of range"):
+        digits(confirm_rows=5)
+
+
 def test_bad_text_data_is_one_clear_error(bert_dir, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "hi"}\n')

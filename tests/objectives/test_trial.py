@@ -188,3 +188,19 @@ def test_teacher_cache_is_reused_and_keyed(tmp_path):
     assert a.fingerprint == b.fingerprint
     digits(cache=tmp_path, epochs=4)
     assert len(list((tmp_path / "teachers").glob("digits-*.safetensors"))) == 2
+
+
+def test_trial_records_its_paired_accuracy_difference_to_the_teacher(digits_task):
+    from objectives import evaluate, evaluate_teacher
+    from objectives._trial import teacher_outcomes
+    from objectives.measure._paired import paired_difference
+
+    base = evaluate_teacher(digits_task)
+    result = evaluate(digits_task, CompressionConfig(prune_ratio=0.5, quant_bits=8))
+    assert result.accuracy_delta == pytest.approx(result.accuracy - base.accuracy, abs=1e-9)
+    # Rebuild it from the rows: the student's hits differ from the teacher's on some rows.
+    hits, counts = teacher_outcomes(digits_task)
+    assert int(counts.sum()) == len(digits_task.val) and counts.max() == 1
+    assert result.accuracy_delta_se > 0
+    same = paired_difference(hits, hits, counts)
+    assert same.delta == 0.0 and same.se == 0.0

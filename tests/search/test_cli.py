@@ -97,7 +97,7 @@ def test_run_resume_and_front_end_to_end(tmp_path, ray_session, capsys):
     space = tmp_path / "space.yaml"
     space.write_text("prune_ratio: {low: 0.0, high: 0.6}\nquant_bits: {choices: [32, 8]}\n")
     assert main(["run", "--task", "digits", "--trials", "3", "--storage", url, "--study", "c",
-                 "--space", str(space), "--json"]) == 0
+                 "--space", str(space), "--max-accuracy-drop", "0.05", "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)["front"]) >= 1
     assert main(["run", "--task", "digits", "--trials", "5", "--storage", url,
                  "--study", "c"]) == 0

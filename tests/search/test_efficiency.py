@@ -96,3 +96,15 @@ def test_precisions_slower_than_fp32_on_this_hardware_are_not_seeded():
     seeds = seed_configs(space, skip_bits=(16,))
     assert seeds and all(s["quant_bits"] != 16 for s in seeds)
     assert any(s["quant_bits"] == 16 for s in seed_configs(space))
+
+
+def test_decoder_preset_seeds_depth_and_keeps_it_at_fp32_where_int8_is_slower():
+    space = SearchSpace.preset("decoder")
+    seeds = seed_configs(space)
+    depth = [s for s in seeds if s.get("depth_prune_ratio", 0) > 0]
+    assert [s["quant_bits"] for s in depth] == [8, 8]
+    assert depth[1]["ffn_prune_ratio"] == 0.5 and depth[1]["embed_bits"] == 8
+    slow = seed_configs(space, skip_bits=(8,))
+    assert all(s["quant_bits"] != 8 for s in slow)
+    assert [s["quant_bits"] for s in slow if s.get("depth_prune_ratio", 0) > 0] == [32, 32]
+    assert all(space.contains(s) for s in seeds + slow)

@@ -162,6 +162,9 @@ def test_gpu_settings_are_checked_before_work(tmp_path, digits_task, ray_session
     url = f"sqlite:///{tmp_path / 'gpu.db'}"
     with pytest.raises(SearchArgumentError, match="CPU only"):
         Search(digits_task, storage=url, gpus_per_trial=0.5, progress=False).run()
+    per_layer = SearchSpace.default().per_layer_precision(6.0, 12.0)
+    with pytest.raises(SearchArgumentError, match="bit_budget stores layers int8/int4"):
+        Search(digits_task, per_layer, storage=url, gpus_per_trial=0.5, progress=False).run()
     space = SearchSpace.default().narrow("quant_bits", choices=[32, 16])
     import ray
 

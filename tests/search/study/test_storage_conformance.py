@@ -217,3 +217,31 @@ class TestStorageConformance:
         message = str(err.value)
         assert f"no study named '{study_name}-typo'" in message
         assert f"'{study_name}'" in message and "slimsearch run" in message
+
+
+def test_sqlite_file_locked_by_another_writer_is_waited_for_not_refused(tmp_path):
+    """A rollback-journal file under another connection's write lock is busy, not bad.
+
+    SQLite answers ``PRAGMA journal_mode=WAL`` with "database is locked" at once (no busy
+    timeout) while another connection writes; a driver starting then must wait, as CI
+    saw when three drivers created one study together.
+    """
+    import sqlite3
+
+    path = tmp_path / "busy.db"
+    holder = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("INSERT INTO t VALUES (1)")
+    release = threading.Timer(0.5, lambda: holder.execute("COMMIT"))
+    release.start()
+    started = time.monotonic()
+    try:
+        storage = open_storage(f"sqlite:///{path}")
+    finally:
+        release.join()
+        holder.close()
+    assert time.monotonic() - started >= 0.4  # it waited for the writer
+    assert storage.get_all_studies() == []
+    with sqlite3.connect(str(path)) as con:
+        assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -1,0 +1,396 @@
+"""Per-layer precision chosen by measured sensitivity under a size budget.
+
+Three steps, each measured rather than assumed:
+
+1. **Sensitivity** (``measure_sensitivity``, once per task): each allocatable layer of the
+   teacher is quantized *alone* to each lower precision (int8 dynamic, int4 weight-only,
+   exactly as a trial quantizes it) and the KL divergence of the teacher's output
+   distribution from the perturbed one is averaged over calibration rows (training data).
+   KL of the outputs needs only forward passes, works for classifiers and language
+   models alike, and measures what distillation then tries to recover; a Fisher-weighted
+   weight error would need gradients of a loss on labelled data and assumes the error is
+   small enough for a second-order expansion, which int4 on a fragile layer is not.
+2. **Cost** (``layer_costs``, per trial, on the pruned student): the exact bytes the model
+   file stores for each layer's weight at each precision (values, scales, zero points —
+   ``plain_tensors``, the file's own layout). The bias is the same at every precision and
+   is not part of the allocation.
+3. **Allocation** (``allocate``): the precisions that minimise the summed sensitivity
+   with total weight bytes ≤ ``bit_budget / 8`` bytes per weight element: a
+   multiple-choice knapsack, solved exactly as a 0/1 integer program with SciPy's HiGHS
+   (``scipy.optimize.milp``); the result is checked against the budget in exact integer
+   bytes.
+
+After pruning, a layer keeps its teacher sensitivity scaled by the share of its weight
+elements that remain (quantization noise adds up over the weights a layer keeps), and its
+costs are those of its pruned shape. Layers are matched to the teacher's by the name they
+had before pruning (``ORIGIN_ATTR``), so depth pruning's renumbering is followed.
+
+Allocatable layers are the model's ``nn.Linear`` layers (Hugging Face ``Conv1D`` after
+``linearize_conv1d``) whose weight is not tied to another parameter (a tied output
+projection is stored with the embedding; quantizing it separately would add bytes).
+Models with convolutions or LSTM/GRU layers are refused: their weights would stay fp32
+outside the budget.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from objectives._errors import TaskError
+from objectives.operators._conv1d import ORIGIN_ATTR, linearize_conv1d
+from objectives.operators._linear_quant import int4_weight_only, int8_dynamic
+from objectives.operators._quantized_state import canonicalize, plain_tensors
+from objectives.operators._static_int8 import conv_names
+
+if TYPE_CHECKING:
+    from objectives._task import Inputs, Task
+
+LAYER_BITS: tuple[int, ...] = (32, 8, 4)
+"""The precisions one layer may get: fp32, int8 dynamic, int4 weight-only."""
+
+SENSITIVITY_ROWS = 64
+"""Calibration rows (the first training rows) the sensitivity is averaged over."""
+
+PROFILE_VERSION = 2
+
+
+@dataclass(frozen=True)
+class LayerProfile:
+    """The teacher's per-layer sensitivity to quantization (``measure_sensitivity``).
+
+    Attributes:
+        weights: Weight elements of each allocatable layer of the teacher.
+        sensitivity: Mean KL divergence (nats per row or token) of the teacher's outputs
+            when that layer alone is stored at each precision; 0 at 32.
+        rows: Calibration rows the divergence was averaged over.
+    """
+
+    weights: dict[str, int]
+    sensitivity: dict[str, dict[int, float]]
+    rows: int
+    version: int = PROFILE_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (precisions as string keys)."""
+        return {
+            "version": self.version,
+            "rows": self.rows,
+            "weights": dict(self.weights),
+            "sensitivity": {
+                n: {str(b): float(v) for b, v in s.items()} for n, s in self.sensitivity.items()
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LayerProfile:
+        """Inverse of ``to_dict``.
+
+        Raises:
+            TaskError: ``data`` is not a profile this version wrote.
+        """
+        try:
+            if int(data["version"]) != PROFILE_VERSION:
+                raise ValueError(f"version {data['version']}")
+            return cls(
+                weights={str(n): int(w) for n, w in data["weights"].items()},
+                sensitivity={
+                    str(n): {int(b): float(v) for b, v in s.items()}
+                    for n, s in data["sensitivity"].items()
+                },
+                rows=int(data["rows"]),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise TaskError(f"not a layer sensitivity profile: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """One trial's per-layer precisions and what they cost.
+
+    Attributes:
+        layer_bits: Precision of every allocatable layer, by its (current) name.
+        weight_bytes: Bytes the allocated layers' weights take in the model file.
+        weights: Their weight elements.
+        sensitivity: The summed (scaled) sensitivity the allocation minimised.
+    """
+
+    layer_bits: dict[str, int]
+    weight_bytes: int
+    weights: int
+    sensitivity: float
+
+    @property
+    def effective_bits(self) -> float:
+        """Stored bits per weight element of the allocated layers."""
+        return 8.0 * self.weight_bytes / self.weights if self.weights else float("nan")
+
+
+def refuse_unallocatable(model: nn.Module) -> None:
+    """Raise ``TaskError`` when per-layer allocation cannot cover ``model``'s weights."""
+    others = [n for n, m in model.named_modules() if isinstance(m, (nn.LSTM, nn.GRU))]
+    others += conv_names(model)
+    if others:
+        raise TaskError(
+            f"bit_budget allocates precision among nn.Linear layers, and "
+            f"{type(model).__name__} also has convolution/RNN layers ({others[0]!r}, …) "
+            "whose weights would stay fp32 outside the budget; search quant_bits for this "
+            "model instead"
+        )
+    if not allocatable(model):
+        raise TaskError(
+            f"bit_budget allocates precision among nn.Linear layers and "
+            f"{type(model).__name__} has none (untied); search quant_bits instead"
+        )
+
+
+def tag_origins(model: nn.Module) -> nn.Module:
+    """Record each module's current name on it (``ORIGIN_ATTR``), before pruning."""
+    for name, m in model.named_modules():
+        m.__dict__.setdefault(ORIGIN_ATTR, name)
+    return model
+
+
+def allocatable(model: nn.Module) -> list[str]:
+    """Names of the ``nn.Linear`` layers whose weight no other module shares."""
+    owners: dict[int, int] = {}
+    for _, m in model.named_modules():
+        for p in m.parameters(recurse=False):
+            owners[p.data_ptr()] = owners.get(p.data_ptr(), 0) + 1
+    return [
+        name for name, m in model.named_modules()
+        if isinstance(m, nn.Linear) and owners.get(m.weight.data_ptr(), 0) == 1
+    ]
+
+
+def quantize_layer(layer: nn.Linear, bits: int) -> nn.Module:
+    """A copy of ``layer`` stored at ``bits`` exactly as ``quantize`` stores it."""
+    holder = nn.Sequential(copy.deepcopy(layer).float().cpu().eval())
+    if bits == 8:
+        holder = int8_dynamic(holder, {"0"})
+    elif bits == 4:
+        holder = int4_weight_only(holder, {"0"})
+    elif bits != 32:
+        raise TaskError(f"layer precision {bits} is not supported; allowed: 32, 8, 4")
+    return canonicalize(holder)[0]
+
+
+def weight_bytes(layer: nn.Linear, bits: int) -> int:
+    """Bytes the model file stores for ``layer``'s weight at ``bits`` (no bias)."""
+    tensors = plain_tensors(nn.Sequential(quantize_layer(layer, bits)))
+    return sum(t.numel() * t.element_size() for k, t in tensors.items()
+               if k.startswith("0.weight"))
+
+
+def layer_costs(model: nn.Module, names: list[str]) -> dict[str, dict[int, int]]:
+    """``{layer: {bits: weight bytes}}`` for ``names`` of ``model`` (exact, per shape)."""
+    cache: dict[tuple[int, int], dict[int, int]] = {}
+    out = {}
+    for name in names:
+        m = model.get_submodule(name)
+        shape = (m.out_features, m.in_features)
+        if shape not in cache:
+            probe = nn.Linear(m.in_features, m.out_features, bias=False)
+            cache[shape] = {b: weight_bytes(probe, b) for b in LAYER_BITS}
+        out[name] = cache[shape]
+    return out
+
+
+def _kl(reference: torch.Tensor, logits: torch.Tensor) -> float:
+    p = F.log_softmax(reference.float(), dim=-1)
+    q = F.log_softmax(logits.float(), dim=-1)
+    kl = (p.exp() * (p - q)).sum(-1)
+    return float(kl.mean())
+
+
+@torch.inference_mode()
+def measure_sensitivity(
+    model: nn.Module, calibration: Inputs, *, bits: tuple[int, ...] = (8, 4)
+) -> LayerProfile:
+    """The KL divergence of ``model``'s outputs when each layer alone is stored at ``bits``.
+
+    ``model`` (the teacher) is not modified: a linearized copy is perturbed one layer at a
+    time and restored.
+
+    Raises:
+        TaskError: the model has layers allocation cannot cover (``refuse_unallocatable``).
+    """
+    from objectives._task import forward
+
+    work = linearize_conv1d(copy.deepcopy(model)).float().cpu().eval()
+    refuse_unallocatable(work)
+    reference = forward(work, calibration)
+    # Every Linear, tied ones too: a tied output projection is not allocated while its
+    # weight is shared, but becomes a layer of its own once the table is stored int8.
+    names = [n for n, m in work.named_modules() if isinstance(m, nn.Linear)]
+    sensitivity: dict[str, dict[int, float]] = {}
+    for name in names:
+        parent, _, attr = name.rpartition(".")
+        owner = work.get_submodule(parent) if parent else work
+        original = getattr(owner, attr)
+        sensitivity[name] = {32: 0.0}
+        for b in bits:
+            setattr(owner, attr, quantize_layer(original, b))
+            try:
+                sensitivity[name][b] = max(0.0, _kl(reference, forward(work, calibration)))
+            finally:
+                setattr(owner, attr, original)
+    rows = calibration_rows(calibration)
+    weights = {n: work.get_submodule(n).weight.numel() for n in names}
+    return LayerProfile(weights=weights, sensitivity=sensitivity, rows=rows)
+
+
+def calibration_rows(inputs: Inputs) -> int:
+    """Rows in ``inputs`` (a tensor or a mapping of tensors)."""
+    first = next(iter(inputs.values())) if isinstance(inputs, Mapping) else inputs
+    return int(first.shape[0])
+
+
+_PROFILES: dict[str, LayerProfile] = {}
+
+
+def task_profile(task: Task, cache: str | Path | None = None) -> LayerProfile:
+    """``measure_sensitivity`` of ``task``'s teacher on its first ``SENSITIVITY_ROWS``
+    calibration rows, computed once per task fingerprint (in this process and on disk
+    under ``cache/sensitivity``)."""
+    from objectives._cache import cache_dir
+    from objectives._task import take
+
+    key = hashlib.sha256(f"{task.fingerprint}|{SENSITIVITY_ROWS}|{LAYER_BITS}|"
+                         f"{PROFILE_VERSION}|{torch.__version__}".encode()).hexdigest()[:20]
+    if key in _PROFILES:
+        return _PROFILES[key]
+    file = (Path(cache) if cache is not None else cache_dir()) / "sensitivity" / f"{key}.json"
+    profile = None
+    if file.is_file():
+        try:
+            profile = LayerProfile.from_dict(json.loads(file.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TaskError):
+            profile = None  # a damaged cache entry is measured again
+    if profile is None:
+        rows = min(SENSITIVITY_ROWS, len(task.train))
+        calibration = take(task.calibration_inputs, slice(0, rows))
+        previous = torch.get_num_threads()
+        torch.set_num_threads(task.threads)
+        try:
+            profile = measure_sensitivity(task.teacher, calibration)
+        finally:
+            torch.set_num_threads(previous)
+        file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(profile.to_dict()), encoding="utf-8")
+        tmp.replace(file)
+    _PROFILES[key] = profile
+    return profile
+
+
+def budget_bounds(model: nn.Module) -> tuple[float, float]:
+    """Fewest and most effective bits per weight an allocation of ``model`` can have."""
+    work = linearize_conv1d(copy.deepcopy(model))
+    names = allocatable(work)
+    costs = layer_costs(work, names)
+    weights = sum(work.get_submodule(n).weight.numel() for n in names)
+    low = sum(min(c.values()) for c in costs.values())
+    high = sum(max(c.values()) for c in costs.values())
+    return 8.0 * low / weights, 8.0 * high / weights
+
+
+def allocate(model: nn.Module, profile: LayerProfile, bit_budget: float) -> Allocation:
+    """The per-layer precisions of ``model`` (a pruned copy of the profiled teacher) with
+    the least summed sensitivity whose weights fit ``bit_budget`` bits per element.
+
+    Raises:
+        TaskError: a layer the profile does not know, or a budget below the fewest bits
+            this model can be stored in.
+    """
+    work = linearize_conv1d(model)
+    refuse_unallocatable(work)
+    names = allocatable(work)
+    costs = layer_costs(work, names)
+    weights = {n: work.get_submodule(n).weight.numel() for n in names}
+    scaled: dict[str, dict[int, float]] = {}
+    for n in names:
+        origin = getattr(work.get_submodule(n), ORIGIN_ATTR, n)
+        if origin not in profile.sensitivity:
+            raise TaskError(
+                f"layer {n!r} (from {origin!r}) has no measured sensitivity; the profile "
+                "belongs to another model"
+            )
+        share = weights[n] / max(1, profile.weights.get(origin, weights[n]))
+        scaled[n] = {b: profile.sensitivity[origin].get(b, math.inf) * share
+                     for b in LAYER_BITS}
+    total_weights = sum(weights.values())
+    capacity = math.floor(bit_budget * total_weights / 8.0)
+    fewest = sum(min(costs[n].values()) for n in names)
+    if fewest > capacity:
+        raise TaskError(
+            f"bit_budget={bit_budget:g} is below the {8.0 * fewest / total_weights:.2f} "
+            "effective bits this model's layers take at their lowest precision; raise "
+            "bit_budget's low bound"
+        )
+    choice = _solve(names, costs, scaled, capacity)
+    used = sum(costs[n][choice[n]] for n in names)
+    return Allocation(
+        layer_bits=choice,
+        weight_bytes=used,
+        weights=total_weights,
+        sensitivity=sum(scaled[n][choice[n]] for n in names),
+    )
+
+
+def _solve(
+    names: list[str],
+    costs: dict[str, dict[int, int]],
+    sensitivity: dict[str, dict[int, float]],
+    capacity: int,
+) -> dict[str, int]:
+    """Exact multiple-choice knapsack (HiGHS), then checked in integer bytes."""
+    import numpy as np
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
+    options = [(n, b) for n in names for b in LAYER_BITS if math.isfinite(sensitivity[n][b])]
+    s = np.array([sensitivity[n][b] for n, b in options])
+    c = np.array([costs[n][b] for n, b in options], dtype=float)
+    # Ties in sensitivity go to the smaller layer file, never outweighing a real difference.
+    top = float(s.max()) if s.size and s.max() > 0 else 1.0
+    objective = s / top + 1e-9 * c / max(1.0, float(c.sum()))
+    pick = np.zeros((len(names), len(options)))
+    for j, (n, _) in enumerate(options):
+        pick[names.index(n), j] = 1.0
+    constraints = [
+        LinearConstraint(pick, 1.0, 1.0),
+        LinearConstraint(c.reshape(1, -1), 0.0, float(capacity)),
+    ]
+    result = milp(objective, constraints=constraints, integrality=np.ones(len(options)),
+                  bounds=Bounds(0, 1), options={"time_limit": 30.0})
+    if result.x is None:
+        raise TaskError(f"the bit allocation found no solution ({result.message})")
+    choice = {n: b for (n, b), x in zip(options, result.x, strict=True) if x > 0.5}
+    # Integer repair: the solver's tolerances may overshoot by a few bytes.
+    order = sorted(LAYER_BITS, reverse=True)
+    while sum(costs[n][choice[n]] for n in names) > capacity:
+        best = None
+        for n in names:
+            lower = [b for b in order if b < choice[n] and math.isfinite(sensitivity[n][b])]
+            if not lower:
+                continue
+            b = lower[0]
+            saved = costs[n][choice[n]] - costs[n][b]
+            worse = sensitivity[n][b] - sensitivity[n][choice[n]]
+            if saved > 0 and (best is None or worse / saved < best[0]):
+                best = (worse / saved, n, b)
+        if best is None:  # pragma: no cover - fewest <= capacity was checked
+            raise TaskError("the bit allocation cannot meet its budget")
+        choice[best[1]] = best[2]
+    return choice
+

@@ -1,0 +1,202 @@
+"""Per-layer precision by measured sensitivity: the budget is met exactly, fragile layers
+keep their bits, the allocation is the optimum, trials and recipes carry it."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+
+import pytest
+import torch
+from pydantic import ValidationError
+from torch import nn
+
+from objectives import (
+    LAYER_BITS,
+    CompressionConfig,
+    LayerProfile,
+    TaskError,
+    allocate,
+    check_setting,
+    evaluate,
+    load_compressed,
+    measure_sensitivity,
+    precisions,
+    pruned_copy,
+    task_profile,
+)
+from objectives.operators._allocation import budget_bounds, layer_costs, tag_origins
+from objectives.operators._quantize import quantize
+from objectives.operators._quantized_state import plain_tensors
+from spaces import SearchSpace, SpaceError
+
+
+def _mlp(widths: tuple[int, ...] = (64, 96, 96, 96, 10), seed: int = 0) -> nn.Sequential:
+    torch.manual_seed(seed)
+    layers: list[nn.Module] = []
+    for a, b in itertools.pairwise(widths):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    return nn.Sequential(*layers[:-1]).eval()
+
+
+def _fragile(model: nn.Sequential, index: int) -> nn.Sequential:
+    """Make layer ``index`` fragile: huge weights (one per int4 group of every row) set
+    the quantization scales, so int8/int4 round the weights that matter to zero. The
+    huge weights multiply inputs that are always 0 (the previous layer's matching units
+    are switched off), so the float model computes what it did."""
+    layer = model[index]
+    dead = list(range(0, layer.in_features, 32))
+    with torch.no_grad():
+        if index > 0:
+            previous = model[index - 2]
+            previous.weight[dead] = 0.0
+            previous.bias[dead] = 0.0
+        layer.weight[:, dead] = 1000.0
+    return model
+
+
+def _inputs(rows: int = 128, width: int = 64) -> torch.Tensor:
+    x = torch.randn(rows, width, generator=torch.Generator().manual_seed(1))
+    x[:, ::32] = 0.0
+    return x
+
+
+def _stored_weight_bytes(model: nn.Module, names: list[str]) -> int:
+    tensors = plain_tensors(model)
+    return sum(t.numel() * t.element_size() for k, t in tensors.items()
+               if any(k.startswith(f"{n}.weight") for n in names))
+
+
+def test_fragile_layer_gets_the_most_bits_and_the_budget_holds_exactly():
+    model = _fragile(_mlp(), 2)
+    profile = measure_sensitivity(model, _inputs())
+    names = ["0", "2", "4", "6"]
+    assert set(profile.sensitivity) == set(names)
+    # The fragile layer is the most sensitive at every lower precision, by far.
+    for bits in (8, 4):
+        others = max(profile.sensitivity[n][bits] for n in names if n != "2")
+        assert profile.sensitivity["2"][bits] > 10 * others
+    low, high = budget_bounds(model)
+    assert 4.0 < low < 6.0 and high == pytest.approx(32.0)
+    for budget in (low, 7.0, 10.0, 14.0, 20.0):
+        alloc = allocate(tag_origins(copy.deepcopy(model)), profile, budget)
+        assert set(alloc.layer_bits) == set(names)
+        # The budget holds in the bytes the model file stores for these weights.
+        q = quantize(copy.deepcopy(model), 32, layer_bits=alloc.layer_bits)
+        stored = _stored_weight_bytes(q, names)
+        assert stored == alloc.weight_bytes
+        assert 8 * stored <= budget * alloc.weights
+        # Whenever the budget has room for the fragile layer at fp32, it gets fp32.
+        costs = layer_costs(model, names)
+        room = costs["2"][32] + sum(min(costs[n].values()) for n in names if n != "2")
+        if 8 * room <= budget * alloc.weights:
+            assert alloc.layer_bits["2"] == 32, (budget, alloc.layer_bits)
+        else:
+            assert budget < 16.0
+    # With room for one fp32 layer (96×96 at 32 bits, the rest int4: 14.9 bits), it is
+    # the fragile one.
+    alloc = allocate(tag_origins(copy.deepcopy(model)), profile, 16.0)
+    assert alloc.layer_bits["2"] == 32 and alloc.effective_bits <= 16.0
+
+
+def test_allocation_is_the_optimum_of_the_knapsack():
+    model = _fragile(_mlp((64, 48, 80, 32, 10), seed=3), 4)
+    profile = measure_sensitivity(model, _inputs())
+    names = sorted(profile.sensitivity)
+    costs = layer_costs(model, names)
+    weights = sum(profile.weights.values())
+    for budget in (6.0, 8.0, 9.5, 13.0, 25.0):
+        capacity = math.floor(budget * weights / 8)
+        best = min(
+            sum(profile.sensitivity[n][b] for n, b in zip(names, combo, strict=True))
+            for combo in itertools.product(LAYER_BITS, repeat=len(names))
+            if sum(costs[n][b] for n, b in zip(names, combo, strict=True)) <= capacity
+        )
+        alloc = allocate(tag_origins(copy.deepcopy(model)), profile, budget)
+        assert alloc.sensitivity == pytest.approx(best, rel=1e-3, abs=1e-12)
+        assert alloc.weight_bytes <= capacity
+
+
+def test_refusals_name_the_problem():
+    cnn = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+    with pytest.raises(TaskError, match="bit_budget.*convolution"):
+        measure_sensitivity(cnn, torch.randn(4, 1, 8, 8))
+    model = _mlp()
+    profile = measure_sensitivity(model, _inputs())
+    with pytest.raises(TaskError, match="bit_budget=4.5 is below"):
+        allocate(tag_origins(copy.deepcopy(model)), profile, 4.5)
+    with pytest.raises(TaskError, match="no measured sensitivity"):
+        allocate(tag_origins(_mlp((64, 32, 10))), LayerProfile(
+            weights={"x": 1}, sensitivity={"x": {32: 0.0, 8: 1.0, 4: 2.0}}, rows=1), 8.0)
+    with pytest.raises(ValidationError, match="replaces quant_bits"):
+        CompressionConfig(bit_budget=8.0, quant_bits=8)
+    with pytest.raises(ValidationError, match="layer_bits"):
+        CompressionConfig(bit_budget=8.0, layer_bits={"net.0": 3})
+    with pytest.raises(SpaceError, match="bit_budget and quant_bits"):
+        SearchSpace.default().fix("bit_budget", 8.0)
+    with pytest.raises(TaskError, match="precision 2"):
+        quantize(_mlp(), 32, layer_bits={"0": 2})
+    with pytest.raises(TaskError, match="missing"):
+        quantize(_mlp(), 32, layer_bits={"0": 8})
+
+
+def test_profile_round_trips_and_is_cached_per_task(digits_task, tmp_path):
+    first = task_profile(digits_task, cache=tmp_path)
+    assert LayerProfile.from_dict(first.to_dict()) == first
+    assert sorted(first.sensitivity) == ["net.0", "net.2", "net.4"]
+    assert all(s[32] == 0.0 and s[4] > s[8] > 0.0 for s in first.sensitivity.values())
+    files = list((tmp_path / "sensitivity").glob("*.json"))
+    assert len(files) == 1
+    assert task_profile(digits_task, cache=tmp_path) is first  # this process: no remeasure
+    with pytest.raises(TaskError, match="not a layer sensitivity profile"):
+        LayerProfile.from_dict({"version": 1})
+
+
+def test_preflight_refuses_a_budget_below_int4(digits_task):
+    reason = check_setting(digits_task, "bit_budget", 4.0)
+    assert reason is not None and "search bit_budget from 5.25" in reason
+    assert check_setting(digits_task, "bit_budget", 6.0) is None
+
+
+def test_trial_records_and_reapplies_its_allocation(digits_task, tmp_path):
+    config = CompressionConfig(prune_ratio=0.25, bit_budget=7.0, learning_rate=1e-4)
+    result = evaluate(digits_task, config, output_dir=tmp_path)
+    bits = result.layer_bits
+    assert bits is not None and set(bits) == {"net.0", "net.2", "net.4"}
+    assert result.effective_bits is not None and result.effective_bits <= 7.0
+    assert len(set(bits.values())) > 1  # mixed: 7 bits is not reachable uniformly
+    # The allocation was made on the pruned student: its costs are the pruned shapes'.
+    student = pruned_copy(digits_task, config)
+    assert precisions(digits_task, config, student).layer_bits == bits
+    # The recipe's form (the allocation spelled out) rebuilds the same model.
+    exact = config.model_copy(update={"layer_bits": bits})
+    model = load_compressed(digits_task, exact, tmp_path / "model.safetensors")
+    again = evaluate(digits_task, exact)
+    assert again.layer_bits == bits and again.size_bytes == result.size_bytes
+    assert again.accuracy == pytest.approx(result.accuracy)
+    x = digits_task.val.inputs[:16]
+    assert torch.equal(model(x).argmax(-1), model(x).argmax(-1))
+
+
+def test_decoder_allocation_follows_depth_pruning_and_the_tied_head(tiny_llama_dir):
+    from tests.objectives.tiny_decoder import tiny_decoder_task
+
+    task = tiny_decoder_task(tiny_llama_dir)
+    profile = task_profile(task)
+    assert "lm_head" in profile.sensitivity and any(
+        n.endswith("q_proj") for n in profile.sensitivity)
+    config = CompressionConfig(depth_prune_ratio=0.5, bit_budget=7.0)
+    student = pruned_copy(task, config)
+    alloc = precisions(task, config, student, profile)
+    assert "lm_head" not in alloc.layer_bits  # tied to the fp32 embedding: stored with it
+    # With an int8 embedding table the head is a layer of its own, and allocated.
+    untied = CompressionConfig(bit_budget=7.0, embed_bits=8)
+    assert "lm_head" in precisions(task, untied, pruned_copy(task, untied), profile).layer_bits
+    depth = len(student.model.layers)
+    assert depth < len(task.teacher.model.layers)
+    # Renumbered layers are matched to the teacher layers they came from.
+    assert {n.split(".")[2] for n in alloc.layer_bits} == {str(i) for i in range(depth)}
+    assert alloc.effective_bits <= 7.0
+    q = quantize(copy.deepcopy(student), 32, layer_bits=alloc.layer_bits)
+    assert _stored_weight_bytes(q, list(alloc.layer_bits)) == alloc.weight_bytes

@@ -1,0 +1,82 @@
+"""A ``bit_budget`` search on Ray: the sensitivity profile is measured once and stored on
+the study, a resume allocates by the stored profile, the front shows the allocation and
+its recipe re-applies exactly those precisions."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+
+from objectives import LayerProfile, allocate, pruned_copy
+from objectives._config import CompressionConfig
+from search import Recipe, Search, SearchArgumentError, load_front
+from search.study import ATTR_BASELINE
+from spaces import SearchSpace
+
+
+def _space() -> SearchSpace:
+    return (
+        SearchSpace.default()
+        .per_layer_precision(6.0, 12.0)
+        .fix("prune_ratio", 0.0)
+        .fix("learning_rate", 1e-4)
+        .fix("batch_size", 64)
+        .fix("grad_accum_steps", 1)
+    )
+
+
+def test_budget_search_stores_the_profile_resumes_with_it_and_exports(
+    ray_session, digits_task, tmp_path
+):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    name = "mixed"
+    Search(digits_task, _space(), storage=url, study_name=name, n_trials=2,
+           max_accuracy_drop=0.05, seed=1, progress=False, seed_configs=False).run()
+    study = optuna.load_study(study_name=name, storage=url)
+    baseline = dict(study.user_attrs[ATTR_BASELINE])
+    profile = LayerProfile.from_dict(baseline["layer_profile"])
+    assert sorted(profile.sensitivity) == ["net.0", "net.2", "net.4"]
+    for t in study.trials:
+        bits = json.loads(t.user_attrs["layer_bits"])
+        assert set(bits) == set(profile.sensitivity)
+        assert t.user_attrs["effective_bits"] <= t.params["bit_budget"]
+
+    # Tamper with the stored profile: the big middle layer becomes free to quantize. A
+    # resumed study that allocated by a re-measured profile would keep it above int4.
+    budget = 9.0
+    teacher = CompressionConfig(bit_budget=budget)
+    honest = allocate(pruned_copy(digits_task, teacher), profile, budget).layer_bits
+    assert honest["net.2"] != 4
+    tampered = profile.to_dict()
+    tampered["sensitivity"]["net.2"] = {"32": 0.0, "8": 0.0, "4": 0.0}
+    baseline["layer_profile"] = tampered
+    study.set_user_attr(ATTR_BASELINE, baseline)
+    study.enqueue_trial({"bit_budget": budget, "distill_temperature": 4.0,
+                         "distill_alpha": 0.5})
+    Search(digits_task, storage=url, study_name=name, n_trials=3, progress=False).run()
+    resumed = optuna.load_study(study_name=name, storage=url).trials[-1]
+    assert resumed.params["bit_budget"] == budget
+    assert json.loads(resumed.user_attrs["layer_bits"])["net.2"] == 4
+
+    front, info = load_front(url, name)
+    assert len(front) >= 1
+    chosen = front.best()
+    assert chosen.layer_bits is not None
+    recipe = Recipe.from_front(front, info, trial=chosen.trial)
+    assert recipe.compression.layer_bits == chosen.layer_bits
+    loaded = Recipe.load(recipe.save(tmp_path / "recipe.yaml"))
+    applied = loaded.apply(digits_task)
+    assert applied.result.layer_bits == chosen.layer_bits
+    assert applied.result.size_bytes == chosen.size_bytes
+    assert applied.result.accuracy == pytest.approx(chosen.accuracy, abs=1e-6)
+
+
+def test_budget_below_int4_is_refused_before_the_study_is_written(digits_task, tmp_path):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    space = SearchSpace.default().per_layer_precision(4.0, 8.0)
+    with pytest.raises(SearchArgumentError, match="search bit_budget from 5.25"):
+        Search(digits_task, space, storage=url, study_name="low", n_trials=1,
+               progress=False).run()
+    assert optuna.get_all_study_names(url) == []
