@@ -36,9 +36,15 @@ def machine() -> str:
 
     flags = cpu_flags()
     cpu += f"; flags: {', '.join(flags) if flags else 'none of ' + ', '.join(INFERENCE_FLAGS)}"
-    # "-dirty": the tree had uncommitted changes, so the commit alone does not reproduce it.
-    rev = subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=7"],
-                         capture_output=True, text=True, cwd=DOC.parent.parent).stdout.strip()
+    root = DOC.parent.parent
+    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                         text=True, cwd=root).stdout.strip()
+    # "+uncommitted changes": code differs from the commit, so the commit alone does not
+    # reproduce the figures (docs/, which benchmarks write, does not count).
+    changed = subprocess.run(["git", "status", "--porcelain", "--", ".", ":!docs"],
+                             capture_output=True, text=True, cwd=root).stdout.strip()
+    if rev and changed:
+        rev += " + uncommitted changes"
     return (f"{os.cpu_count()} cores ({cpu}), torch {torch.__version__}, "
             f"{time.strftime('%Y-%m-%d')}, commit {rev or '?'}")
 
