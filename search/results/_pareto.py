@@ -10,6 +10,7 @@ from typing import Any, Literal
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from objectives import lower_bound
 from search._errors import NoCandidateError
 from search.study import (
     ATTR_RETIMED,
@@ -207,12 +208,8 @@ class ParetoFront:
     def accuracy_lower(self, candidate: Candidate) -> float:
         """``candidate``'s accuracy at the lower bound of its paired difference to the
         teacher, at the study's confidence (its accuracy when either is unknown)."""
-        se = candidate.attrs.get("accuracy_delta_se")
-        if se is None or self.accuracy_confidence is None:
-            return candidate.accuracy
-        from statistics import NormalDist
-
-        return candidate.accuracy - NormalDist().inv_cdf(self.accuracy_confidence) * float(se)
+        return lower_bound(candidate.accuracy, candidate.attrs.get("accuracy_delta_se"),
+                           self.accuracy_confidence)
 
     def confirm_holds(self, candidate: Candidate, max_accuracy_drop: float) -> bool:
         """Whether ``candidate`` stays within ``max_accuracy_drop`` of the teacher on the
@@ -221,13 +218,9 @@ class ParetoFront:
         delta = candidate.attrs.get("confirm_delta")
         if delta is None:
             return True
-        se = candidate.attrs.get("confirm_delta_se")
-        margin = 0.0
-        if se is not None and self.accuracy_confidence is not None:
-            from statistics import NormalDist
-
-            margin = NormalDist().inv_cdf(self.accuracy_confidence) * float(se)
-        return float(delta) - margin >= -max_accuracy_drop - 1e-12
+        lower = lower_bound(float(delta), candidate.attrs.get("confirm_delta_se"),
+                            self.accuracy_confidence)
+        return lower >= -max_accuracy_drop - 1e-12
 
     def best(self, prefer: Prefer = "latency", max_accuracy_drop: float | None = None) -> Candidate:
         """The candidate to export.
