@@ -57,8 +57,11 @@ from objectives.measure import (
     describe_hardware,
     evaluate_metric,
     evaluate_perplexity,
+    lower_bound,
     measure_decode_latency,
     measure_latency,
+    rows_needed,
+    z_score,
 )
 from objectives.operators import (
     BFloat16Module,
@@ -137,6 +140,9 @@ __all__ = [
     "load_weights",
     "measure_decode_latency",
     "measure_latency",
+    "lower_bound",
+    "rows_needed",
+    "z_score",
     "precision_latencies",
     "retime",
     "LAYER_BITS",

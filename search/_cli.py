@@ -160,7 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--study", required=True)
     export.add_argument("--prefer", choices=PREFER_CHOICES, default="latency")
     export.add_argument("--trial", type=_non_negative, default=None, help="a front trial number")
-    export.add_argument("--max-accuracy-drop", type=_fraction, default=None)
+    export.add_argument("--max-accuracy-drop", type=_fraction, default=None,
+                        help="keep only points within this drop at the study's confidence, "
+                             "on the confirmation rows too (default: the study's drop)")
     export.add_argument("-o", "--output", required=True, help="recipe YAML to write")
 
     apply = sub.add_parser("apply", help="re-apply a recipe to its (built-in) task")
@@ -268,13 +270,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from search.results import Recipe, load_front
 
     front, info = load_front(args.storage, args.study)
-    recipe = Recipe.from_front(
-        front, info, prefer=args.prefer, trial=args.trial,
-        max_accuracy_drop=args.max_accuracy_drop,
-    )
+    given = {} if args.max_accuracy_drop is None else {"max_accuracy_drop": args.max_accuracy_drop}
+    recipe = Recipe.from_front(front, info, prefer=args.prefer, trial=args.trial, **given)
     path = recipe.save(args.output)
-    print(f"wrote {path} (trial {recipe.source.trial if recipe.source else '?'}: "
-          f"{format_summary(recipe.metrics.model_dump(), recipe.baseline.model_dump())})")
+    line = format_summary(recipe.metrics.model_dump(), recipe.baseline.model_dump(),
+                          recipe.accuracy_confidence)
+    print(f"wrote {path} (trial {recipe.source.trial if recipe.source else '?'}: {line})")
     return 0
 
 
@@ -298,9 +299,9 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(metrics))
     else:
-        base = recipe.baseline.model_dump()
-        print(f"re-applied {args.recipe}: {format_summary(metrics, base)}")
-        print(f"  searched: {format_summary(recipe.metrics.model_dump(), base)}")
+        base, conf = recipe.baseline.model_dump(), recipe.accuracy_confidence
+        print(f"re-applied {args.recipe}: {format_summary(metrics, base, conf)}")
+        print(f"  searched: {format_summary(recipe.metrics.model_dump(), base, conf)}")
         here = metrics.get("hardware")
         if recipe.hardware and here and here != recipe.hardware:
             print(f"  note: searched on {recipe.hardware}; re-measured on {here} "
@@ -333,15 +334,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     (out / "front.json").write_text(front.to_json(), encoding="utf-8")
     report = write_report(storage, "digits-demo", out / "report.html")
     front, info = load_front(storage, "digits-demo")
-    recipe = Recipe.from_front(front, info, prefer="size",
-                               max_accuracy_drop=info.max_accuracy_drop)
+    recipe = Recipe.from_front(front, info, prefer="size")  # within the study's drop
     recipe_path = recipe.save(out / "recipe.yaml")
     applied = Recipe.load(recipe_path).apply(task, output_dir=out / "model")
     print(f"\nchosen (smallest within the accuracy constraint): trial {recipe.source.trial}"
           if recipe.source else "")
-    base = recipe.baseline.model_dump()
-    print(f"  searched:   {format_summary(recipe.metrics.model_dump(), base)}")
-    print(f"  re-applied: {format_summary(applied.metrics(), base)}")
+    base, conf = recipe.baseline.model_dump(), recipe.accuracy_confidence
+    print(f"  searched:   {format_summary(recipe.metrics.model_dump(), base, conf)}")
+    print(f"  re-applied: {format_summary(applied.metrics(), base, conf)}")
     print(f"wrote {plot}, {report}, {out / 'front.json'}, {recipe_path}, {out / 'model'}/")
     return 0
 

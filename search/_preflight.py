@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 
-from objectives import Task, check_setting, checked_parameters
+from objectives import Task, check_setting, checked_parameters, rows_needed
 from search._errors import SearchArgumentError
 from spaces import Choice, Fixed, FloatRange, SearchSpace
 
@@ -95,11 +95,9 @@ def split_size_warning(task: Task, max_drop: float | None, confidence: float) ->
     ``confidence``, saying how many rows would be needed; None when it is large enough.
 
     Sized for a student exactly as accurate as its teacher that disagrees with it on
-    ``ASSUMED_DISAGREEMENT`` of the rows (``objectives.measure._paired.rows_needed``).
+    ``ASSUMED_DISAGREEMENT`` of the rows (``objectives.rows_needed``).
     Classifier tasks only: a language model's rows hold many counted tokens each.
     """
-    from objectives.measure._paired import rows_needed
-
     if max_drop is None or max_drop <= 0 or task.val.token_level:
         return None
     needed = rows_needed(max_drop, confidence, ASSUMED_DISAGREEMENT)

@@ -47,6 +47,10 @@ DEFAULT_ACCURACY_CONFIDENCE = 0.9
 """Confidence at which a new study judges ``max_accuracy_drop`` (docs/accuracy.md)."""
 _UNSET: Any = object()
 _MAX_ROUNDS = 5
+_RETIME_FAILED = (
+    "re-timing the front failed ({error}); it shows the latencies measured during the "
+    "search — run again to re-time it"
+)
 
 
 def library_version() -> str:
@@ -121,7 +125,10 @@ class Search:
             interleaved with the teacher, in this many rounds (medians; nothing else runs
             then), and those figures are what ``front``, the report and recipes show —
             the figure measured during the search, beside other trials, stays as
-            ``latency_ms`` (it is what the search ranked on). 0: do not re-time.
+            ``latency_ms`` (it is what the search ranked on). 0: do not re-time. Running
+            a finished study again re-times its front when the stored figures do not
+            cover it (re-timing was off, or interrupted); a re-timing that fails is one
+            warning line, and the front keeps the search's figures.
         progress: Show progress while running (``search.Progress``): None
             (default) a live display when stderr is a terminal, else one-line INFO
             records on the ``search.progress`` logger; True always the live display;
@@ -256,6 +263,10 @@ class Search:
         if study is not None and info is not None:
             sweep_stale(self._storage, study)
             if len(finished_trials(study)) >= self.n_trials:
+                # Finished earlier; its re-timing may have been interrupted or off then.
+                if self._retime_due(study, info):
+                    with quiet_libraries(), ray_session(self.ray_address):
+                        self._retime(study, info)
                 return ParetoFront.from_study(study, info)
 
         self._check_devices(space)
@@ -356,24 +367,37 @@ class Search:
         if self.warm_start:
             enqueue(study, warm_start_configs(self._storage, self.warm_start, space), "warm_start")
 
+    def _retime_due(self, study: optuna.Study, info: StudyInfo) -> bool:
+        """Whether ``_retime`` has work: re-timing is on, the front is not empty and the
+        stored figures (``ATTR_RETIMED``) do not cover exactly this front."""
+        if self.retime_rounds <= 0:
+            return False
+        front = ParetoFront.from_study(study, info)
+        stored = study.user_attrs.get(ATTR_RETIMED) or {}
+        numbers = sorted(c.trial for c in front)
+        return bool(numbers) and sorted(int(k) for k in stored.get("trials", {})) != numbers
+
     def _retime(self, study: optuna.Study, info: StudyInfo) -> None:
         """Time the front's points alone, interleaved with the teacher; store the figures
-        on the study (``ATTR_RETIMED``). Skipped when the stored figures already cover
-        exactly this front."""
-        if self.retime_rounds <= 0:
+        on the study (``ATTR_RETIMED``). Skipped when not ``_retime_due``.
+
+        Always under the machine's measurement lock (``DEFAULT_LOCK_PATH``), whatever
+        ``measurement_lock`` says for trials: another driver's trials on the machine
+        may be running. A failure is logged (one warning line) and leaves the front
+        with the search's figures: the search's result is never lost to it.
+        """
+        if not self._retime_due(study, info):
             return
         front = ParetoFront.from_study(study, info)
-        if len(front) == 0:
+        try:
+            teacher_ms, config_ms, hardware = retime_remote(
+                self.task, [dict(c.compression) for c in front],
+                gpus_per_trial=self.gpus_per_trial, measurement_lock=str(DEFAULT_LOCK_PATH),
+                rounds=self.retime_rounds,
+            )
+        except Exception as exc:  # the search's result stands without the re-timing
+            logger.warning(_RETIME_FAILED.format(error=_one_line_error(exc)))
             return
-        numbers = sorted(c.trial for c in front)
-        stored = study.user_attrs.get(ATTR_RETIMED) or {}
-        if sorted(int(k) for k in stored.get("trials", {})) == numbers:
-            return
-        teacher_ms, config_ms, hardware = retime_remote(
-            self.task, [dict(c.compression) for c in front],
-            gpus_per_trial=self.gpus_per_trial, measurement_lock=self._lock_path(),
-            rounds=self.retime_rounds,
-        )
         study.set_user_attr(ATTR_RETIMED, {
             "rounds": self.retime_rounds,
             "teacher_ms": teacher_ms,
@@ -418,6 +442,13 @@ class Search:
             )
         confidence = self.accuracy_confidence
         if confidence is not _UNSET and confidence != info.accuracy_confidence:
+            if info.accuracy_confidence is None:
+                raise StudyMismatchError(
+                    f"study {self.study_name!r} was created before accuracy_confidence "
+                    "existed (its constraint is judged on the point estimate); resume it "
+                    "without accuracy_confidence (--accuracy-confidence) or use another "
+                    "study name"
+                )
             raise StudyMismatchError(
                 f"study {self.study_name!r} was created with accuracy_confidence="
                 f"{info.accuracy_confidence}; resume it with that value or use another study "
@@ -466,6 +497,15 @@ class Search:
             measurement_lock=self._lock_path(),
             callbacks=self.callbacks,
         )
+
+
+def _one_line_error(exc: BaseException) -> str:
+    """``Type: message`` of ``exc`` on one line — of the exception a Ray task raised,
+    when ``exc`` wraps one (``RayTaskError.cause``)."""
+    cause = getattr(exc, "cause", None)
+    err = cause if isinstance(cause, BaseException) else exc
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text[:300]}" if text else type(err).__name__
 
 
 def _positive_int(name: str, value: object) -> None:

@@ -69,3 +69,23 @@ def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.objectives.tiny_decoder import tiny_decoder_dir
 
     return tiny_decoder_dir(tmp_path_factory.mktemp("tiny-llama"), "llama", steps=150)
+
+
+@pytest.fixture
+def searched_copy(searched, tmp_path: Path) -> tuple[str, str]:
+    """A copy of the ``searched`` study's database that a test may change:
+    (storage URL, study name). Copied with SQLite's backup API (consistent even while
+    a connection is open)."""
+    import sqlite3
+
+    url, name, _ = searched
+    target = tmp_path / "copy.db"
+    src = sqlite3.connect(f"{Path(url.removeprefix('sqlite:///')).resolve().as_uri()}?mode=ro",
+                          uri=True)
+    dst = sqlite3.connect(target)
+    try:
+        src.backup(dst)
+    finally:
+        src.close()
+        dst.close()
+    return f"sqlite:///{target}", name

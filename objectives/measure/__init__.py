@@ -18,6 +18,7 @@ from objectives.measure._lock import (
     activate_measurement_lock,
 )
 from objectives.measure._metric import evaluate_metric, evaluate_perplexity
+from objectives.measure._paired import lower_bound, rows_needed, z_score
 
 __all__ = [
     "DEFAULT_LOCK_PATH",
@@ -29,6 +30,9 @@ __all__ = [
     "describe_hardware",
     "evaluate_metric",
     "evaluate_perplexity",
+    "lower_bound",
     "measure_decode_latency",
     "measure_latency",
+    "rows_needed",
+    "z_score",
 ]

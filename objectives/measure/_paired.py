@@ -59,6 +59,15 @@ def z_score(confidence: float) -> float:
     return NormalDist().inv_cdf(confidence)
 
 
+def lower_bound(value: float, se: float | None, confidence: float | None) -> float:
+    """``value − z_score(confidence) · se``: the one-sided lower bound of a paired
+    difference (or of an accuracy, shifted by the same margin) at ``confidence``;
+    ``value`` itself when ``se`` or ``confidence`` is None (nothing to bound with)."""
+    if se is None or confidence is None:
+        return float(value)
+    return float(value) - z_score(confidence) * float(se)
+
+
 def paired_difference(
     student_hits: torch.Tensor, teacher_hits: torch.Tensor, counts: torch.Tensor
 ) -> PairedDifference:

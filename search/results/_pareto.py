@@ -10,6 +10,7 @@ from typing import Any, Literal
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from objectives import lower_bound
 from search._errors import NoCandidateError
 from search.study import (
     ATTR_RETIMED,
@@ -124,18 +125,26 @@ class Candidate:
         }
 
 
+# Ranked on the latency shown (re-timed alone when the front was re-timed, see
+# ``Candidate.shown_latency_ms``); Optuna's front membership stays the search's figures.
 _KEYS = {
-    "latency": lambda c: (c.latency_ms, c.size_bytes, -c.accuracy, c.trial),
-    "size": lambda c: (c.size_bytes, c.latency_ms, -c.accuracy, c.trial),
-    "accuracy": lambda c: (-c.accuracy, c.latency_ms, c.size_bytes, c.trial),
+    "latency": lambda c: (c.shown_latency_ms, c.size_bytes, -c.accuracy, c.trial),
+    "size": lambda c: (c.size_bytes, c.shown_latency_ms, -c.accuracy, c.trial),
+    "accuracy": lambda c: (-c.accuracy, c.shown_latency_ms, c.size_bytes, c.trial),
 }
+
+Exclusion = Literal["validation", "lower bound", "confirmation rows"]
+"""Which test keeps a front point from an export (``ParetoFront.exclusion``)."""
 
 
 class ParetoFront:
     """The study's Pareto front (exactly ``optuna.Study.best_trials``) and its baseline.
 
     Candidates violating the study's accuracy-drop constraint are excluded, as Optuna
-    excludes infeasible trials from ``best_trials``.
+    excludes infeasible trials from ``best_trials``. Candidates are sorted, and
+    ``best(prefer="latency")`` ranks, on ``shown_latency_ms`` (the re-timed figure when
+    the front was re-timed); which trials are on the front is Optuna's call, on the
+    figures the search measured.
     """
 
     def __init__(
@@ -175,7 +184,8 @@ class ParetoFront:
             baseline["latency_ms_alone"] = float(retimed["teacher_ms"])
             baseline["retimed_hardware"] = retimed.get("hardware")
             candidates = [replace(c, attrs={**c.attrs, "latency_ms_alone": alone[c.trial],
-                                            "teacher_ms_alone": float(retimed["teacher_ms"])})
+                                            "teacher_ms_alone": float(retimed["teacher_ms"]),
+                                            "retimed_hardware": retimed.get("hardware")})
                           for c in candidates]
         return cls(
             candidates,
@@ -207,72 +217,115 @@ class ParetoFront:
     def accuracy_lower(self, candidate: Candidate) -> float:
         """``candidate``'s accuracy at the lower bound of its paired difference to the
         teacher, at the study's confidence (its accuracy when either is unknown)."""
-        se = candidate.attrs.get("accuracy_delta_se")
-        if se is None or self.accuracy_confidence is None:
-            return candidate.accuracy
-        from statistics import NormalDist
-
-        return candidate.accuracy - NormalDist().inv_cdf(self.accuracy_confidence) * float(se)
+        return lower_bound(candidate.accuracy, candidate.attrs.get("accuracy_delta_se"),
+                           self.accuracy_confidence)
 
     def confirm_holds(self, candidate: Candidate, max_accuracy_drop: float) -> bool:
         """Whether ``candidate`` stays within ``max_accuracy_drop`` of the teacher on the
         task's confirmation rows (lower bound of the paired difference at the study's
         confidence; the point estimate without one). True when it has no such rows."""
+        lower = self.confirm_lower(candidate)
+        return lower is None or lower >= -max_accuracy_drop - 1e-12
+
+    def confirm_lower(self, candidate: Candidate) -> float | None:
+        """Lower bound of ``candidate``'s paired difference to the teacher on the
+        confirmation rows at the study's confidence (the point estimate without one);
+        None when it has no such rows."""
         delta = candidate.attrs.get("confirm_delta")
         if delta is None:
-            return True
-        se = candidate.attrs.get("confirm_delta_se")
-        margin = 0.0
-        if se is not None and self.accuracy_confidence is not None:
-            from statistics import NormalDist
+            return None
+        return lower_bound(float(delta), candidate.attrs.get("confirm_delta_se"),
+                           self.accuracy_confidence)
 
-            margin = NormalDist().inv_cdf(self.accuracy_confidence) * float(se)
-        return float(delta) - margin >= -max_accuracy_drop - 1e-12
+    def exclusion(self, candidate: Candidate, max_accuracy_drop: float) -> Exclusion | None:
+        """Which test keeps ``candidate`` from an export at ``max_accuracy_drop``, in
+        the order they are applied — ``"validation"`` (its validation accuracy drops
+        more), ``"lower bound"`` (within the drop only on its point estimate, not at the
+        study's ``accuracy_confidence``: ``accuracy_lower``), ``"confirmation rows"``
+        (``confirm_holds`` fails) — or None when it qualifies."""
+        floor = self.baseline["accuracy"] - max_accuracy_drop
+        if candidate.accuracy < floor - 1e-12:
+            return "validation"
+        if self.accuracy_lower(candidate) < floor - 1e-12:
+            return "lower bound"
+        if not self.confirm_holds(candidate, max_accuracy_drop):
+            return "confirmation rows"
+        return None
 
     def best(self, prefer: Prefer = "latency", max_accuracy_drop: float | None = None) -> Candidate:
         """The candidate to export.
 
         Args:
-            prefer: ``"latency"`` (fastest), ``"size"`` (smallest) or ``"accuracy"``
-                (most accurate); ties break on the other objectives.
+            prefer: ``"latency"`` (fastest by ``shown_latency_ms``), ``"size"``
+                (smallest) or ``"accuracy"`` (most accurate); ties break on the other
+                objectives.
             max_accuracy_drop: Only consider candidates whose validation accuracy is at
                 most this far (absolute fraction, 0.01 = 1 point) below the baseline's —
                 judged, like the study's constraint, on the lower bound of the paired
                 difference at the study's ``accuracy_confidence`` where the trial recorded
                 its standard error (``accuracy_lower``); where the task has confirmation
-                rows, the candidate must hold on them too (``confirm_holds``).
+                rows, the candidate must hold on them too (``confirm_holds``). None: no
+                filter (``Recipe.from_front`` passes the study's stored value).
 
         Raises:
             ValueError: for an unknown ``prefer``.
-            NoCandidateError: when no candidate qualifies.
+            NoCandidateError: when no candidate qualifies; the message says which test
+                excluded the front's points.
         """
         if prefer not in _KEYS:
             raise ValueError(f"prefer={prefer!r} is not allowed; use one of {PREFER_CHOICES}")
-        pool = list(self.candidates)
-        if max_accuracy_drop is not None:
-            floor = self.baseline["accuracy"] - max_accuracy_drop
-            pool = [c for c in pool if self.accuracy_lower(c) >= floor - 1e-12
-                    and self.confirm_holds(c, max_accuracy_drop)]
-        if not pool:
-            if not self.candidates:
-                raise NoCandidateError(
-                    f"study {self.study_name!r} has no completed feasible trial yet; "
-                    "run more trials"
-                )
-            best_drop = self.baseline["accuracy"] - max(c.accuracy for c in self.candidates)
+        if not self.candidates:
             raise NoCandidateError(
-                f"no front point within max_accuracy_drop={max_accuracy_drop:g} of the baseline "
-                f"accuracy {self.baseline['accuracy']:.4f}; the closest drops {best_drop:.4f}. "
-                "Allow a larger drop or run more trials"
+                f"study {self.study_name!r} has no completed feasible trial yet; "
+                "run more trials"
+            )
+        if max_accuracy_drop is None:
+            return min(self.candidates, key=_KEYS[prefer])
+        excluded: dict[str, list[Candidate]] = {}
+        pool = []
+        for c in self.candidates:
+            why = self.exclusion(c, max_accuracy_drop)
+            if why is None:
+                pool.append(c)
+            else:
+                excluded.setdefault(why, []).append(c)
+        if not pool:
+            raise NoCandidateError(
+                f"no front point within max_accuracy_drop={max_accuracy_drop:g} of the "
+                f"baseline accuracy {self.baseline['accuracy']:.4f}: "
+                + "; ".join(self._excluded_reason(why, cs, max_accuracy_drop)
+                            for why, cs in excluded.items())
+                + ". Allow a larger drop or run more trials"
             )
         return min(pool, key=_KEYS[prefer])
 
+    def _excluded_reason(self, why: str, cs: list[Candidate], max_accuracy_drop: float) -> str:
+        """One clause of ``best``'s NoCandidateError: the trials ``why`` excluded."""
+        trials = "trial" + ("s " if len(cs) > 1 else " ") + ", ".join(str(c.trial) for c in cs)
+        base = self.baseline["accuracy"]
+        if why == "validation":
+            closest = base - max(c.accuracy for c in cs)
+            return f"{trials} drop more on validation (the closest drops {closest:.4f})"
+        if why == "lower bound":
+            closest = base - max(self.accuracy_lower(c) for c in cs)
+            conf = self.accuracy_confidence or 0.0
+            return (f"{trials} within it on validation only by the point estimate, not at the "
+                    f"{100 * conf:g} % lower bound (the closest bound drops {closest:.4f})")
+        closest = -max(self.confirm_lower(c) for c in cs)
+        return (f"{trials} within it on validation but not on the confirmation rows (the "
+                f"closest bound there drops {closest:.4f})")
+
     def to_dict(self) -> dict[str, Any]:
-        """``{"baseline": {...}, "front": [candidate, ...]}``."""
+        """``{"baseline": {...}, "front": [candidate, ...]}``; when the front was
+        re-timed, the baseline holds ``latency_ms_alone`` (the teacher re-timed with it),
+        ``latency_ms_search`` (its in-search figure, also ``latency_ms``) and
+        ``retimed_hardware``."""
         base = {k: self.baseline[k] for k in METRICS}
         base["size_bytes"] = int(base["size_bytes"])
-        if "test_accuracy" in self.baseline:
-            base["test_accuracy"] = self.baseline["test_accuracy"]
+        for key in ("test_accuracy", "latency_ms_alone", "latency_ms_search",
+                    "retimed_hardware"):
+            if self.baseline.get(key) is not None:  # the last three: the front was re-timed
+                base[key] = self.baseline[key]
         return {
             "study": self.study_name,
             "max_accuracy_drop": self.max_accuracy_drop,

@@ -38,6 +38,15 @@ logger = logging.getLogger(__name__)
 
 ACCURACY_TOLERANCE = 0.01
 RECIPE_FILE = "recipe.yaml"
+_FROM_STUDY: Any = object()
+_NOT_HOLDING = (
+    "trial {trial} does not hold at max_accuracy_drop={drop:g} {where}; exporting it as asked"
+)
+_NOT_HOLDING_WHERE = {
+    "validation": "on validation",
+    "lower bound": "at the {confidence:g} % lower bound on validation",
+    "confirmation rows": "on the confirmation rows",
+}
 _LIBRARIES = ("slimsearch", "torch", "optuna", "ray", "torch-pruning", "transformers")
 
 
@@ -95,6 +104,9 @@ class Recipe(BaseModel):
     versions: dict[str, str] = Field(default_factory=dict)
     hardware: str | None = None
     """Where ``metrics.latency_ms`` was measured (``objectives.describe_hardware``)."""
+    accuracy_confidence: float | None = None
+    """The study's ``accuracy_confidence``: the margin shown beside an accuracy change is
+    ``z(accuracy_confidence) · accuracy_delta_se`` (None: from a study without one)."""
 
     # ---------------------------------------------------------------- creation
     @classmethod
@@ -124,7 +136,8 @@ class Recipe(BaseModel):
             ),
             source=SourceRef(study=info.name, trial=candidate.trial),
             versions=library_versions(),
-            hardware=candidate.attrs.get("hardware") or info.baseline.get("hardware"),
+            hardware=_latency_hardware(candidate, info),
+            accuracy_confidence=info.accuracy_confidence,
         )
 
     @classmethod
@@ -135,12 +148,32 @@ class Recipe(BaseModel):
         *,
         prefer: Prefer = "latency",
         trial: int | None = None,
-        max_accuracy_drop: float | None = None,
+        max_accuracy_drop: float | None = _FROM_STUDY,
     ) -> Recipe:
-        """Pick a candidate (``trial``, else ``front.best(...)``) and make its recipe."""
-        candidate = front.get(trial) if trial is not None else front.best(
-            prefer=prefer, max_accuracy_drop=max_accuracy_drop
-        )
+        """Pick a candidate and make its recipe.
+
+        Args:
+            prefer: Passed to ``front.best``.
+            trial: Export this front trial instead of the best one. When it fails
+                ``max_accuracy_drop`` (``front.exclusion``: the lower bound, or the
+                confirmation rows) it is still exported, with one warning line saying
+                which test it fails.
+            max_accuracy_drop: Keep only points that hold at this drop
+                (``front.best``); default the study's stored ``max_accuracy_drop``,
+                None for no filter.
+
+        Raises:
+            NoCandidateError: no front point qualifies, or ``trial`` is not on the front.
+        """
+        drop = info.max_accuracy_drop if max_accuracy_drop is _FROM_STUDY else max_accuracy_drop
+        if trial is None:
+            return cls.from_candidate(front.best(prefer=prefer, max_accuracy_drop=drop), info)
+        candidate = front.get(trial)
+        why = None if drop is None else front.exclusion(candidate, drop)
+        if why is not None:
+            logger.warning(_NOT_HOLDING.format(
+                trial=trial, drop=drop, where=_NOT_HOLDING_WHERE[why].format(
+                    confidence=100 * (front.accuracy_confidence or 0.0))))
         return cls.from_candidate(candidate, info)
 
     # ------------------------------------------------------------------- files
@@ -280,18 +313,23 @@ class AppliedRecipe:
     output_dir: Path | None
 
     def metrics(self) -> dict[str, Any]:
-        """``{"accuracy", "test_accuracy", "latency_ms", "size_bytes", "hardware"}``."""
+        """``applied_metrics`` of the re-applied model."""
         return applied_metrics(self.result)
 
 
 def applied_metrics(result: TrialResult) -> dict[str, Any]:
-    """The metrics ``slimsearch apply --json`` prints."""
+    """The metrics ``slimsearch apply --json`` prints: ``accuracy``, ``test_accuracy``,
+    ``latency_ms``, ``size_bytes``, ``hardware``, and the re-applied model's paired
+    difference to the teacher on the validation rows, ``accuracy_delta`` and
+    ``accuracy_delta_se`` (None for a metric other than ``objectives.accuracy``)."""
     return {
         "accuracy": result.accuracy,
         "test_accuracy": result.test_accuracy,
         "latency_ms": result.latency_ms,
         "size_bytes": result.size_bytes,
         "hardware": result.hardware,
+        "accuracy_delta": result.accuracy_delta,
+        "accuracy_delta_se": result.accuracy_delta_se,
     }
 
 
@@ -306,6 +344,14 @@ def library_versions() -> dict[str, str]:
         except PackageNotFoundError:
             continue
     return out
+
+
+def _latency_hardware(candidate: Candidate, info: StudyInfo) -> str | None:
+    """Where the latency a recipe carries was measured: the re-timing's hardware when
+    it is the re-timed figure, else the trial's (the study's baseline's if unrecorded)."""
+    if candidate.latency_alone_ms is not None and candidate.attrs.get("retimed_hardware"):
+        return str(candidate.attrs["retimed_hardware"])
+    return candidate.attrs.get("hardware") or info.baseline.get("hardware")
 
 
 def _baseline_metrics(baseline: dict[str, Any] | Any) -> Metrics:

@@ -8,7 +8,7 @@ process is searching.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
@@ -64,6 +64,8 @@ class StudyStatus:
         accuracy_confidence: The confidence the constraint is judged at, or None.
         uncertain: COMPLETE trials within the drop on their point estimate but not at the
             confidence (``accuracy_drop_constraint``): within it only by luck, maybe.
+        best_accuracy: Trial number → ``(validation accuracy, accuracy_delta_se)`` of
+            each trial in ``best`` (the standard error None when not recorded).
     """
 
     study_name: str
@@ -74,6 +76,7 @@ class StudyStatus:
     max_accuracy_drop: float | None
     accuracy_confidence: float | None = None
     uncertain: tuple[int, ...] = ()
+    best_accuracy: Mapping[int, tuple[float, float | None]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready mapping of everything above."""
@@ -85,7 +88,9 @@ class StudyStatus:
                  "retried_as": f.retried_as, "traceback": f.traceback}
                 for f in self.failures
             ],
-            "best": {k: {"trial": t, "value": v} for k, (t, v) in self.best.items()},
+            "best": {k: {"trial": t, "value": v, "accuracy": self.best_accuracy[t][0],
+                         "accuracy_delta_se": self.best_accuracy[t][1]}
+                     for k, (t, v) in self.best.items()},
             "baseline": dict(self.baseline),
             "max_accuracy_drop": self.max_accuracy_drop,
             "accuracy_confidence": self.accuracy_confidence,
@@ -137,11 +142,14 @@ def status_of(study: optuna.Study, info: StudyInfo) -> StudyStatus:
             and t.values[0] >= floor - 1e-12
         )
     best: dict[str, tuple[int, float]] = {}
+    best_accuracy: dict[int, tuple[float, float | None]] = {}
     for i, (metric, mode) in enumerate(zip(METRICS, MODES, strict=True)):
         if feasible:
             pick = max if mode == "max" else min
             t = pick(feasible, key=lambda t, i=i: t.values[i])
             best[metric] = (t.number, float(t.values[i]))
+            se = t.user_attrs.get("accuracy_delta_se")
+            best_accuracy[t.number] = (float(t.values[0]), None if se is None else float(se))
     return StudyStatus(
         study_name=study.study_name,
         counts=counts,
@@ -151,4 +159,5 @@ def status_of(study: optuna.Study, info: StudyInfo) -> StudyStatus:
         max_accuracy_drop=info.max_accuracy_drop,
         accuracy_confidence=info.accuracy_confidence,
         uncertain=uncertain,
+        best_accuracy=best_accuracy,
     )

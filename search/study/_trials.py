@@ -43,9 +43,8 @@ def accuracy_drop_constraint(
         return -1.0
     if not math.isfinite(accuracy):
         return 1.0
-    margin = 0.0
-    if se is not None and confidence is not None and math.isfinite(se):
-        from statistics import NormalDist
+    from objectives import lower_bound  # lazily: reading a study needs no torch
 
-        margin = NormalDist().inv_cdf(confidence) * float(se)
-    return float(baseline_accuracy - (accuracy - margin) - max_drop)
+    if se is not None and not math.isfinite(se):
+        se = None
+    return float(baseline_accuracy - lower_bound(accuracy, se, confidence) - max_drop)

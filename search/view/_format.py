@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from objectives import z_score
+
 LABELS = {"accuracy": "accuracy", "latency_ms": "latency", "size_bytes": "size"}
 AXIS_LABELS = {
     "accuracy": "validation accuracy",
@@ -48,26 +50,29 @@ def pts(value: float, reference: float) -> str:
     return f"{100 * (value - reference):+.2f}"
 
 
-CI_CONFIDENCE = 0.9
-"""Confidence of the ``± pts`` intervals shown beside accuracy differences."""
-
-
-def pts_ci(value: float, reference: float, se: float | None) -> str:
-    """An accuracy change with its paired 90 % interval: ``-0.60 ± 1.48`` (``pts`` alone
-    when the trial recorded no standard error)."""
-    if se is None:
+def pts_ci(value: float, reference: float, se: float | None, confidence: float | None) -> str:
+    """An accuracy change in points with its paired margin at the study's
+    ``confidence``: ``-0.60 ± 1.15`` — the margin is ``z(confidence) · se``
+    (``objectives.z_score``), so the lower end, ``-1.75`` here, is exactly the one-sided
+    bound the accuracy constraint checks (the two ends together: a two-sided
+    ``2·confidence − 1`` interval). ``pts`` alone without a standard error or a
+    confidence."""
+    if se is None or confidence is None:
         return pts(value, reference)
-    from statistics import NormalDist
-
-    half = NormalDist().inv_cdf(0.5 + CI_CONFIDENCE / 2) * float(se)
-    return f"{pts(value, reference)} ± {100 * half:.2f}"
+    return f"{pts(value, reference)} ± {100 * z_score(confidence) * float(se):.2f}"
 
 
-def delta_ci(delta: float | None, se: float | None) -> str:
-    """A recorded accuracy difference with its 90 % interval, in points ("" if none)."""
+def delta_ci(delta: float | None, se: float | None, confidence: float | None) -> str:
+    """A recorded accuracy difference with its margin, in points (``pts_ci``; "" if none)."""
     if delta is None:
         return ""
-    return pts_ci(float(delta), 0.0, se)
+    return pts_ci(float(delta), 0.0, se, confidence)
+
+
+def ci_label(confidence: float | None) -> str:
+    """What a ``pts_ci`` column holds: ``"lower end: 90 % bound"`` ("" without a
+    confidence)."""
+    return "" if confidence is None else f"lower end: {100 * confidence:g} % bound"
 
 
 def times(reference: float, value: float) -> str:
@@ -102,9 +107,12 @@ def clock(seconds: float | None) -> str:
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
-def summary(m: Mapping[str, Any], base: Mapping[str, Any]) -> str:
-    """One line: accuracy (change), test accuracy, latency and size with ratios."""
-    change = pts_ci(m["accuracy"], base["accuracy"], m.get("accuracy_delta_se"))
+def summary(
+    m: Mapping[str, Any], base: Mapping[str, Any], confidence: float | None = None
+) -> str:
+    """One line: accuracy (change, with its margin at ``confidence``: ``pts_ci``), test
+    accuracy, latency and size with ratios."""
+    change = pts_ci(m["accuracy"], base["accuracy"], m.get("accuracy_delta_se"), confidence)
     parts = [f"accuracy {accuracy(m['accuracy'])} ({change} pts)"]
     if m.get("test_accuracy") is not None:
         parts.append(f"test {accuracy(m['test_accuracy'])}")

@@ -38,7 +38,7 @@ from search.study import (
 )
 from search.view import _figures
 from search.view._format import AXIS_LABELS as _LABELS
-from search.view._format import precision, pts_ci
+from search.view._format import ci_label, precision, pts_ci
 
 MIN_TRIALS_FOR_IMPORTANCE = 4
 
@@ -267,7 +267,10 @@ def _tradeoff_table(front: ParetoFront) -> str:
     base = front.baseline
     alone = base.get("latency_ms_alone") is not None  # the front re-timed alone
     teacher_ms = base["latency_ms_alone"] if alone else base["latency_ms"]
-    head = ["trial", "val accuracy", "Δ accuracy (90 % CI)", "test accuracy",
+    label = ci_label(front.accuracy_confidence) if any(
+        c.attrs.get("accuracy_delta_se") is not None for c in front) else ""
+    head = ["trial", "val accuracy", f"Δ accuracy ({label})" if label else "Δ accuracy",
+            "test accuracy",
             "latency ms (alone)" if alone else "latency ms", "× faster", "size KiB",
             "× smaller", "coverage", "weights kept"]
     rows = ["<table><tr>" + "".join(f"<th>{_e(h)}</th>" for h in head)
@@ -291,7 +294,8 @@ def _tradeoff_table(front: ParetoFront) -> str:
         cells = [
             f"<td class='l'>{c.trial}</td>",
             f"<td>{c.accuracy:.4f}</td>",
-            f"<td class='{cls}'>{_e(pts_ci(c.accuracy, base['accuracy'], se))} pts</td>",
+            f"<td class='{cls}'>"
+            f"{_e(pts_ci(c.accuracy, base['accuracy'], se, front.accuracy_confidence))} pts</td>",
             f"<td>{'' if c.test_accuracy is None else f'{c.test_accuracy:.4f}'}</td>",
             f"<td>{c.shown_latency_ms:.3f}</td>",
             f"<td>{teacher_ms / c.shown_latency_ms:.1f}×</td>",

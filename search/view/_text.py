@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from search.results import ParetoFront, StudyStatus
 from search.view import _format
 
@@ -31,9 +28,11 @@ def format_status(
            if status.accuracy_confidence is not None else "")
     )
     if status.best:
-        lines.append(f"best so far ({constraint}):")
+        label = _format.ci_label(status.accuracy_confidence)
+        lines.append(f"best so far ({constraint}" + (f"; Δ pts ± margin, {label}" if label
+                                                      and status.best_accuracy else "") + "):")
         for metric, (trial, value) in status.best.items():
-            lines.append(f"  {metric:<11} {_best(metric, value, base)}  (trial {trial})")
+            lines.append(f"  {metric:<11} {_best(metric, value, trial, status)}  (trial {trial})")
     else:
         lines.append(f"best so far: no COMPLETE trial meets the constraint ({constraint})")
     if status.uncertain:
@@ -71,11 +70,20 @@ def format_failures(
     return "\n".join(lines)
 
 
-def _best(metric: str, value: float, base: Mapping[str, Any]) -> str:
-    change = _format.versus(metric, value, base, word="")
+def _best(metric: str, value: float, trial: int, status: StudyStatus) -> str:
+    """One best-so-far figure, its change against the teacher and, for every metric,
+    the trial's accuracy change with its margin (``pts_ci``)."""
+    base = status.baseline
+    accuracy, se = status.best_accuracy.get(trial, (None, None))
+    ci = ""
+    if accuracy is not None and base.get("accuracy") is not None:
+        ci = _format.pts_ci(accuracy, base["accuracy"], se, status.accuracy_confidence)
     if metric == "accuracy":
-        return _format.accuracy(value) + (f" ({change} vs teacher)" if change else "")
-    return _format.metric(metric, value) + (f" ({change} vs teacher)" if change else "")
+        return _format.accuracy(value) + (f" ({ci} pts vs teacher)" if ci else "")
+    change = _format.versus(metric, value, base, word="")
+    extra = "; ".join(x for x in (f"{change} vs teacher" if change else "",
+                                  f"accuracy {ci} pts" if ci else "") if x)
+    return _format.metric(metric, value) + (f" ({extra})" if extra else "")
 
 
 def print_front(front: ParetoFront) -> None:
@@ -93,7 +101,11 @@ def print_front(front: ParetoFront) -> None:
     confirm = any(c.attrs.get("confirm_delta") is not None for c in front)
     alone = base.get("latency_ms_alone") is not None  # re-timed alone before returning
     teacher_ms = base["latency_ms_alone"] if alone else base["latency_ms"]
-    for col in ("trial", "val acc", "Δ pts (90 % CI)", *(["confirm Δ"] if confirm else []),
+    conf = front.accuracy_confidence
+    label = _format.ci_label(conf) if any(
+        c.attrs.get("accuracy_delta_se") is not None for c in front) else ""
+    for col in ("trial", "val acc", f"Δ pts ({label})" if label else "Δ pts",
+                *(["confirm Δ"] if confirm else []),
                 "test acc", *(["ppl"] if lm else []),
                 latency_col + (" (alone)" if alone else ""), "faster",
                 *(["in search"] if alone else []), "size KiB", "smaller", "pruned", "bits",
@@ -110,8 +122,9 @@ def print_front(front: ParetoFront) -> None:
         table.add_row(
             str(c.trial),
             _format.accuracy(c.accuracy),
-            _format.pts_ci(c.accuracy, base["accuracy"], c.attrs.get("accuracy_delta_se")),
-            *([_format.delta_ci(c.attrs.get("confirm_delta"), c.attrs.get("confirm_delta_se"))]
+            _format.pts_ci(c.accuracy, base["accuracy"], c.attrs.get("accuracy_delta_se"), conf),
+            *([_format.delta_ci(c.attrs.get("confirm_delta"), c.attrs.get("confirm_delta_se"),
+                                conf)]
               if confirm else []),
             _format.optional(c.test_accuracy),
             *([_format.optional(c.attrs.get("perplexity"), ".2f")] if lm else []),
@@ -125,15 +138,22 @@ def print_front(front: ParetoFront) -> None:
             _format.optional(c.quant_coverage, ".0%") if c.layer_bits is None else "",
             _format.optional(c.params_kept, ".0%"),
         )
-    hardware = base.get("hardware")
+    searched_on = base.get("hardware")
+    # The shown latencies: re-timed together in one session when the front was re-timed,
+    # else each trial's own measurement (compared with the teacher's hardware).
+    hardware = (base.get("retimed_hardware") or searched_on) if alone else searched_on
     if hardware:
-        elsewhere = [c.trial for c in front if c.attrs.get("hardware", hardware) != hardware]
+        elsewhere = [] if alone else [
+            c.trial for c in front if c.attrs.get("hardware", hardware) != hardware
+        ]
         # escape: "[avx2 fma …]" would otherwise be read as rich markup and vanish
         table.caption = f"latency measured on {escape(hardware)}" + (
             f"; trials {', '.join(map(str, elsewhere))} on other hardware (not comparable)"
             if elsewhere else ""
         ) + ("; 'alone': the front and the teacher re-timed in interleaved rounds after the "
-             "last trial ('in search': beside other trials, what the search ranked on)"
+             "last trial ('in search': beside other trials, what the search ranked on"
+             + (f", measured on {escape(searched_on)}" if searched_on
+                and searched_on != hardware else "") + ")"
              if alone else "")
     console = Console()
     if not console.is_terminal:

@@ -7,6 +7,7 @@ import sys
 import optuna
 import pytest
 
+from search import Recipe
 from search._cli import main
 
 
@@ -35,8 +36,72 @@ def test_export_then_apply_json(searched, tmp_path, capsys):
     capsys.readouterr()
     assert main(["apply", str(out), "-o", str(tmp_path / "model"), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert set(data) == {"accuracy", "test_accuracy", "latency_ms", "size_bytes", "hardware"}
+    assert set(data) == {"accuracy", "test_accuracy", "latency_ms", "size_bytes", "hardware",
+                         "accuracy_delta", "accuracy_delta_se"}
     assert (tmp_path / "model" / "model.safetensors").stat().st_size == data["size_bytes"]
+    # the re-applied model's own paired difference to the teacher, and its margin
+    recipe = Recipe.load(out)
+    assert data["accuracy_delta_se"] > 0 and recipe.accuracy_confidence == 0.9
+    assert main(["apply", str(out)]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    margin = 100 * 1.2815516 * data["accuracy_delta_se"]
+    assert first.startswith(f"re-applied {out}: accuracy {data['accuracy']:.4f} (")
+    assert f" ± {margin:.2f} pts)" in first
+
+
+def test_export_keeps_to_the_studys_drop_and_warns_for_a_trial_that_does_not_hold(
+    searched_copy, tmp_path, capsys
+):
+    """Without --max-accuracy-drop, export holds to the study's stored drop (0.05) —
+    the lower bound and the confirmation rows included; --trial N of a point that does
+    not hold on the confirmation rows is exported with one warning line."""
+    from search import StudyInfo
+    from tests.search._stored import add_trial
+
+    url, name = searched_copy
+    study = optuna.load_study(study_name=name, storage=url)
+    info = StudyInfo.from_study(study, url)
+    base = info.baseline["accuracy"]
+    # The smallest, fastest point: within 0.05 on validation at the bound (-4 ± 0.1 pts),
+    # but 20 points down on the confirmation rows.
+    lucky = add_trial(study, info, accuracy=base - 0.04, se=0.001, latency_ms=1e-3,
+                      size_bytes=1, confirm_delta=-0.2, confirm_delta_se=0.001)
+    front = [t.number for t in study.best_trials]
+    assert lucky in front and len(front) >= 2
+
+    out = tmp_path / "size.yaml"
+    assert main(["export", "--storage", url, "--study", name, "--prefer", "size",
+                 "-o", str(out)]) == 0
+    chosen = Recipe.load(out).source.trial
+    assert chosen != lucky and chosen in front
+    others = [t for t in study.best_trials if t.number != lucky]
+    assert chosen == min(others, key=lambda t: (t.values[2], t.number)).number
+    capsys.readouterr()
+
+    out = tmp_path / "asked.yaml"
+    assert main(["export", "--storage", url, "--study", name, "--trial", str(lucky),
+                 "-o", str(out)]) == 0
+    assert Recipe.load(out).source.trial == lucky
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert f"trial {lucky} does not hold at max_accuracy_drop=0.05 on the confirmation " \
+        "rows" in err[0]
+
+    # A drop given explicitly replaces the study's: at 0.3 the lucky point holds.
+    out = tmp_path / "wide.yaml"
+    assert main(["export", "--storage", url, "--study", name, "--prefer", "size",
+                 "--max-accuracy-drop", "0.3", "-o", str(out)]) == 0
+    assert Recipe.load(out).source.trial == lucky
+    assert capsys.readouterr().err == ""
+
+
+def test_front_json_has_the_retimed_baseline(searched, capsys):
+    url, name, front = searched
+    assert main(["front", "--storage", url, "--study", name, "--json"]) == 0
+    base = json.loads(capsys.readouterr().out)["baseline"]
+    assert base["latency_ms_alone"] == front.baseline["latency_ms_alone"] > 0
+    assert base["latency_ms_search"] == base["latency_ms"] == front.baseline["latency_ms"]
+    assert base["retimed_hardware"] == front.baseline["retimed_hardware"]
 
 
 def test_export_a_given_trial(searched, tmp_path, capsys):
@@ -45,8 +110,6 @@ def test_export_a_given_trial(searched, tmp_path, capsys):
     out = tmp_path / "r.yaml"
     assert main(["export", "--storage", url, "--study", name, "--trial", str(trial),
                  "-o", str(out)]) == 0
-    from search import Recipe
-
     assert Recipe.load(out).source.trial == trial
 
 

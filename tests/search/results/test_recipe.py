@@ -92,3 +92,29 @@ def test_apply_on_other_hardware_says_so(recipe, digits_task, caplog):
         elsewhere.apply(digits_task)
     notes = [r.getMessage() for r in caplog.records if "not comparable" in r.getMessage()]
     assert len(notes) == 1 and "Some Other CPU" in notes[0] and recipe.hardware in notes[0]
+
+
+def test_a_retimed_latency_carries_the_retiming_hardware(searched_copy, capsys):
+    """A study searched on one machine and re-timed on another (a later run there, see
+    ``Search(retime_rounds=)``): the recipe's latency is the re-timed figure, so its
+    hardware is the re-timing's; the front table's caption says the same."""
+    import optuna
+
+    from search.study import ATTR_RETIMED
+    from search.view import print_front
+
+    url, name = searched_copy
+    study = optuna.load_study(study_name=name, storage=url)
+    other = "Other CPU [sve], 64 cores, 1 thread"
+    study.set_user_attr(ATTR_RETIMED, {**study.user_attrs[ATTR_RETIMED], "hardware": other})
+    front, info = load_front(url, name)
+    searched_on = info.baseline["hardware"]
+    assert searched_on != other and front.baseline["retimed_hardware"] == other
+    recipe = Recipe.from_front(front, info, prefer="size")
+    assert recipe.metrics.latency_ms == front.get(recipe.source.trial).latency_alone_ms
+    assert recipe.hardware == other
+    print_front(front)
+    out = " ".join(capsys.readouterr().out.split())
+    assert f"latency measured on {other};" in out
+    assert f"measured on {searched_on})" in out  # the in-search column's hardware
+    assert "not comparable" not in out  # all shown figures come from one session

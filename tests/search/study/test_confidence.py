@@ -46,6 +46,57 @@ def test_confidence_is_checked_and_kept_with_the_study(searched, digits_task):
                accuracy_confidence=0.95, progress=False).run()
 
 
+def test_a_lucky_stored_trial_is_off_the_front_and_listed_uncertain(searched_copy, capsys):
+    from search import StudyInfo, load_front
+    from search._cli import main
+    from search.results import study_status
+    from tests.search._stored import add_trial
+
+    url, name = searched_copy
+    study = optuna.load_study(study_name=name, storage=url)
+    info = StudyInfo.from_study(study, url)
+    base = info.baseline["accuracy"]
+    before = study_status(url, name).uncertain  # searched trials may be uncertain already
+    # Smallest and fastest, -4 pts on validation (within the study's 5), but its bound
+    # -4 - 1.28 * 2 = -6.6 pts is not: within the drop only by luck, maybe.
+    lucky = add_trial(study, info, accuracy=base - 0.04, se=0.02, latency_ms=1e-3,
+                      size_bytes=1)
+    assert study.trials[lucky].constraints[CONSTRAINT] > 0
+    # ... while one with a tight interval there would be on the front (the test can fail).
+    solid = add_trial(study, info, accuracy=base - 0.04, se=0.001, latency_ms=2e-3,
+                      size_bytes=2)
+    best = {t.number for t in study.best_trials}
+    assert solid in best and lucky not in best
+    front, _ = load_front(url, name)
+    assert {c.trial for c in front} == best
+    status = study_status(url, name)
+    assert status.uncertain == (*before, lucky)
+    assert status.best["size_bytes"][0] == solid
+    assert main(["status", "--storage", url, "--study", name]) == 0
+    out = capsys.readouterr().out
+    assert f"uncertain: trials {', '.join(map(str, (*before, lucky)))} are within the " \
+        "drop" in out
+    # each best-so-far line carries its trial's change and margin at the confidence
+    size_line = next(line for line in out.splitlines() if line.lstrip().startswith("size_bytes"))
+    assert f"accuracy -4.00 ± {100 * 1.2815516 * 0.001:.2f} pts" in size_line
+    assert f"(trial {solid})" in size_line
+    assert "lower end: 90 % bound" in out
+
+
+def test_a_study_from_before_accuracy_confidence_resumes_without_it(searched_copy, digits_task):
+    from search.study import ATTR_CONFIDENCE
+
+    url, name = searched_copy
+    optuna.load_study(study_name=name, storage=url).set_user_attr(ATTR_CONFIDENCE, None)
+    with pytest.raises(StudyMismatchError, match=r"resume it without accuracy_confidence "
+                                                 r"\(--accuracy-confidence\)"):
+        Search(digits_task, storage=url, study_name=name, n_trials=8,
+               accuracy_confidence=0.9, progress=False).run()
+    front = Search(digits_task, storage=url, study_name=name, n_trials=8,
+                   progress=False).run()  # finished, re-timed: returns the stored front
+    assert front.accuracy_confidence is None and len(front) >= 1
+
+
 def test_export_keeps_only_points_that_hold_on_the_confirmation_rows():
     from search import NoCandidateError
     from search.results import Candidate, ParetoFront

@@ -68,10 +68,13 @@ def test_report_of_a_searched_study(searched, tmp_path, capsys):
         teacher_ms = base.get("latency_ms_alone") or base["latency_ms"]
         assert f"{teacher_ms / c.shown_latency_ms:.1f}×" in cells
         assert f"{base['size_bytes'] / c.size_bytes:.1f}×" in cells
-        # the change and its paired 90 % interval: "-1.39 ± 1.02 pts"
+        # the change and its margin z(0.9)·se: "-1.39 ± 0.79 pts", whose lower end is
+        # the one-sided 90 % bound the constraint checked
         se = c.attrs["accuracy_delta_se"]
-        assert (f"{100 * (c.accuracy - base['accuracy']):+.2f} ± {100 * 1.6448536 * se:.2f} pts"
+        assert (f"{100 * (c.accuracy - base['accuracy']):+.2f} ± {100 * 1.2815516 * se:.2f} pts"
                 in cells)
+        assert front.accuracy_lower(c) >= base["accuracy"] - front.max_accuracy_drop - 1e-12
+    assert "<th>Δ accuracy (lower end: 90 % bound)</th>" in table
     assert f"<b>{len(front)}</b>on the Pareto front" in page
 
 
