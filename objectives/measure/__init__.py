@@ -16,6 +16,8 @@ from objectives.measure._lock import (
     DEFAULT_LOCK_PATH,
     MeasurementLock,
     activate_measurement_lock,
+    device_synchronizer,
+    lock_path,
 )
 from objectives.measure._metric import evaluate_metric, evaluate_perplexity
 
@@ -27,8 +29,10 @@ __all__ = [
     "activate_measurement_lock",
     "cpu_flags",
     "describe_hardware",
+    "device_synchronizer",
     "evaluate_metric",
     "evaluate_perplexity",
+    "lock_path",
     "measure_decode_latency",
     "measure_latency",
 ]
