@@ -39,6 +39,18 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _gpus(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 8.0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a GPU count in [0, 8] (0 = CPU, 0.25 = a quarter of one GPU)"
+        )
+    return value
+
+
 def _confidence(text: str) -> float:
     try:
         value = float(text)
@@ -109,7 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
                           "returning an objectives.Task: module:function or file.py:function")
     run.add_argument("--trials", type=_positive, default=30,
                      help="total finished trials in the study (COMPLETE + early-stopped)")
-    run.add_argument("--workers", type=_positive, default=1, help="trials at once")
+    run.add_argument("--workers", type=_positive, default=None,
+                     help="trials at once (default 1 on CPU; with --gpus-per-trial, as many "
+                          "as the cluster's GPUs hold)")
+    run.add_argument("--gpus-per-trial", type=_gpus, default=0.0,
+                     help="GPUs per trial (0 = CPU; 0.25 shares one GPU between four trials)")
     run.add_argument("--storage", default=DEFAULT_STORAGE, help="SQLAlchemy URL of the study")
     run.add_argument("--study", default=None, help="study name (default: the task name)")
     run.add_argument("--max-accuracy-drop", type=_fraction, default=None,
@@ -199,6 +215,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         study_name=args.study,
         n_trials=args.trials,
         max_concurrent_trials=args.workers,
+        gpus_per_trial=args.gpus_per_trial,
         **given,
         seed=args.seed,
         retime_rounds=args.retime_rounds,

@@ -93,7 +93,10 @@ class Search:
         storage: SQLAlchemy URL of the Optuna storage.
         study_name: Default ``"<task name>"``.
         n_trials: Total finished trials (COMPLETE + PRUNED) wanted in the study.
-        max_concurrent_trials: Trials run at once (each takes ``task.threads`` CPUs).
+        max_concurrent_trials: Trials run at once (each takes ``task.threads`` CPUs and
+            ``gpus_per_trial`` GPUs). Default: 1 on CPU; with ``gpus_per_trial > 0``, as
+            many as the cluster's GPUs hold (``floor(GPUs / gpus_per_trial)``: 0.25 on one
+            GPU runs four at once).
         max_accuracy_drop: Largest allowed validation-accuracy drop against the teacher
             (fraction; 0.01 = 1 point); ``None`` for no constraint. Default 0.01 for a new
             study, the stored value when resuming.
@@ -108,7 +111,10 @@ class Search:
         sampler: An Optuna sampler; default Optuna's ``TPESampler`` (chosen by the
             hypervolume benchmark in docs/benchmarks.md) with ``constant_liar`` so that
             parallel trials spread out, seeded per round.
-        gpus_per_trial: GPU fraction per trial (0 = CPU).
+        gpus_per_trial: GPUs per trial (0 = CPU; a fraction shares one GPU between
+            trials, each timing latency under that GPU's own measurement lock). A worker
+            that was given a GPU but sees none fails its trial with the reason instead of
+            running on the CPU.
         ray_address: Address of a running Ray cluster; default a local one.
         callbacks: Extra Ray Tune callbacks.
         early_stopping: Stop trials that cannot meet the accuracy constraint or are
@@ -120,7 +126,8 @@ class Search:
         warm_start: Names of earlier studies in the same storage whose Pareto-front
             configs a new study evaluates first.
         measurement_lock: Time latency under a machine-wide lock so parallel trials do
-            not disturb it; default on when ``max_concurrent_trials > 1``.
+            not disturb it (one lock per GPU for GPU trials); default on when more than
+            one trial runs at once.
         retime_rounds: Before ``run`` returns, the front's points are timed again alone,
             interleaved with the teacher, in this many rounds (medians; nothing else runs
             then), and those figures are what ``front``, the report and recipes show —
@@ -147,7 +154,7 @@ class Search:
         storage: str = DEFAULT_STORAGE,
         study_name: str | None = None,
         n_trials: int = 30,
-        max_concurrent_trials: int = 1,
+        max_concurrent_trials: int | None = None,
         max_accuracy_drop: float | None = _UNSET,
         accuracy_confidence: float = _UNSET,  # type: ignore[assignment]
         seed: int = 0,
@@ -169,7 +176,8 @@ class Search:
                 f"space must be a spaces.SearchSpace, got {type(space).__name__}"
             )
         _positive_int("n_trials", n_trials)
-        _positive_int("max_concurrent_trials", max_concurrent_trials)
+        if max_concurrent_trials is not None:
+            _positive_int("max_concurrent_trials", max_concurrent_trials)
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise SearchArgumentError(f"seed must be a non-negative integer, got {seed!r}")
         if max_accuracy_drop is not _UNSET and max_accuracy_drop is not None:
@@ -203,7 +211,8 @@ class Search:
         self.storage_url = storage
         self.study_name = study_name or task.name
         self.n_trials = n_trials
-        self.max_concurrent_trials = max_concurrent_trials
+        self._concurrency_given = max_concurrent_trials
+        self.max_concurrent_trials = 1 if max_concurrent_trials is None else max_concurrent_trials
         self.max_accuracy_drop = max_accuracy_drop
         self.accuracy_confidence = accuracy_confidence
         self.seed = seed
@@ -219,8 +228,10 @@ class Search:
         if isinstance(warm_start, str):
             warm_start = [warm_start]
         self.warm_start = list(warm_start)
+        self._lock_given = measurement_lock
         self.measurement_lock = (
-            max_concurrent_trials > 1 if measurement_lock is None else bool(measurement_lock)
+            self.max_concurrent_trials > 1 if measurement_lock is None
+            else bool(measurement_lock)
         )
         if isinstance(retime_rounds, bool) or not isinstance(retime_rounds, int) or not (
             0 <= retime_rounds <= 100
@@ -328,10 +339,12 @@ class Search:
             return
         bits = space.parameters.get("quant_bits")
         values = getattr(bits, "choices", None) or [getattr(bits, "value", 32)]
-        if 8 in values:
+        cpu_only = sorted({int(v) for v in values} & {8, 4}, reverse=True)
+        if cpu_only:
             raise SearchArgumentError(
-                "quant_bits=8 is int8 dynamic quantization, which runs on CPU only; with "
-                "gpus_per_trial > 0 search quant_bits over [32, 16]"
+                f"quant_bits={cpu_only[0]} runs on CPU only here (int8 dynamic / int4 "
+                "weight-only CPU kernels; GPU quantization formats are not implemented yet); "
+                "with gpus_per_trial > 0 search quant_bits over [32, 16]"
             )
         if _allocates(space):
             raise SearchArgumentError(
@@ -351,6 +364,12 @@ class Search:
                 f"gpus_per_trial={self.gpus_per_trial:g} but the Ray cluster has {gpus:g} GPUs; "
                 "use gpus_per_trial=0 (CPU) or join a cluster with GPUs"
             )
+        if self._concurrency_given is None:  # as many trials as the GPUs hold
+            self.max_concurrent_trials = gpus_concurrency(gpus, self.gpus_per_trial)
+            if self._lock_given is None:
+                self.measurement_lock = self.max_concurrent_trials > 1
+            logger.info("%d trials at once (%g GPUs / gpus_per_trial=%g)",
+                        self.max_concurrent_trials, gpus, self.gpus_per_trial)
 
     def _enqueue_first(
         self, study: optuna.Study, space: SearchSpace, baseline: dict[str, Any]
@@ -520,3 +539,8 @@ def _allocates(space: SearchSpace) -> bool:
         return False
     value = getattr(param, "value", None)
     return value is None or float(value) > 0
+
+
+def gpus_concurrency(gpus: float, gpus_per_trial: float) -> int:
+    """Trials that fit on ``gpus`` GPUs at ``gpus_per_trial`` each (at least 1)."""
+    return max(1, int(gpus / gpus_per_trial + 1e-9))

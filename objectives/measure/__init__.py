@@ -16,6 +16,8 @@ from objectives.measure._lock import (
     DEFAULT_LOCK_PATH,
     MeasurementLock,
     activate_measurement_lock,
+    device_synchronizer,
+    lock_path,
 )
 from objectives.measure._metric import evaluate_metric, evaluate_perplexity
 from objectives.measure._paired import lower_bound, rows_needed, z_score
@@ -28,8 +30,10 @@ __all__ = [
     "activate_measurement_lock",
     "cpu_flags",
     "describe_hardware",
+    "device_synchronizer",
     "evaluate_metric",
     "evaluate_perplexity",
+    "lock_path",
     "lower_bound",
     "measure_decode_latency",
     "measure_latency",

@@ -9,14 +9,23 @@ starting until it is done, so parallel trials do not inflate each other's latenc
 figures. A turnstile lock gives the writer priority (readers cannot starve it). Locks
 are released by the kernel if a process dies. Per machine, not per cluster: contention
 is a property of the machine.
+
+On a GPU the contended resource is the GPU, not the machine: ``lock_path(base, device)``
+gives each GPU its own lock file (keyed by the GPU's UUID, which every process sees the
+same whatever its ``CUDA_VISIBLE_DEVICES``), so trials sharing one GPU (fractional
+``gpus_per_trial``) exclude each other's timing while other GPUs keep working. CUDA
+kernels run asynchronously: a shared hold given ``synchronize`` waits for the work it
+queued (``torch.cuda.synchronize``) before it releases, so a measurement that acquires
+the lock next never overlaps kernels still in flight.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager as ContextManager
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -27,8 +36,18 @@ DEFAULT_LOCK_PATH = Path(tempfile.gettempdir()) / "slimsearch-measure.lock"
 class MeasurementLock:
     """Readers-writer lock shared by every process on the machine that uses ``path``."""
 
-    def __init__(self, path: str | Path = DEFAULT_LOCK_PATH) -> None:
+    def __init__(
+        self, path: str | Path = DEFAULT_LOCK_PATH, *, synchronize: Callable[[], None] | None = None
+    ) -> None:
+        """
+        Args:
+            path: The lock file; every process using the same path shares the lock.
+            synchronize: Called at the end of each shared hold, before it is released
+                (``torch.cuda.synchronize`` for a GPU), so work that was only queued is
+                finished before a measurement can start.
+        """
         self.path = Path(path)
+        self.synchronize = synchronize
         self._rw: int | None = None
         self._gate: int | None = None
         self._depth = 0
@@ -58,8 +77,12 @@ class MeasurementLock:
         try:
             yield
         finally:
-            self._depth = 0
-            fcntl.flock(rw, fcntl.LOCK_UN)
+            try:
+                if self.synchronize is not None:
+                    self.synchronize()  # queued kernels finish inside the shared hold
+            finally:
+                self._depth = 0
+                fcntl.flock(rw, fcntl.LOCK_UN)
 
     @contextmanager
     def measuring(self) -> Iterator[None]:
@@ -80,6 +103,36 @@ class MeasurementLock:
             if fd is not None:
                 os.close(fd)
         self._rw = self._gate = None
+
+
+def lock_path(base: str | Path, device: str = "cpu") -> Path:
+    """The lock file for timing on ``device``: ``base`` itself for the CPU (one lock per
+    machine), ``base`` + ``-gpu-<uuid>`` for a CUDA device (one lock per GPU).
+
+    Raises:
+        ValueError: ``device`` is a CUDA device and CUDA is not available.
+    """
+    import torch
+
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        return Path(base)
+    if not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: CUDA is not available in this process")
+    index = dev.index if dev.index is not None else torch.cuda.current_device()
+    props = torch.cuda.get_device_properties(index)
+    ident = str(getattr(props, "uuid", "") or f"{props.name}-{props.pci_bus_id}")
+    return Path(f"{base}-gpu-{re.sub(r'[^A-Za-z0-9_.-]', '_', ident)}")
+
+
+def device_synchronizer(device: str = "cpu") -> Callable[[], None] | None:
+    """``torch.cuda.synchronize`` bound to ``device`` for a CUDA device, else None."""
+    import torch
+
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        return None
+    return lambda: torch.cuda.synchronize(dev)
 
 
 _ACTIVE: MeasurementLock | None = None

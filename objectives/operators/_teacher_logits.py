@@ -11,6 +11,7 @@ student is not pushed to drop its tail; the hard-label term sees the whole vocab
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,23 +102,34 @@ def predict_logits(
 _TEACHER_LOGITS: dict[str, TeacherLogits] = {}  # fingerprint(+top-k) -> logits, this process
 
 
-def _key(task: Task) -> str:
+def _key(task: Task, device: torch.device | str = "cpu") -> str:
+    """Cache key: the task's fingerprint, the top-k (if any), and for a non-CPU device its
+    kind and the teacher's precision — logits computed on a GPU (other kernels, TF32) are
+    not the CPU's, so trials on one device never read another's."""
     k = logit_topk(task)
-    return task.fingerprint if k is None else f"{task.fingerprint}-top{k}"
+    key = task.fingerprint if k is None else f"{task.fingerprint}-top{k}"
+    dev = torch.device(device)
+    if dev.type != "cpu":
+        dtype = next((p.dtype for p in task.teacher.parameters()), torch.float32)
+        key += f"-{dev.type}-{str(dtype).removeprefix('torch.')}"
+    return key
 
 
-def teacher_logits_file(task: Task) -> Path:
-    """Where ``teacher_train_logits`` keeps ``task``'s logits on disk."""
-    return cache_dir() / "logits" / f"{task.name}-{_key(task)}.safetensors"
+def teacher_logits_file(task: Task, device: torch.device | str = "cpu") -> Path:
+    """Where ``teacher_train_logits`` keeps ``task``'s logits (computed on ``device``)."""
+    return cache_dir() / "logits" / f"{task.name}-{_key(task, device)}.safetensors"
 
 
-def forget_teacher_logits(task: Task, *, on_disk: bool = False) -> None:
-    """Drop ``task``'s teacher logits from this process's memory (and, with ``on_disk``,
-    from the disk cache), so the next ``teacher_train_logits`` recomputes or re-reads them.
+def forget_teacher_logits(
+    task: Task, *, on_disk: bool = False, device: torch.device | str = "cpu"
+) -> None:
+    """Drop ``task``'s teacher logits computed on ``device`` from this process's memory
+    (and, with ``on_disk``, from the disk cache), so the next ``teacher_train_logits``
+    recomputes or re-reads them.
     """
-    _TEACHER_LOGITS.pop(_key(task), None)
+    _TEACHER_LOGITS.pop(_key(task, device), None)
     if on_disk:
-        teacher_logits_file(task).unlink(missing_ok=True)
+        teacher_logits_file(task, device).unlink(missing_ok=True)
 
 
 def teacher_train_logits(task: Task, device: torch.device | str = "cpu") -> TeacherLogits:
@@ -127,15 +139,17 @@ def teacher_train_logits(task: Task, device: torch.device | str = "cpu") -> Teac
     large to cache (``logit_topk``).
 
     Cached in memory per process and on disk under the cache directory, keyed by the
-    task's fingerprint (teacher weights + data), so every trial of a study — in any
-    worker process — reuses one forward pass of the teacher over the training set.
+    task's fingerprint (teacher weights + data) and, off the CPU, the device kind and
+    precision, so every trial of a study on one kind of device — in any worker process —
+    reuses one forward pass of the teacher over the training set. The shared teacher is
+    never moved: off the CPU a copy of it runs.
     The disk file is written atomically; a corrupt or mismatched file is recomputed.
     """
-    key = _key(task)
+    key = _key(task, device)
     if key in _TEACHER_LOGITS:
         return _TEACHER_LOGITS[key]
     k = logit_topk(task)
-    path = teacher_logits_file(task)
+    path = teacher_logits_file(task, device)
     logits: TeacherLogits | None = None
     if path.exists():
         try:
@@ -149,14 +163,16 @@ def teacher_train_logits(task: Task, device: torch.device | str = "cpu") -> Teac
         except Exception:  # unreadable cache entry: recompute it
             logits = None
     if logits is None:
+        on_cpu = torch.device(device).type == "cpu"
+        teacher = task.teacher if on_cpu else copy.deepcopy(task.teacher).to(device)
         if k is None:
-            logits = predict_logits(task.teacher.to(device), task.train, device=device)
+            logits = predict_logits(teacher, task.train, device=device)
             tensors = {"logits": logits.contiguous()}
         else:
-            logits = _predict_topk(task.teacher.to(device), task.train, k, device=device)
+            logits = _predict_topk(teacher, task.train, k, device=device)
             tensors = {"values": logits.values.contiguous(),
                        "indices": logits.indices.int().contiguous()}
-        task.teacher.to("cpu")
+        del teacher
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 
-from objectives import Task
+from objectives import Task, TrialFailed
 from search.run._messages import EarlyStoppingSpec
 from search.study import StudyInfo, absolute_sqlite
 
@@ -173,9 +173,16 @@ def measure_baseline_remote(
     remote = ray.remote(measure_baseline).options(
         num_cpus=task.threads, num_gpus=gpus_per_trial, max_retries=1
     )
-    report, probe, profile = ray.get(
-        remote.remote(task, gpus_per_trial, measurement_lock, precisions, sensitivity)
-    )
+    try:
+        report, probe, profile = ray.get(
+            remote.remote(task, gpus_per_trial, measurement_lock, precisions, sensitivity)
+        )
+    except TrialFailed as exc:  # e.g. a GPU worker that sees no GPU: nothing is written
+        from search._errors import SearchArgumentError
+
+        raise SearchArgumentError(
+            f"the teacher could not be measured: {getattr(exc, 'cause', None) or exc}"
+        ) from None
     return {
         **report.measurements(),
         "threads": task.threads,

@@ -18,11 +18,14 @@ from objectives import (
     LayerProfile,
     MeasurementLock,
     Task,
+    TrialFailed,
     TrialResult,
     activate_measurement_lock,
     describe_hardware,
+    device_synchronizer,
     evaluate,
     evaluate_teacher,
+    lock_path,
     precision_latencies,
     retime,
     task_profile,
@@ -34,14 +37,17 @@ _LOCKS: dict[str, MeasurementLock] = {}
 _STORAGES: dict[str, Any] = {}
 
 
-def use_measurement_lock(path: str | None) -> None:
-    """Make this worker process time latency under the machine-wide lock at ``path``."""
+def use_measurement_lock(path: str | None, device: str = "cpu") -> None:
+    """Make this worker process time latency under the lock for ``device``: the
+    machine-wide lock at ``path`` on the CPU, that GPU's own lock (``path`` + its UUID,
+    holds synchronised before release) on a GPU — see ``objectives.lock_path``."""
     if path is None:
         activate_measurement_lock(None)
         return
-    if path not in _LOCKS:
-        _LOCKS[path] = MeasurementLock(path)
-    activate_measurement_lock(_LOCKS[path])
+    key = str(lock_path(path, device))
+    if key not in _LOCKS:
+        _LOCKS[key] = MeasurementLock(key, synchronize=device_synchronizer(device))
+    activate_measurement_lock(_LOCKS[key])
 
 
 def finished_trials(spec: EarlyStoppingSpec) -> list[FinishedTrial]:
@@ -59,9 +65,32 @@ def finished_trials(spec: EarlyStoppingSpec) -> list[FinishedTrial]:
     return out
 
 
+GPU_MISSING = (
+    "this worker was given gpus_per_trial={gpus:g} but sees no CUDA device "
+    "(torch {torch} {build}; CUDA_VISIBLE_DEVICES={visible!r}); refusing to run it on the CPU, "
+    "which would mix devices in one front — install a CUDA build of torch on the GPU nodes, or "
+    "search with gpus_per_trial=0"
+)
+
+
 def worker_device(gpus: float) -> str:
-    """``cuda`` when this worker was given a GPU and one is visible, else ``cpu``."""
-    return "cuda" if gpus > 0 and torch.cuda.is_available() else "cpu"
+    """``cuda`` when this worker was given a GPU, else ``cpu``.
+
+    Raises:
+        TrialFailed: the worker was given a GPU (``gpus > 0``) but sees none — a trial
+            run on the CPU instead would put CPU latencies into a GPU front.
+    """
+    if gpus <= 0:
+        return "cpu"
+    if not torch.cuda.is_available():
+        import os
+
+        raise TrialFailed(GPU_MISSING.format(
+            gpus=gpus, torch=torch.__version__,
+            build="without CUDA" if torch.version.cuda is None else f"CUDA {torch.version.cuda}",
+            visible=os.environ.get("CUDA_VISIBLE_DEVICES"),
+        ))
+    return "cuda"
 
 
 def _node_id() -> str:
@@ -138,9 +167,9 @@ def run_trial(
     from ray import tune
 
     entered = time.perf_counter()
-    device = worker_device(gpus)
-    use_measurement_lock(measurement_lock)
     try:
+        device = worker_device(gpus)  # a missing GPU fails the trial with its reason
+        use_measurement_lock(measurement_lock, device)
         cfg = CompressionConfig(**{**fixed, **config})
         rule = None
         if early_stopping is not None:
@@ -188,7 +217,7 @@ def measure_baseline(
     median latency (ms) at each of ``precisions`` on this worker's device (the probe),
     and with ``sensitivity`` its per-layer sensitivity profile (``task_profile``)."""
     device = worker_device(gpus)
-    use_measurement_lock(measurement_lock)
+    use_measurement_lock(measurement_lock, device)
     report = report_of(evaluate_teacher(task, device=device), seed=0, device=device)
     profile = task_profile(task).to_dict() if sensitivity else None
     return report, precision_latencies(task, precisions, device=device), profile
@@ -204,7 +233,7 @@ def retime_configs(
     """``objectives.retime`` of ``configs`` on this worker's device (run as a Ray task):
     the teacher's and each config's median ms, alone and interleaved, and the hardware."""
     device = worker_device(gpus)
-    use_measurement_lock(measurement_lock)
+    use_measurement_lock(measurement_lock, device)
     teacher_ms, config_ms = retime(
         task, [CompressionConfig(**c) for c in configs], rounds=rounds, device=device
     )

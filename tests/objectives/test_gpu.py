@@ -28,3 +28,17 @@ def test_cuda_event_latency_is_positive_and_stable(digits_task):
     stats = measure_latency(model, digits_task.latency_inputs, device="cuda")
     digits_task.teacher.to("cpu")
     assert stats.median_ms > 0 and stats.repeats >= 30
+
+
+def test_gpu_work_hold_ends_after_its_kernels(tmp_path):
+    from objectives import MeasurementLock, device_synchronizer, lock_path
+
+    path = lock_path(tmp_path / "m.lock", "cuda")
+    assert path != tmp_path / "m.lock"  # one lock per GPU, not the machine's
+    lock = MeasurementLock(path, synchronize=device_synchronizer("cuda"))
+    x = torch.randn(4096, 4096, device="cuda")
+    with lock.working():
+        for _ in range(20):  # queued, not finished, when the block ends
+            x = x @ x
+            x = x / x.norm()
+    assert torch.cuda.current_stream().query(), "the hold released before its kernels ended"

@@ -54,3 +54,46 @@ def test_work_is_reentrant_and_shared(tmp_path):
         pass
     with a.measuring():
         pass
+
+
+def _slow_sync() -> None:
+    """Stands in for torch.cuda.synchronize waiting on queued kernels (1 s of them)."""
+    time.sleep(1.0)
+
+
+def _hold_shared_then_sync(path: str, started) -> None:
+    lock = MeasurementLock(path, synchronize=_slow_sync)
+    with lock.working():
+        started.set()  # the "kernels" are queued; the hold ends only after they finish
+
+
+def test_measurement_waits_for_queued_work_to_synchronise(tmp_path):
+    ctx = mp.get_context("spawn")
+    path = str(tmp_path / "gpu.lock")
+    started = ctx.Event()
+    holder = ctx.Process(target=_hold_shared_then_sync, args=(path, started))
+    holder.start()
+    assert started.wait(60)
+    t0 = time.perf_counter()
+    with MeasurementLock(path).measuring():
+        waited = time.perf_counter() - t0
+    holder.join(10)
+    assert waited > 0.5, "a measurement must not start while queued work is in flight"
+
+
+def test_cpu_timing_uses_the_machine_lock_and_cuda_needs_a_gpu(tmp_path):
+    import pytest
+    import torch
+
+    from objectives import device_synchronizer, lock_path
+
+    assert lock_path(tmp_path / "m.lock", "cpu") == tmp_path / "m.lock"
+    assert device_synchronizer("cpu") is None
+    if torch.cuda.is_available():
+        gpu = lock_path(tmp_path / "m.lock", "cuda")
+        assert gpu.name.startswith("m.lock-gpu-") and gpu != tmp_path / "m.lock"
+        assert lock_path(tmp_path / "m.lock", "cuda:0") == gpu  # same GPU, same lock
+        assert device_synchronizer("cuda") is not None
+    else:
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            lock_path(tmp_path / "m.lock", "cuda")
