@@ -187,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--task", type=_task_name, default=None, metavar="TASK",
                        help="the task to apply it to when it is not built in: module:function "
                             "or file.py:function (its fingerprint must match the recipe's)")
+    apply.add_argument("--device", choices=("cpu", "cuda"), default=None,
+                       help="re-run on this device kind (default: the recipe's)")
     apply.add_argument("--json", action="store_true", help="print one JSON object")
 
     demo = sub.add_parser("demo", help="search the digits task, export and apply a recipe")
@@ -311,7 +313,7 @@ def _cmd_apply(args: argparse.Namespace) -> int:
         )
     else:
         task = get_task(recipe.task.name, **recipe.task.spec)
-    applied = recipe.apply(task, output_dir=args.output)
+    applied = recipe.apply(task, output_dir=args.output, device=args.device)
     metrics = applied.metrics()
     if args.json:
         print(json.dumps(metrics))

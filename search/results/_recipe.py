@@ -104,6 +104,9 @@ class Recipe(BaseModel):
     versions: dict[str, str] = Field(default_factory=dict)
     hardware: str | None = None
     """Where ``metrics.latency_ms`` was measured (``objectives.describe_hardware``)."""
+    device: Literal["cpu", "cuda"] = "cpu"
+    """The kind of device the trial ran (fine-tuned and was timed) on; ``apply`` re-runs
+    on the same kind by default."""
     accuracy_confidence: float | None = None
     """The study's ``accuracy_confidence``: the margin shown beside an accuracy change is
     ``z(accuracy_confidence) · accuracy_delta_se`` (None: from a study without one)."""
@@ -137,6 +140,8 @@ class Recipe(BaseModel):
             source=SourceRef(study=info.name, trial=candidate.trial),
             versions=library_versions(),
             hardware=_latency_hardware(candidate, info),
+            device="cuda" if str(candidate.attrs.get("device", "cpu")).startswith("cuda")
+            else "cpu",
             accuracy_confidence=info.accuracy_confidence,
         )
 
@@ -234,11 +239,38 @@ class Recipe(BaseModel):
                 "apply it to the task it was searched on"
             )
 
-    def apply(self, task: Task, output_dir: str | Path | None = None) -> AppliedRecipe:
+    def _apply_device(self, device: str | None) -> str:
+        """The device ``apply`` re-runs on (see ``apply``)."""
+        import torch
+
+        if device is not None:
+            if device not in ("cpu", "cuda"):
+                raise RecipeError(f"device must be 'cpu' or 'cuda', got {device!r}")
+            if device == "cuda" and not torch.cuda.is_available():
+                raise RecipeError("device='cuda' but this machine has no CUDA GPU; "
+                                  "apply on 'cpu' (latency then not comparable)")
+            return device
+        if self.device == "cuda" and not torch.cuda.is_available():
+            logger.warning(
+                "the recipe was searched on a GPU (%s) but this machine has none: re-applying "
+                "on the CPU, so its latency is not comparable with the recipe's",
+                self.hardware or "cuda",
+            )
+            return "cpu"
+        return self.device
+
+    def apply(
+        self, task: Task, output_dir: str | Path | None = None, *, device: str | None = None
+    ) -> AppliedRecipe:
         """Re-apply the compression to ``task`` and re-measure.
 
         Args:
             task: The task the recipe was made for (checked by fingerprint).
+            device: ``"cpu"`` or ``"cuda"`` to re-run (fine-tune and time) on. Default:
+                the recipe's ``device`` — a recipe searched on a GPU re-runs on a GPU
+                (bf16 autocast, CUDA-event timing, as its trial did); where this machine
+                has none it re-runs on the CPU and says so once (its latency is then
+                not comparable with the recipe's).
             output_dir: Where to write ``model.safetensors``, ``recipe.yaml`` and
                 ``metrics.json``; default: a temporary directory that is removed, so
                 only the returned model and metrics remain. For a Hugging Face text
@@ -250,10 +282,13 @@ class Recipe(BaseModel):
                 is a plain directory ``AutoModelForCausalLM.from_pretrained`` loads.
 
         Raises:
-            RecipeError: if the task is not the recipe's task.
+            RecipeError: if the task is not the recipe's task, or ``device`` is not
+                ``"cpu"``/``"cuda"``, or ``"cuda"`` is asked for without a GPU.
         """
         self.check_task(task)
         import tempfile
+
+        run_on = self._apply_device(device)
 
         tmp = None
         if output_dir is None:
@@ -263,9 +298,12 @@ class Recipe(BaseModel):
             out = Path(output_dir)
         try:
             out.mkdir(parents=True, exist_ok=True)
-            result = evaluate(task, self.compression, seed=self.seed, output_dir=out)
+            result = evaluate(task, self.compression, seed=self.seed, output_dir=out,
+                              device=run_on)
             model = load_compressed(task, self.compression, out / MODEL_FILE)
-            if self.hardware and result.hardware and result.hardware != self.hardware:
+            fell_back = self.device != run_on and device is None  # said once already
+            if (self.hardware and result.hardware and result.hardware != self.hardware
+                    and not fell_back):
                 logger.warning(
                     "re-measured on %s; the recipe's latency %.3f ms was measured on %s "
                     "(latencies from different hardware are not comparable)",

@@ -118,3 +118,23 @@ def test_a_retimed_latency_carries_the_retiming_hardware(searched_copy, capsys):
     assert f"latency measured on {other};" in out
     assert f"measured on {searched_on})" in out  # the in-search column's hardware
     assert "not comparable" not in out  # all shown figures come from one session
+
+
+def test_recipe_records_its_device_and_apply_follows_it(recipe, digits_task, tmp_path, caplog):
+    import torch
+
+    assert recipe.device == "cpu"  # the searched study ran on the CPU
+    gpu_recipe = recipe.model_copy(update={"device": "cuda",
+                                           "hardware": "NVIDIA H200 (sm_90), 16 cores"})
+    assert Recipe.load(gpu_recipe.save(tmp_path / "gpu.yaml")) == gpu_recipe
+    with pytest.raises(RecipeError, match="device must be 'cpu' or 'cuda'"):
+        recipe.apply(digits_task, device="tpu")
+    if torch.cuda.is_available():
+        return  # the fallback below is for machines without a GPU
+    with pytest.raises(RecipeError, match="no CUDA GPU"):
+        recipe.apply(digits_task, device="cuda")
+    with caplog.at_level("WARNING", logger="search.results._recipe"):
+        applied = gpu_recipe.apply(digits_task)
+    notes = [r.getMessage() for r in caplog.records if "not comparable" in r.getMessage()]
+    assert len(notes) == 1 and "searched on a GPU" in notes[0] and "H200" in notes[0]
+    assert applied.result.latency is not None and applied.result.latency.device == "cpu"
