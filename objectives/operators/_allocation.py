@@ -310,14 +310,22 @@ def allocate(model: nn.Module, profile: LayerProfile, bit_budget: float) -> Allo
     the least summed sensitivity whose weights fit ``bit_budget`` bits per element.
 
     Raises:
-        TaskError: a layer the profile does not know, or a budget below the fewest bits
-            this model can be stored in.
+        TaskError: a layer the profile does not know, a layer of a tagged model
+            (``tag_origins``) without its origin, or a budget below the fewest bits this
+            model can be stored in.
     """
     work = linearize_conv1d(model)
     refuse_unallocatable(work)
     names = allocatable(work)
     costs = layer_costs(work, names)
     weights = {n: work.get_submodule(n).weight.numel() for n in names}
+    untagged = [n for n in names if ORIGIN_ATTR not in vars(work.get_submodule(n))]
+    if untagged and len(untagged) < len(names):  # an operator rebuilt a layer untagged
+        raise TaskError(
+            f"layer {untagged[0]!r} lost the name of the teacher layer it came from "
+            "(an operator replaced it without carry_origin), so its sensitivity cannot be "
+            "matched; this is a slimsearch bug — fix bit_budget at 0 meanwhile"
+        )
     scaled: dict[str, dict[int, float]] = {}
     for n in names:
         origin = getattr(work.get_submodule(n), ORIGIN_ATTR, n)
