@@ -62,7 +62,9 @@ class TrialResult:
         accuracy_delta: Validation accuracy minus the teacher's, paired on the same rows
             (``objectives.measure._paired``); None when the task's metric is not
             ``objectives.accuracy`` (no per-row outcomes to pair) and for the teacher.
-        accuracy_delta_se: Standard error of ``accuracy_delta`` over rows.
+        accuracy_delta_se: Standard error of ``accuracy_delta`` over rows; ``inf`` with
+            fewer than two rows (nothing shown), understated for language models (rows
+            are windows of one token stream; see ``objectives.measure._paired``).
         confirm_accuracy, confirm_delta, confirm_delta_se: The same on ``task.confirm``
             (rows never ranked on); None without a confirmation split.
         layer_bits: With ``bit_budget``: the precision each Linear layer got.
@@ -320,8 +322,9 @@ def measure(
         if paired and task.metric is accuracy_metric:
             hits, counts = row_outcomes(model, task.val, device=device)
             acc = float(hits.sum()) / float(counts.sum())
-            paired = paired_difference(hits, teacher_outcomes(task, "val")[0], counts)
-            extras["accuracy_delta"], extras["accuracy_delta_se"] = paired.delta, paired.se
+            difference = paired_difference(hits, teacher_outcomes(task, "val")[0], counts)
+            extras["accuracy_delta"] = difference.delta
+            extras["accuracy_delta_se"] = difference.se
             if task.confirm is not None:
                 hits, counts = row_outcomes(model, task.confirm, device=device)
                 extras["confirm_accuracy"] = float(hits.sum()) / float(counts.sum())
