@@ -157,6 +157,9 @@ def test_preflight_refuses_a_budget_below_int4(digits_task):
     reason = check_setting(digits_task, "bit_budget", 4.0)
     assert reason is not None and "search bit_budget from 5.25" in reason
     assert check_setting(digits_task, "bit_budget", 6.0) is None
+    # The smallest positive budget a range may start at is judged the same way.
+    reason = check_setting(digits_task, "bit_budget", 0.5)
+    assert reason is not None and reason.startswith("bit_budget=0.5 is below the 5.25 ")
 
 
 def test_trial_records_and_reapplies_its_allocation(digits_task, tmp_path):
