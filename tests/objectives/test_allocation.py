@@ -114,8 +114,23 @@ def test_allocation_is_the_optimum_of_the_knapsack():
             if sum(costs[n][b] for n, b in zip(names, combo, strict=True)) <= capacity
         )
         alloc = allocate(tag_origins(copy.deepcopy(model)), profile, budget)
-        assert alloc.sensitivity == pytest.approx(best, rel=1e-3, abs=1e-12)
+        assert alloc.sensitivity == pytest.approx(best, rel=1e-6, abs=1e-12)
         assert alloc.weight_bytes <= capacity
+
+
+def test_an_allocation_out_of_time_without_a_solution_fails_the_trial():
+    from objectives.operators._allocation import _solve
+
+    gen = torch.Generator().manual_seed(0)
+    names = [f"l{i}" for i in range(100)]
+    costs = {n: {32: 400, 8: 100, 4: int(torch.randint(40, 60, (1,), generator=gen))}
+             for n in names}
+    sens = {n: {32: 0.0, 8: float(torch.rand(1, generator=gen)), 4: 1.0 + float(
+        torch.rand(1, generator=gen))} for n in names}
+    capacity = 100 * 120
+    assert set(_solve(names, costs, sens, capacity).values()) <= set(LAYER_BITS)
+    with pytest.raises(TaskError, match=r"^the bit allocation of 100 layers found no solution"):
+        _solve(names, costs, sens, capacity, time_limit=1e-9)
 
 
 def test_refusals_name_the_problem():
