@@ -395,3 +395,20 @@ def test_pruned_decoder_equals_one_built_fresh_from_its_rewritten_config(llama_t
         cached = student.generate(ids, **kwargs)
         assert torch.equal(cached, fresh.generate(ids, **kwargs))
         assert torch.equal(cached, student.generate(ids, **kwargs, use_cache=False))
+
+
+@pytest.mark.parametrize("kind", ["llama", "gpt2"])
+def test_rows_and_decoding_longer_than_the_model_positions_are_refused(request, kind):
+    task = request.getfixturevalue(f"{kind}_task")  # both built with 128 positions
+    key = "max_position_embeddings" if kind == "llama" else "n_positions"
+    train, val, test = docstring_texts()
+    with pytest.raises(TaskError, match=rf"^max_length=129 exceeds the 128 positions of the "
+                                        rf"model \(config.{key}\); lower max_length"):
+        hf_causal_lm_task(task.model_dir, train, val, test, max_length=129)
+    with pytest.raises(TaskError, match=r"^decode_prompt_length \+ decode_tokens = 100 \+ 29 "
+                                        r"= 129 exceeds the 128 positions"):
+        hf_causal_lm_task(task.model_dir, train, val, test, max_length=32,
+                          decode_prompt_length=100, decode_tokens=29)
+    ok = hf_causal_lm_task(task.model_dir, train, val, test, max_length=32,
+                           decode_prompt_length=100, decode_tokens=28, max_train_rows=4)
+    assert ok.decode_prompt_length + ok.decode_tokens == 128
