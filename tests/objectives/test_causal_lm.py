@@ -412,3 +412,28 @@ def test_rows_and_decoding_longer_than_the_model_positions_are_refused(request, 
     ok = hf_causal_lm_task(task.model_dir, train, val, test, max_length=32,
                            decode_prompt_length=100, decode_tokens=28, max_train_rows=4)
     assert ok.decode_prompt_length + ok.decode_tokens == 128
+
+
+def test_one_batched_forward_loop_serves_metrics_outcomes_and_teacher_logits(llama_task):
+    from objectives.measure._latency import _stats
+    from objectives.measure._metric import TOKEN_BATCH_ROWS, logit_batches, row_outcomes
+    from objectives.operators._teacher_logits import _predict_topk, predict_logits
+
+    split = llama_task.val  # 48 token rows: batches of 32 and 16, in order
+    model = llama_task.teacher
+    rows = [r for r, _ in logit_batches(model, split, batch_size=256, device="cpu")]
+    assert rows == [slice(0, TOKEN_BATCH_ROWS), slice(TOKEN_BATCH_ROWS, 2 * TOKEN_BATCH_ROWS)]
+    with torch.no_grad():
+        full = forward(model, split.inputs).float()
+        logits = predict_logits(model, split)
+        top = _predict_topk(model, split, 5)
+    assert torch.allclose(logits, full, atol=1e-5)
+    assert torch.allclose(top.values, torch.topk(full, 5, dim=-1).values, atol=1e-5)
+    hits, counts = row_outcomes(model, split)
+    assert torch.equal(hits, (full.argmax(-1) == split.labels).sum(1))
+    assert int(counts.sum()) == split.labels.numel()
+    # The latency statistics of both timers: known answers on ten samples.
+    stats = _stats([float(v) for v in range(10, 0, -1)], inner=3, threads=1, batch_size=2,
+                   device=torch.device("cpu"))
+    assert (stats.median_ms, stats.p90_ms, stats.repeats) == (5.5, 10.0, 10)
+    assert stats.cv == pytest.approx(math.sqrt(8.25) / 5.5)
