@@ -34,7 +34,7 @@ from objectives.operators._allocation import (
 )
 from objectives.operators._distill import finetune
 from objectives.operators._quantize import quantize
-from objectives.operators._structure import restructure
+from objectives.operators._structure import applied_pruning, restructure
 
 MODEL_FILE = "model.safetensors"
 
@@ -62,12 +62,18 @@ class TrialResult:
         accuracy_delta: Validation accuracy minus the teacher's, paired on the same rows
             (``objectives.measure._paired``); None when the task's metric is not
             ``objectives.accuracy`` (no per-row outcomes to pair) and for the teacher.
-        accuracy_delta_se: Standard error of ``accuracy_delta`` over rows.
+        accuracy_delta_se: Standard error of ``accuracy_delta`` over rows; ``inf`` with
+            fewer than two rows (nothing shown), understated for language models (rows
+            are windows of one token stream; see ``objectives.measure._paired``).
         confirm_accuracy, confirm_delta, confirm_delta_se: The same on ``task.confirm``
             (rows never ranked on); None without a confirmation split.
         layer_bits: With ``bit_budget``: the precision each Linear layer got.
         effective_bits: With ``bit_budget``: the stored bits per weight element of those
             layers (exact, from the bytes the file holds for them).
+        layers_removed: With ``depth_prune_ratio > 0``: decoder layers the student lost
+            (``ceil(ratio · layers)``, see ``objectives.operators._ratio``).
+        heads_kept: With ``attn_prune_ratio > 0`` on a Llama-family decoder: query heads
+            left in every layer.
         timings: Seconds per phase (``prune_s``, ``finetune_s``, ``quantize_s``,
             ``measure_s``) and in total (``compute_s``).
         loss_history: Mean distillation loss per fine-tune epoch.
@@ -99,6 +105,8 @@ class TrialResult:
     confirm_delta_se: float | None = None
     layer_bits: dict[str, int] | None = None
     effective_bits: float | None = None
+    layers_removed: int | None = None
+    heads_kept: int | None = None
 
     def metrics(self) -> dict[str, float]:
         """The three objectives plus test accuracy, as plain floats."""
@@ -314,8 +322,9 @@ def measure(
         if paired and task.metric is accuracy_metric:
             hits, counts = row_outcomes(model, task.val, device=device)
             acc = float(hits.sum()) / float(counts.sum())
-            paired = paired_difference(hits, teacher_outcomes(task, "val")[0], counts)
-            extras["accuracy_delta"], extras["accuracy_delta_se"] = paired.delta, paired.se
+            difference = paired_difference(hits, teacher_outcomes(task, "val")[0], counts)
+            extras["accuracy_delta"] = difference.delta
+            extras["accuracy_delta_se"] = difference.se
             if task.confirm is not None:
                 hits, counts = row_outcomes(model, task.confirm, device=device)
                 extras["confirm_accuracy"] = float(hits.sum()) / float(counts.sum())
@@ -371,8 +380,10 @@ def evaluate(
     probe: dict[str, float] = {}
     reason: str | None = None
     chosen: list[Allocation] = []
+    applied: dict[str, int] = {}
 
     def after_prune(student: nn.Module) -> None:
+        applied.update(applied_pruning(task.teacher, student, config))
         if early_stopping is None or not early_stopping.finished:
             return
         with clock.phase("measure"), tempfile.TemporaryDirectory(prefix="slimsearch-probe-") as d:
@@ -422,6 +433,7 @@ def evaluate(
             stopped=reason,
             hardware=describe_hardware(final_device, task.threads),
             **allocated,
+            **applied,
         )
     with tempfile.TemporaryDirectory(prefix="slimsearch-trial-") as tmp:
         out = Path(output_dir) if output_dir is not None else Path(tmp)
@@ -432,7 +444,7 @@ def evaluate(
             )
     return _measured(model, acc, test_acc, size, latency, clock.total(t0), task=task,
                      bits=config.quant_bits, device=final_device, loss_history=history,
-                     epoch_accuracies=accuracies, **allocated, **extras)
+                     epoch_accuracies=accuracies, **allocated, **applied, **extras)
 
 
 def evaluate_teacher(task: Task, *, device: torch.device | str = "cpu") -> TrialResult:

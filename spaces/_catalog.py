@@ -218,8 +218,9 @@ PRESETS: dict[str, dict[str, object]] = {
     # vocabulary is the output).
     "decoder": {
         "quant_bits": {"choices": [32, 16, 8, 4]},
-        # Measured on tiny_lm (1 epoch, fp32 student): lr 1e-3 / alpha 0.5 / T 4 lost 1.0
-        # point of next-token accuracy; lr 2e-4 / alpha 0.9 / T 1.5 lost 0.2.
+        # Gentler distillation than the encoders' (lower temperature, mostly the teacher's
+        # distribution, smaller learning rates): a judgement, not a measured result — no
+        # benchmark compares these ranges.
         "distill_temperature": {"low": 1.0, "high": 3.0, "log": True},
         "distill_alpha": {"low": 0.7, "high": 1.0},
         "batch_size": {"choices": [16, 32]},

@@ -395,10 +395,19 @@ def _values(param: Param) -> tuple[Scalar, ...] | None:
 
 def _check_one_precision_rule(params: Mapping[str, Param]) -> None:
     """``bit_budget`` chooses each Linear layer's precision; ``quant_bits`` and
-    ``edge_bits`` must then leave it alone (a trial may not get two precisions)."""
+    ``edge_bits`` must then leave it alone (a trial may not get two precisions). A budget
+    range starts above 0 (0 is "off", not a budget), so the pre-flight check, which
+    probes a range's low end, judges the smallest budget a trial may really get."""
     budget = params.get("bit_budget")
     if budget is None or _values(budget) == (0.0,) or _values(budget) == (0,):
         return
+    if isinstance(budget, FloatRange) and budget.low <= 0.0:
+        raise SpaceError(
+            f"bit_budget.low: {budget.low:g} is not a budget (0 means off: one precision "
+            "for all layers); search bit_budget from a positive low at or above the "
+            "teacher's int4 bits (about 4.5 to 5.5, see SearchSpace.per_layer_precision), "
+            "or fix bit_budget at 0 and search quant_bits"
+        )
     if isinstance(budget, Choice) and 0 in budget.choices:
         raise SpaceError(
             "bit_budget.choices: 0 (off) cannot be mixed with budgets; search bit_budget "

@@ -44,6 +44,25 @@ class LatencyStats:
     device: str
 
 
+def _stats(
+    samples: list[float], *, inner: int, threads: int, batch_size: int, device: torch.device
+) -> LatencyStats:
+    """The ``LatencyStats`` of ``samples`` (ms): median, 90th percentile (the sample at
+    ``int(0.9 · n)`` of the sorted samples), population coefficient of variation."""
+    ordered = sorted(samples)
+    mean = statistics.fmean(ordered)
+    return LatencyStats(
+        median_ms=statistics.median(ordered),
+        p90_ms=ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))],
+        cv=statistics.pstdev(ordered) / mean if mean > 0 else 0.0,
+        repeats=len(ordered),
+        inner=inner,
+        threads=threads,
+        batch_size=batch_size,
+        device=str(device),
+    )
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -94,21 +113,8 @@ def measure_latency(
                 samples.append((time.perf_counter() - t0) * 1000.0 / inner)
     finally:
         torch.set_num_threads(previous_threads)
-    samples.sort()
-    median = statistics.median(samples)
-    mean = statistics.fmean(samples)
-    cv = statistics.pstdev(samples) / mean if mean > 0 else 0.0
     rows = next(iter(x.values())).shape[0] if isinstance(x, dict) else x.shape[0]
-    return LatencyStats(
-        median_ms=median,
-        p90_ms=samples[min(len(samples) - 1, int(0.9 * len(samples)))],
-        cv=cv,
-        repeats=repeats,
-        inner=inner,
-        threads=threads,
-        batch_size=int(rows),
-        device=str(dev),
-    )
+    return _stats(samples, inner=inner, threads=threads, batch_size=int(rows), device=dev)
 
 
 @torch.inference_mode()
@@ -171,18 +177,8 @@ def measure_decode_latency(
             x = to_device(prompt, dev)
             for _ in range(max(warmup, 1)):
                 sample()
-            samples = sorted(sample() for _ in range(repeats))
+            samples = [sample() for _ in range(repeats)]
     finally:
         torch.set_num_threads(previous_threads)
-    median = statistics.median(samples)
-    mean = statistics.fmean(samples)
-    return LatencyStats(
-        median_ms=median,
-        p90_ms=samples[min(len(samples) - 1, int(0.9 * len(samples)))],
-        cv=statistics.pstdev(samples) / mean if mean > 0 else 0.0,
-        repeats=repeats,
-        inner=tokens,
-        threads=threads,
-        batch_size=int(x["input_ids"].shape[0]),
-        device=str(dev),
-    )
+    return _stats(samples, inner=tokens, threads=threads,
+                  batch_size=int(x["input_ids"].shape[0]), device=dev)

@@ -12,7 +12,8 @@ next-token accuracy, which is what a token-level ``Task.metric`` must be.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -21,20 +22,47 @@ from torch import nn
 from objectives._task import IGNORE_INDEX, Split, Task, forward, take, to_device
 from objectives.measure._lock import working
 
+TOKEN_BATCH_ROWS = 32
+"""Most rows per forward pass of a token-level split (its logits are rows × tokens ×
+vocabulary floats)."""
+
+
+def _to_cpu(logits: torch.Tensor) -> torch.Tensor:
+    return logits.float().cpu()
+
+
+def logit_batches(
+    model: nn.Module,
+    split: Split,
+    *,
+    batch_size: int,
+    device: torch.device | str,
+    then: Callable[[torch.Tensor], Any] = _to_cpu,
+) -> Iterator[tuple[slice, Any]]:
+    """``(rows, then(logits))`` for consecutive batches of ``split`` in eval mode — the one
+    batched forward loop of the package (metrics, per-row outcomes, teacher logits).
+
+    Each forward and ``then`` (default: float32 on the CPU) run under the measurement lock
+    (a unit of work: another trial's latency timing waits for it); token-level splits go
+    in batches of at most ``TOKEN_BATCH_ROWS`` rows. The caller chooses the grad mode.
+    """
+    model.eval()
+    if split.token_level:
+        batch_size = min(batch_size, TOKEN_BATCH_ROWS)
+    for start in range(0, len(split), batch_size):
+        rows = slice(start, start + batch_size)
+        with working():
+            xb = to_device(take(split.inputs, rows), device)
+            out = then(forward(model, xb))
+        yield rows, out
+
 
 def _batches(
     model: nn.Module, split: Split, batch_size: int, device: torch.device | str
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """``(labels, float logits on CPU)`` per batch of ``split``, each forward under the
-    measurement lock (token-level splits in batches of at most 32 rows)."""
-    model.eval()
-    if split.token_level:
-        batch_size = min(batch_size, 32)
-    for start in range(0, len(split), batch_size):
-        with working():
-            xb = to_device(take(split.inputs, slice(start, start + batch_size)), device)
-            logits = forward(model, xb).float().cpu()
-        yield split.labels[start : start + batch_size], logits
+    """``(labels, float logits on CPU)`` per batch of ``split`` (``logit_batches``)."""
+    for rows, logits in logit_batches(model, split, batch_size=batch_size, device=device):
+        yield split.labels[rows], logits
 
 
 @torch.inference_mode()

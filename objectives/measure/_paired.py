@@ -18,6 +18,20 @@ A one-sided lower bound at confidence ``c`` is ``delta − z_c · se`` (normal a
 ``z_0.9 = 1.28``). Why not a bootstrap: the normal bound is closed-form (the driver can
 re-judge stored trials at any confidence from ``delta`` and ``se`` alone) and agrees with
 a paired bootstrap to a few hundredths of a point at the split sizes tasks use (tested).
+
+With fewer than two rows there is no spread to estimate: ``se`` is ``float("inf")``
+(nothing is known), never 0, so a lower bound is ``-inf`` and "within N points" cannot
+be shown. Callers must treat a non-finite ``se`` as "not shown within", not as "no
+standard error recorded".
+
+Caveat for language models: the rows of an LM split are consecutive windows of *one*
+packed token stream (``objectives.tasks._causal_lm.pack_tokens``), so neighbouring rows
+continue the same text and their differences are positively correlated. The formula
+above treats rows as independent, so for LM tasks ``se`` is **understated** (a lower
+bound on the true standard error) and "within N points at confidence c" is optimistic;
+the confirmation split is the independent check. Clustering rows by source document
+would fix this, but rows do not record their document, and a split read from a single
+``.txt`` file is one document — no clusters to estimate a spread from.
 """
 
 from __future__ import annotations
@@ -35,7 +49,8 @@ class PairedDifference:
 
     Attributes:
         delta: The difference of the pooled accuracies.
-        se: Its standard error over rows (0 when fewer than two rows).
+        se: Its standard error over rows (``inf`` when fewer than two rows; understated
+            for language-model rows, see the module docstring).
         rows: Rows compared.
     """
 
@@ -90,8 +105,8 @@ def paired_difference(
     d = s - t
     delta = float(d.sum()) / total
     rows = int(n.numel())
-    if rows < 2:
-        return PairedDifference(delta, 0.0, rows)
+    if rows < 2:  # no spread to estimate: unknown, not certain
+        return PairedDifference(delta, math.inf, rows)
     resid = d - delta * n
     se = math.sqrt(rows / (rows - 1) * float((resid * resid).sum())) / total
     return PairedDifference(delta, se, rows)

@@ -16,9 +16,11 @@ Three steps, each measured rather than assumed:
    is not part of the allocation.
 3. **Allocation** (``allocate``): the precisions that minimise the summed sensitivity
    with total weight bytes ≤ ``bit_budget / 8`` bytes per weight element: a
-   multiple-choice knapsack, solved exactly as a 0/1 integer program with SciPy's HiGHS
-   (``scipy.optimize.milp``); the result is checked against the budget in exact integer
-   bytes.
+   multiple-choice knapsack, solved as a 0/1 integer program with SciPy's HiGHS
+   (``scipy.optimize.milp``) to proven optimality (``mip_rel_gap=0``) within
+   ``MILP_TIME_LIMIT_S``; the result is checked against the budget in exact integer
+   bytes. If HiGHS stops at the time limit with a feasible allocation it is used and a
+   warning says it may not be the optimum; without one the trial fails (``TaskError``).
 
 After pruning, a layer keeps its teacher sensitivity scaled by the share of its weight
 elements that remain (quantization noise adds up over the weights a layer keeps), and its
@@ -37,6 +39,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -63,6 +66,11 @@ SENSITIVITY_ROWS = 64
 """Calibration rows (the first training rows) the sensitivity is averaged over."""
 
 PROFILE_VERSION = 2
+
+MILP_TIME_LIMIT_S = 30.0
+"""Seconds HiGHS may search for the optimal allocation of one trial."""
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -310,14 +318,22 @@ def allocate(model: nn.Module, profile: LayerProfile, bit_budget: float) -> Allo
     the least summed sensitivity whose weights fit ``bit_budget`` bits per element.
 
     Raises:
-        TaskError: a layer the profile does not know, or a budget below the fewest bits
-            this model can be stored in.
+        TaskError: a layer the profile does not know, a layer of a tagged model
+            (``tag_origins``) without its origin, or a budget below the fewest bits this
+            model can be stored in.
     """
     work = linearize_conv1d(model)
     refuse_unallocatable(work)
     names = allocatable(work)
     costs = layer_costs(work, names)
     weights = {n: work.get_submodule(n).weight.numel() for n in names}
+    untagged = [n for n in names if ORIGIN_ATTR not in vars(work.get_submodule(n))]
+    if untagged and len(untagged) < len(names):  # an operator rebuilt a layer untagged
+        raise TaskError(
+            f"layer {untagged[0]!r} lost the name of the teacher layer it came from "
+            "(an operator replaced it without carry_origin), so its sensitivity cannot be "
+            "matched; this is a slimsearch bug — fix bit_budget at 0 meanwhile"
+        )
     scaled: dict[str, dict[int, float]] = {}
     for n in names:
         origin = getattr(work.get_submodule(n), ORIGIN_ATTR, n)
@@ -353,8 +369,15 @@ def _solve(
     costs: dict[str, dict[int, int]],
     sensitivity: dict[str, dict[int, float]],
     capacity: int,
+    *,
+    time_limit: float = MILP_TIME_LIMIT_S,
 ) -> dict[str, int]:
-    """Exact multiple-choice knapsack (HiGHS), then checked in integer bytes."""
+    """Multiple-choice knapsack solved to optimality by HiGHS (see the module docstring),
+    then checked in integer bytes.
+
+    Raises:
+        TaskError: HiGHS found no feasible allocation (infeasible, or out of time).
+    """
     import numpy as np
     from scipy.optimize import Bounds, LinearConstraint, milp
 
@@ -372,9 +395,20 @@ def _solve(
         LinearConstraint(c.reshape(1, -1), 0.0, float(capacity)),
     ]
     result = milp(objective, constraints=constraints, integrality=np.ones(len(options)),
-                  bounds=Bounds(0, 1), options={"time_limit": 30.0})
+                  bounds=Bounds(0, 1),
+                  options={"time_limit": time_limit, "mip_rel_gap": 0.0})
     if result.x is None:
-        raise TaskError(f"the bit allocation found no solution ({result.message})")
+        raise TaskError(
+            f"the bit allocation of {len(names)} layers found no solution within "
+            f"{time_limit:g} s ({result.message}); raise bit_budget's low bound or search "
+            "quant_bits"
+        )
+    if result.status != 0:  # stopped early (time limit) with a feasible allocation
+        logger.warning(
+            "bit allocation of %d layers: HiGHS stopped before proving optimality (%s); "
+            "using the best allocation it found, which may not be the optimum",
+            len(names), result.message,
+        )
     choice = {n: b for (n, b), x in zip(options, result.x, strict=True) if x > 0.5}
     # Integer repair: the solver's tolerances may overshoot by a few bytes.
     order = sorted(LAYER_BITS, reverse=True)

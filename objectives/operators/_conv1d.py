@@ -56,6 +56,12 @@ def _as_linear(conv: nn.Module) -> nn.Linear:
         if bias is not None:
             linear.bias.copy_(bias.detach())
     linear.train(conv.training)
-    if ORIGIN_ATTR in conv.__dict__:
-        linear.__dict__[ORIGIN_ATTR] = conv.__dict__[ORIGIN_ATTR]
-    return linear
+    return carry_origin(conv, linear)
+
+
+def carry_origin(old: nn.Module, new: nn.Module) -> nn.Module:
+    """Give ``new`` (a rebuilt replacement of ``old``) ``old``'s ``ORIGIN_ATTR``, if any;
+    return ``new``. Every operator that swaps a module for a new one calls this."""
+    if ORIGIN_ATTR in old.__dict__:
+        new.__dict__[ORIGIN_ATTR] = old.__dict__[ORIGIN_ATTR]
+    return new

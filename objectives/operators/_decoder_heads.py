@@ -3,25 +3,39 @@
 Applies to Llama-family attention (Llama, Mistral, Qwen, …): modules with ``q_proj``,
 ``k_proj``, ``v_proj``, ``o_proj`` and a ``head_dim``. With grouped-query attention
 (``n_rep = heads / kv_heads > 1``) a KV head serves ``n_rep`` query heads, so a KV group
-goes with its query heads: every group keeps ``max(1, round((1 - ratio) · n_rep))`` of its
-query heads — the same number in each group, so the model stays a GQA model the config
-can describe — and the KV heads stay. With multi-head attention (``n_rep == 1``)
-``round(ratio · heads)`` whole heads go (query, key and value rows and output columns).
-Heads are ranked within their group by the squared L2 norm of their weights (query rows
-and output columns; plus key and value rows for whole heads); every layer loses the same
-count, and the config's ``num_attention_heads`` / ``num_key_value_heads`` (with an explicit
-``head_dim``) are updated so ``save_pretrained`` / ``from_pretrained`` rebuild it.
+goes with its query heads: every group loses ``removed_units(ratio, n_rep)`` of its
+query heads (``objectives.operators._ratio``: ``ceil(ratio · n_rep)``, at least one for
+any positive ratio, at least one head kept) — the same number in each group, so the model
+stays a GQA model the config can describe — and the KV heads stay. With multi-head
+attention (``n_rep == 1``) ``removed_units(ratio, heads)`` whole heads go (query, key
+and value rows and output columns). A positive ratio therefore always removes heads; a
+one-head MHA layer cannot lose one and is refused. Heads are ranked within their group by
+the squared L2 norm of their weights (query rows and output columns; plus key and value
+rows for whole heads); every layer loses the same count, and the config's
+``num_attention_heads`` / ``num_key_value_heads`` (with an explicit ``head_dim``) are
+updated so ``save_pretrained`` / ``from_pretrained`` rebuild it. The new projections keep
+the origin tag of the ones they replace (``carry_origin``), so a later ``bit_budget``
+allocation matches them to the teacher layer they came from.
+
+Adapter note (checked against transformers 5.24.0, ``models/llama/modeling_llama.py``):
+besides the projections' shapes, ``LlamaAttention.forward`` reads the module attributes
+``head_dim`` (the reshape) and ``num_key_value_groups`` (``repeat_kv``), which were set
+from the config at construction; this module rewrites ``num_key_value_groups`` (and
+leaves ``head_dim``, which pruning does not change). ``tests/objectives/test_causal_lm.py``
+compares a pruned model with one freshly built from the rewritten config, so a new
+attribute transformers caches at construction fails that test instead of decoding wrong.
 
 GPT-2 is refused: its fused ``c_attn`` could be cut, but its config derives the head size
 from ``n_embd / n_head``, so a pruned head count cannot be saved or reloaded.
 """
-
 from __future__ import annotations
 
 import torch
 from torch import nn
 
 from objectives._errors import TaskError
+from objectives.operators._conv1d import carry_origin
+from objectives.operators._ratio import removed_units
 
 _PROJ = ("q_proj", "k_proj", "v_proj", "o_proj")
 
@@ -55,7 +69,8 @@ def _select_rows(lin: nn.Linear, rows: torch.Tensor) -> nn.Linear:
         new.weight.copy_(lin.weight[rows])
         if lin.bias is not None:
             new.bias.copy_(lin.bias[rows])
-    return new
+    new.train(lin.training)
+    return carry_origin(lin, new)
 
 
 def _select_cols(lin: nn.Linear, cols: torch.Tensor) -> nn.Linear:
@@ -65,7 +80,8 @@ def _select_cols(lin: nn.Linear, cols: torch.Tensor) -> nn.Linear:
         new.weight.copy_(lin.weight[:, cols])
         if lin.bias is not None:
             new.bias.copy_(lin.bias)
-    return new
+    new.train(lin.training)
+    return carry_origin(lin, new)
 
 
 def _rows_of(heads: list[int], d: int) -> torch.Tensor:
@@ -92,13 +108,18 @@ def prune_decoder_heads(model: nn.Module, ratio: float) -> int:
                         "fix attn_prune_ratio at 0")
     heads, kv = shapes.pop()
     rep = heads // kv
+    if rep > 1:
+        keep_rep = rep - removed_units(ratio, rep, setting="attn_prune_ratio",
+                                       unit="query heads of a KV group")
+    else:
+        n_keep = heads - removed_units(ratio, heads, setting="attn_prune_ratio",
+                                       unit="attention heads")
     kept_heads = 0
     for m in modules:
         q = m.q_proj.weight.view(heads, d, -1)
         o = m.o_proj.weight.view(m.o_proj.out_features, heads, d)
         score = q.pow(2).sum((1, 2)) + o.pow(2).sum((0, 2))
         if rep > 1:
-            keep_rep = max(1, round((1.0 - ratio) * rep))
             keep: list[int] = []
             for g in range(kv):
                 group = list(range(g * rep, (g + 1) * rep))
@@ -109,14 +130,13 @@ def prune_decoder_heads(model: nn.Module, ratio: float) -> int:
             k = m.k_proj.weight.view(heads, d, -1)
             v = m.v_proj.weight.view(heads, d, -1)
             score = score + k.pow(2).sum((1, 2)) + v.pow(2).sum((1, 2))
-            n_keep = max(1, heads - round(ratio * heads))
             keep = sorted(sorted(range(heads), key=lambda h: (-float(score[h]), h))[:n_keep])
             keep_kv = keep
             m.k_proj = _select_rows(m.k_proj, _rows_of(keep_kv, d))
             m.v_proj = _select_rows(m.v_proj, _rows_of(keep_kv, d))
         m.q_proj = _select_rows(m.q_proj, _rows_of(keep, d))
         m.o_proj = _select_cols(m.o_proj, _rows_of(keep, d))
-        m.num_key_value_groups = len(keep) // len(keep_kv)
+        m.num_key_value_groups = len(keep) // len(keep_kv)  # adapter: see module docstring
         kept_heads = len(keep)
         kept_kv = len(keep_kv)
     config.head_dim = d

@@ -3,14 +3,28 @@
 Importance is **block influence** (ShortGPT, Men et al. 2024): for each block, one minus
 the mean cosine similarity between the hidden state entering it and the one leaving it,
 over the non-padding tokens of ``CALIBRATION_ROWS`` (at most) training rows. A block whose
-output is nearly its input does little and goes first. ``round(ratio · L)`` blocks are
-removed (at least one is always kept); ties are broken by position, so the choice is a
-deterministic function of the weights and the calibration data.
+output is nearly its input does little and goes first. ``removed_units(ratio, L)``
+blocks are removed (``objectives.operators._ratio``: ``ceil(ratio · L)`` — at least one
+for any positive ratio — and at least one block always kept; a one-block model is
+refused); ties are broken by position, so the choice is a deterministic function of the
+weights and the calibration data.
 
 After removal the kept blocks are renumbered (``layer_idx``, which the KV cache indexes
-by), and the config says the new depth (``num_hidden_layers`` / ``n_layer``; per-layer
-lists such as ``layer_types`` are sliced), so ``save_pretrained`` /
-``from_pretrained`` and cached generation keep working.
+by), and the config says the new depth (``num_hidden_layers`` / ``n_layer``; the
+per-layer lists named in ``PER_LAYER_KEYS`` are sliced, every other attribute is left
+as it is), so ``save_pretrained`` / ``from_pretrained`` and cached generation keep
+working.
+
+Adapter note (checked against transformers 5.24.0): the attention modules of Llama,
+Mistral, Qwen2/3 (``self_attn.layer_idx``) and GPT-2 (``attn.layer_idx``) keep the index
+they were built with and pass it to ``cache.update``; ``PER_LAYER_KEYS`` are the
+configs' per-layer lists in that version (``layer_types``: Qwen2/3, Gemma, Ministral and
+others; ``no_rope_layers``: SmolLM3). ``mlp_only_layers`` (Qwen MoE) is
+a list of layer *indices*, not one entry per layer, and is not sliced. GPT-2 with
+``scale_attn_by_inverse_layer_idx`` derives each block's attention scale from its index
+at construction, so a renumbered block would reload with another scale: refused.
+``tests/objectives/test_causal_lm.py`` checks a pruned model against one freshly built
+from the rewritten config, with and without the KV cache.
 """
 
 from __future__ import annotations
@@ -23,11 +37,15 @@ from torch import nn
 
 from objectives._errors import TaskError
 from objectives._task import Inputs, forward, take
+from objectives.operators._conv1d import carry_origin
+from objectives.operators._ratio import removed_units
 
 CALIBRATION_ROWS = 64
 """Rows of the calibration inputs the block influence is measured on."""
 
 _DEPTH_ATTRS = ("num_hidden_layers", "n_layer")
+PER_LAYER_KEYS = ("layer_types", "no_rope_layers")
+"""Config attributes holding one entry per decoder layer (sliced with the layers)."""
 
 
 def decoder_blocks(model: nn.Module) -> tuple[str, nn.ModuleList] | None:
@@ -55,6 +73,12 @@ def refuse_depth(model: nn.Module, ratio: float) -> None:
             f"depth_prune_ratio={ratio:g} removes decoder layers and {type(model).__name__} "
             "is not a Hugging Face decoder (no list of self-attention blocks as long as its "
             "config's num_hidden_layers); fix depth_prune_ratio at 0"
+        )
+    if ratio > 0.0 and getattr(model.config, "scale_attn_by_inverse_layer_idx", False):
+        raise TaskError(
+            f"depth_prune_ratio={ratio:g} renumbers decoder layers and this GPT-2 config "
+            "scales attention by the layer index (scale_attn_by_inverse_layer_idx), so the "
+            "pruned model would reload with other scales; fix depth_prune_ratio at 0"
         )
 
 
@@ -96,36 +120,39 @@ def block_influence(model: nn.Module, calibration: Inputs) -> list[float]:
 
 
 def prune_depth(model: nn.Module, calibration: Inputs, ratio: float) -> list[int]:
-    """Remove ``round(ratio · L)`` decoder blocks of lowest block influence, in place.
+    """Remove ``removed_units(ratio, L)`` decoder blocks of lowest block influence, in place.
 
-    Returns the removed blocks' original indices (empty for ``ratio == 0``).
+    Returns the removed blocks' original indices (empty for ``ratio == 0``, never empty
+    for a positive ratio).
 
     Raises:
-        TaskError: ``model`` is not a Hugging Face decoder (see ``refuse_depth``).
+        TaskError: ``model`` is not a Hugging Face decoder (see ``refuse_depth``), or it
+            has a single block.
     """
     if ratio <= 0.0:
         return []
     refuse_depth(model, ratio)
     name, blocks = decoder_blocks(model)  # type: ignore[misc]
     depth = len(blocks)
-    remove = min(int(round(ratio * depth)), depth - 1)
-    if remove <= 0:
-        return []
+    remove = removed_units(ratio, depth, setting="depth_prune_ratio", unit="decoder layers")
     influence = block_influence(model, calibration)
     order = sorted(range(depth), key=lambda i: (influence[i], i))
     removed = sorted(order[:remove])
     kept = [b for i, b in enumerate(blocks) if i not in set(removed)]
     for new_idx, block in enumerate(kept):
         for m in block.modules():
-            if hasattr(m, "layer_idx"):
+            if hasattr(m, "layer_idx"):  # adapter: see module docstring
                 m.layer_idx = new_idx
     parent, _, attr = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, attr, nn.ModuleList(kept))
+    layers = carry_origin(blocks, nn.ModuleList(kept))
+    layers.train(blocks.training)
+    setattr(model.get_submodule(parent) if parent else model, attr, layers)
     config = model.config
     for a in _DEPTH_ATTRS:
         if isinstance(getattr(config, a, None), int):
             setattr(config, a, len(kept))
-    for key, value in list(vars(config).items()):
-        if isinstance(value, list) and len(value) == depth and key != "architectures":
+    for key in PER_LAYER_KEYS:
+        value = getattr(config, key, None)
+        if isinstance(value, (list, tuple)) and len(value) == depth:
             setattr(config, key, [v for i, v in enumerate(value) if i not in set(removed)])
     return removed

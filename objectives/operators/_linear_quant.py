@@ -37,15 +37,18 @@ def int4_group_size(in_features: int) -> int:
 
 
 def int8_dynamic(model: nn.Module, names: set[str]) -> nn.Module:
-    """``model`` with the named layers int8 dynamic (a copy; ``model`` when none)."""
+    """``model`` with the named layers int8 dynamic, on the CPU (a copy: ``model`` stays
+    where it is, unchanged; ``model`` itself when ``names`` is empty)."""
+    import copy
+
     from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
 
     if not names:
         return model
     with quiet():
         return quantize_dynamic(
-            model.cpu(), {n: default_dynamic_qconfig for n in names}, dtype=torch.qint8,
-            inplace=False,
+            copy.deepcopy(model).cpu(), {n: default_dynamic_qconfig for n in names},
+            dtype=torch.qint8, inplace=True,
         )
 
 

@@ -75,6 +75,23 @@ def refuse_unprunable(model: nn.Module, config: CompressionConfig) -> None:
         )
 
 
+def applied_pruning(
+    teacher: nn.Module, student: nn.Module, config: CompressionConfig
+) -> dict[str, int]:
+    """What the config's decoder pruning really did to ``student`` (a pruned copy of
+    ``teacher``), for the trial to record: ``layers_removed`` (decoder layers gone, with
+    ``depth_prune_ratio > 0``) and ``heads_kept`` (query heads left per layer, with
+    ``attn_prune_ratio > 0`` on Llama-family attention). Empty when neither applies."""
+    out: dict[str, int] = {}
+    before, after = decoder_blocks(teacher), decoder_blocks(student)
+    if config.depth_prune_ratio > 0.0 and before is not None and after is not None:
+        out["layers_removed"] = len(before[1]) - len(after[1])
+    modules = gqa_attention_modules(student)
+    if config.attn_prune_ratio > 0.0 and modules:
+        out["heads_kept"] = modules[0].q_proj.out_features // int(modules[0].head_dim)
+    return out
+
+
 def restructure(student: nn.Module, task: Task, config: CompressionConfig) -> nn.Module:
     """Apply the config's structural compression to ``student`` (a copy of the teacher).
 

@@ -21,8 +21,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from objectives._cache import cache_dir
-from objectives._task import Split, Task, forward, take, to_device
-from objectives.measure._lock import working
+from objectives._task import Split, Task
+from objectives.measure._metric import logit_batches
 
 FULL_LOGITS_LIMIT = 256 * 2**20
 """Bytes above which a token-level task's teacher logits are cached as their top ``k``."""
@@ -72,15 +72,19 @@ def _predict_topk(
     model: nn.Module, split: Split, k: int, *, batch_size: int = 32,
     device: torch.device | str = "cpu",
 ) -> TopKLogits:
-    model.eval()
     values, indices = [], []
-    for start in range(0, len(split), batch_size):
-        xb = to_device(take(split.inputs, slice(start, start + batch_size)), device)
-        with working():
-            top = torch.topk(forward(model, xb).float(), k, dim=-1)
-        values.append(top.values.cpu())
-        indices.append(top.indices.cpu())
+    for _, (v, i) in logit_batches(
+        model, split, batch_size=batch_size, device=device,
+        then=lambda logits: _cpu_topk(logits, k),
+    ):
+        values.append(v)
+        indices.append(i)
     return TopKLogits(torch.cat(values), torch.cat(indices))
+
+
+def _cpu_topk(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    top = torch.topk(logits.float(), k, dim=-1)
+    return top.values.cpu(), top.indices.cpu()
 
 
 @torch.no_grad()
@@ -88,15 +92,8 @@ def predict_logits(
     model: nn.Module, split: Split, *, batch_size: int = 256, device: torch.device | str = "cpu"
 ) -> torch.Tensor:
     """Logits of ``model`` over ``split`` in eval mode, as float32 on the CPU."""
-    model.eval()
-    outs = []
-    if split.token_level:
-        batch_size = min(batch_size, 32)
-    for start in range(0, len(split), batch_size):
-        xb = to_device(take(split.inputs, slice(start, start + batch_size)), device)
-        with working():  # a unit of work: other trials' latency timing waits for it
-            outs.append(forward(model, xb).float().cpu())
-    return torch.cat(outs)
+    return torch.cat([out for _, out in logit_batches(model, split, batch_size=batch_size,
+                                                       device=device)])
 
 
 _TEACHER_LOGITS: dict[str, TeacherLogits] = {}  # fingerprint(+top-k) -> logits, this process

@@ -177,8 +177,10 @@ def hf_causal_lm_task(
             ``Task.logit_cache_topk``).
 
     Raises:
-        TaskError: the directory is not a causal LM, a split has too little text, or a
-            setting is out of range.
+        TaskError: the directory is not a causal LM, a split has too little text, a
+            setting is out of range, or ``max_length`` or ``decode_prompt_length +
+            decode_tokens`` exceeds the positions the model has
+            (``max_position_embeddings``; ``n_positions`` for GPT-2).
     """
     transformers = import_transformers()
     model_path = Path(model_dir)
@@ -199,6 +201,8 @@ def hf_causal_lm_task(
             f"cannot load a causal LM and tokenizer from {str(model_path)!r}: "
             f"{str(exc).splitlines()[0]}"
         ) from None
+    prompt = decode_prompt_length if decode_prompt_length is not None else max(1, max_length // 2)
+    _refuse_positions(teacher.config, max_length, prompt, decode_tokens)
     splits = [
         pack_tokens(read_lm_text(src, what=what), tokenizer, max_length=max_length,
                     max_rows=rows, what=what)
@@ -215,7 +219,6 @@ def hf_causal_lm_task(
             f"the tokenizer of {str(tok_path)!r} produces token id {top} but the model's "
             f"vocabulary has {vocab} entries: tokenizer and model do not match"
         )
-    prompt = decode_prompt_length if decode_prompt_length is not None else max(1, max_length // 2)
     return CausalLMTask(
         name=name,
         teacher=teacher.eval(),
@@ -236,6 +239,27 @@ def hf_causal_lm_task(
         tokenizer_dir=str(tok_path),
         max_length=max_length,
     )
+
+
+def _refuse_positions(config: Any, max_length: int, prompt: int, tokens: int) -> None:
+    """Raise (one line) when a row or the decode measurement needs more positions than
+    the model's config has (``max_position_embeddings``, ``n_positions`` for GPT-2)."""
+    key = next((k for k in ("n_positions", "max_position_embeddings")  # GPT-2 aliases both
+                if isinstance(getattr(config, k, None), int)), None)
+    if key is None:
+        return
+    limit = int(getattr(config, key))
+    if max_length > limit:
+        raise TaskError(
+            f"max_length={max_length} exceeds the {limit} positions of the model "
+            f"(config.{key}); lower max_length to at most {limit}"
+        )
+    if prompt + tokens > limit:
+        raise TaskError(
+            f"decode_prompt_length + decode_tokens = {prompt} + {tokens} = {prompt + tokens} "
+            f"exceeds the {limit} positions of the model (config.{key}); lower "
+            "decode_prompt_length or decode_tokens"
+        )
 
 
 # ------------------------------------------------------------------------------ tiny_lm

@@ -114,8 +114,23 @@ def test_allocation_is_the_optimum_of_the_knapsack():
             if sum(costs[n][b] for n, b in zip(names, combo, strict=True)) <= capacity
         )
         alloc = allocate(tag_origins(copy.deepcopy(model)), profile, budget)
-        assert alloc.sensitivity == pytest.approx(best, rel=1e-3, abs=1e-12)
+        assert alloc.sensitivity == pytest.approx(best, rel=1e-6, abs=1e-12)
         assert alloc.weight_bytes <= capacity
+
+
+def test_an_allocation_out_of_time_without_a_solution_fails_the_trial():
+    from objectives.operators._allocation import _solve
+
+    gen = torch.Generator().manual_seed(0)
+    names = [f"l{i}" for i in range(100)]
+    costs = {n: {32: 400, 8: 100, 4: int(torch.randint(40, 60, (1,), generator=gen))}
+             for n in names}
+    sens = {n: {32: 0.0, 8: float(torch.rand(1, generator=gen)), 4: 1.0 + float(
+        torch.rand(1, generator=gen))} for n in names}
+    capacity = 100 * 120
+    assert set(_solve(names, costs, sens, capacity).values()) <= set(LAYER_BITS)
+    with pytest.raises(TaskError, match=r"^the bit allocation of 100 layers found no solution"):
+        _solve(names, costs, sens, capacity, time_limit=1e-9)
 
 
 def test_refusals_name_the_problem():
@@ -157,6 +172,9 @@ def test_preflight_refuses_a_budget_below_int4(digits_task):
     reason = check_setting(digits_task, "bit_budget", 4.0)
     assert reason is not None and "search bit_budget from 5.25" in reason
     assert check_setting(digits_task, "bit_budget", 6.0) is None
+    # The smallest positive budget a range may start at is judged the same way.
+    reason = check_setting(digits_task, "bit_budget", 0.5)
+    assert reason is not None and reason.startswith("bit_budget=0.5 is below the 5.25 ")
 
 
 def test_trial_records_and_reapplies_its_allocation(digits_task, tmp_path):
@@ -200,3 +218,50 @@ def test_decoder_allocation_follows_depth_pruning_and_the_tied_head(tiny_llama_d
     assert alloc.effective_bits <= 7.0
     q = quantize(copy.deepcopy(student), 32, layer_bits=alloc.layer_bits)
     assert _stored_weight_bytes(q, list(alloc.layer_bits)) == alloc.weight_bytes
+
+
+def test_allocation_matches_renumbered_head_pruned_layers_to_their_true_origin(tiny_llama_dir):
+    """Depth pruning renumbers layers and head pruning rebuilds the attention projections:
+    each allocated layer must still read the sensitivity of the teacher layer it came
+    from, not of the teacher layer that now has its name."""
+    import dataclasses
+
+    from tests.objectives.tiny_decoder import tiny_decoder_task
+
+    task = tiny_decoder_task(tiny_llama_dir)
+    teacher = copy.deepcopy(task.teacher)
+    with torch.no_grad():  # blocks 0 and 1 (nearly) the identity: they go, 2 and 3 move up
+        for block in teacher.model.layers[:2]:
+            block.self_attn.o_proj.weight.zero_()
+            block.mlp.down_proj.weight.zero_()
+    task = dataclasses.replace(task, teacher=teacher)
+    names = [n for n, m in teacher.named_modules() if isinstance(m, nn.Linear)]
+    # Attention projections of the kept teacher layers (2, 3) are fragile, those of the
+    # removed ones (0, 1) are not; every other layer has a sensitivity of its own.
+    fragile = {f"model.layers.{i}.self_attn.{p}" for i in (2, 3)
+               for p in ("q_proj", "k_proj", "v_proj", "o_proj")}
+    sens = {}
+    for i, n in enumerate(names):
+        s = 1000.0 if n in fragile else 0.0 if ".self_attn." in n else 0.01 * (i + 1)
+        sens[n] = {32: 0.0, 8: s, 4: 2 * s}
+    weights = {n: teacher.get_submodule(n).weight.numel() for n in names}
+    profile = LayerProfile(weights=weights, sensitivity=sens, rows=1)
+    config = CompressionConfig(depth_prune_ratio=0.5, attn_prune_ratio=0.5, bit_budget=12.0)
+    student = pruned_copy(task, config)
+    assert len(student.model.layers) == 2 and student.config.num_attention_heads == 2
+    alloc = precisions(task, config, student, profile)
+
+    def origin(name: str) -> str:  # model.layers.<i>.… came from model.layers.<i + 2>.…
+        parts = name.split(".")
+        if parts[:2] == ["model", "layers"]:
+            parts[2] = str(int(parts[2]) + 2)
+        return ".".join(parts)
+
+    attention = [n for n in alloc.layer_bits if ".self_attn." in n]
+    assert len(attention) == 8 and all(alloc.layer_bits[n] == 32 for n in attention)
+    expected = sum(
+        sens[origin(n)][b] * student.get_submodule(n).weight.numel() / weights[origin(n)]
+        for n, b in alloc.layer_bits.items()
+    )
+    assert alloc.sensitivity == pytest.approx(expected, rel=1e-9)
+    assert alloc.effective_bits <= 12.0

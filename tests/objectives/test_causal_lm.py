@@ -310,3 +310,130 @@ def test_head_pruning_keeps_the_strongest_query_heads_of_each_group():
             want = torch.cat([q[1], q[2]]).reshape(32, 64).clone()
     prune_decoder_heads(model, 0.5)
     assert torch.equal(model.model.layers[-1].self_attn.q_proj.weight, want)
+
+
+@pytest.mark.parametrize(("ratio", "count", "removed"), [
+    (0.01, 3, 1), (0.16, 3, 1), (0.34, 3, 2), (0.25, 2, 1), (0.5, 2, 1), (0.9, 2, 1),
+    (0.05, 6, 1), (1 / 6, 6, 1), (0.5, 6, 3), (0.3, 10, 3), (0.95, 4, 3), (0.0, 6, 0),
+])
+def test_a_positive_ratio_always_removes_a_unit_rounding_up(ratio, count, removed):
+    from objectives.operators._ratio import removed_units
+
+    assert removed_units(ratio, count, setting="r", unit="heads") == removed
+
+
+def test_a_ratio_that_cannot_remove_anything_is_refused():
+    from objectives.operators._decoder_heads import prune_decoder_heads
+    from objectives.operators._ratio import removed_units
+
+    with pytest.raises(TaskError, match=r"^depth_prune_ratio=0.2 cannot remove any of 1 "):
+        removed_units(0.2, 1, setting="depth_prune_ratio", unit="decoder layers")
+    with pytest.raises(TaskError, match=r"^attn_prune_ratio=0.5 cannot remove any of 1 "):
+        prune_decoder_heads(_llama(1, 1), 0.5)
+
+
+@pytest.mark.parametrize(("heads", "kv", "ratio", "kept"),
+                         [(8, 2, 0.1, 6), (4, 2, 0.25, 2), (4, 2, 0.1, 2), (4, 4, 0.05, 3)])
+def test_small_head_ratios_prune_at_least_one_head_per_group(heads, kv, ratio, kept):
+    from objectives.operators._decoder_heads import prune_decoder_heads
+
+    model = _llama(heads, kv)  # each of these ratios used to round to keeping every head
+    assert prune_decoder_heads(model, ratio) == kept
+    assert model.config.num_attention_heads == kept
+    assert all(m.self_attn.q_proj.out_features == kept * 16 for m in model.model.layers)
+
+
+def test_trial_records_the_layers_and_heads_it_really_pruned(llama_task):
+    config = CompressionConfig(depth_prune_ratio=0.1, attn_prune_ratio=0.1,
+                               learning_rate=1e-4)
+    result = evaluate(dataclasses.replace(llama_task, finetune_epochs=1), config)
+    # 4 layers, ratio 0.1: one layer (round() removed none); 2 query heads per KV group:
+    # one each, so 2 of 4 heads stay.
+    assert (result.layers_removed, result.heads_kept) == (1, 2)
+    student = pruned_copy(llama_task, config)
+    assert len(student.model.layers) == 3 and student.config.num_attention_heads == 2
+    from objectives.operators._structure import applied_pruning
+
+    assert applied_pruning(llama_task.teacher, student, CompressionConfig()) == {}
+
+
+def _int_attrs(module: torch.nn.Module) -> dict[str, object]:
+    return {k: v for k, v in vars(module).items()
+            if isinstance(v, (bool, int, float, str)) and not k.startswith("_")}
+
+
+def test_pruned_decoder_equals_one_built_fresh_from_its_rewritten_config(llama_task):
+    """Depth and head pruning write module attributes transformers reads (``layer_idx``,
+    ``num_key_value_groups``): a model built from the rewritten config with the same
+    weights must compute the same logits, with and without the KV cache, and carry the
+    same attributes on every module (fails when transformers caches a new one)."""
+    from transformers import LlamaForCausalLM
+
+    teacher = copy.deepcopy(llama_task.teacher)
+    with torch.no_grad():  # blocks 0 and 1 (nearly) the identity: they go, 2 and 3 move up
+        for block in teacher.model.layers[:2]:
+            block.self_attn.o_proj.weight.zero_()
+            block.mlp.down_proj.weight.zero_()
+    teacher.config.unrelated_list = ["a", "b", "c", "d"]  # as long as the depth: kept
+    teacher.config.layer_types = ["full_attention"] * 4
+    task = dataclasses.replace(llama_task, teacher=teacher)
+    student = pruned_copy(task, CompressionConfig(depth_prune_ratio=0.5, attn_prune_ratio=0.5))
+    assert student.config.num_hidden_layers == 2 and student.config.num_attention_heads == 2
+    assert [b.self_attn.q_proj._slimsearch_origin for b in student.model.layers] == [
+        f"model.layers.{i}.self_attn.q_proj" for i in (2, 3)]
+    assert student.config.unrelated_list == ["a", "b", "c", "d"]
+    assert student.config.layer_types == ["full_attention"] * 2
+    fresh = LlamaForCausalLM(copy.deepcopy(student.config)).eval()
+    fresh.load_state_dict(student.state_dict())
+    for (name, ours), (_, theirs) in zip(student.named_modules(), fresh.named_modules(),
+                                         strict=True):
+        assert _int_attrs(ours) == _int_attrs(theirs), name
+    ids = llama_task.val.inputs["input_ids"][:2, :12]
+    kwargs = dict(max_new_tokens=8, do_sample=False, pad_token_id=0)
+    with torch.no_grad():
+        assert torch.allclose(student(ids).logits, fresh(ids).logits, atol=1e-5)
+        cached = student.generate(ids, **kwargs)
+        assert torch.equal(cached, fresh.generate(ids, **kwargs))
+        assert torch.equal(cached, student.generate(ids, **kwargs, use_cache=False))
+
+
+@pytest.mark.parametrize("kind", ["llama", "gpt2"])
+def test_rows_and_decoding_longer_than_the_model_positions_are_refused(request, kind):
+    task = request.getfixturevalue(f"{kind}_task")  # both built with 128 positions
+    key = "max_position_embeddings" if kind == "llama" else "n_positions"
+    train, val, test = docstring_texts()
+    with pytest.raises(TaskError, match=rf"^max_length=129 exceeds the 128 positions of the "
+                                        rf"model \(config.{key}\); lower max_length"):
+        hf_causal_lm_task(task.model_dir, train, val, test, max_length=129)
+    with pytest.raises(TaskError, match=r"^decode_prompt_length \+ decode_tokens = 100 \+ 29 "
+                                        r"= 129 exceeds the 128 positions"):
+        hf_causal_lm_task(task.model_dir, train, val, test, max_length=32,
+                          decode_prompt_length=100, decode_tokens=29)
+    ok = hf_causal_lm_task(task.model_dir, train, val, test, max_length=32,
+                           decode_prompt_length=100, decode_tokens=28, max_train_rows=4)
+    assert ok.decode_prompt_length + ok.decode_tokens == 128
+
+
+def test_one_batched_forward_loop_serves_metrics_outcomes_and_teacher_logits(llama_task):
+    from objectives.measure._latency import _stats
+    from objectives.measure._metric import TOKEN_BATCH_ROWS, logit_batches, row_outcomes
+    from objectives.operators._teacher_logits import _predict_topk, predict_logits
+
+    split = llama_task.val  # 48 token rows: batches of 32 and 16, in order
+    model = llama_task.teacher
+    rows = [r for r, _ in logit_batches(model, split, batch_size=256, device="cpu")]
+    assert rows == [slice(0, TOKEN_BATCH_ROWS), slice(TOKEN_BATCH_ROWS, 2 * TOKEN_BATCH_ROWS)]
+    with torch.no_grad():
+        full = forward(model, split.inputs).float()
+        logits = predict_logits(model, split)
+        top = _predict_topk(model, split, 5)
+    assert torch.allclose(logits, full, atol=1e-5)
+    assert torch.allclose(top.values, torch.topk(full, 5, dim=-1).values, atol=1e-5)
+    hits, counts = row_outcomes(model, split)
+    assert torch.equal(hits, (full.argmax(-1) == split.labels).sum(1))
+    assert int(counts.sum()) == split.labels.numel()
+    # The latency statistics of both timers: known answers on ten samples.
+    stats = _stats([float(v) for v in range(10, 0, -1)], inner=3, threads=1, batch_size=2,
+                   device=torch.device("cpu"))
+    assert (stats.median_ms, stats.p90_ms, stats.repeats) == (5.5, 10.0, 10)
+    assert stats.cv == pytest.approx(math.sqrt(8.25) / 5.5)

@@ -42,3 +42,15 @@ def test_gpu_work_hold_ends_after_its_kernels(tmp_path):
             x = x @ x
             x = x / x.norm()
     assert torch.cuda.current_stream().query(), "the hold released before its kernels ended"
+
+
+def test_int8_dynamic_returns_a_cpu_copy_and_leaves_the_callers_model_on_the_gpu():
+    from torch import nn
+
+    from objectives.operators._linear_quant import int8_dynamic
+
+    model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2)).to("cuda")
+    out = int8_dynamic(model, {"0"})
+    assert all(p.device.type == "cuda" for p in model.parameters())
+    assert type(model[0]) is nn.Linear and type(out[0]) is not nn.Linear
+    assert out[2].weight.device.type == "cpu"

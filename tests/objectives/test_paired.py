@@ -62,3 +62,10 @@ def test_bad_inputs_and_the_rows_needed_for_a_promise():
         z_score(1.0)
     # 1 point at 90 % with 10 % of rows disagreeing: (1.2816 / 0.01)^2 * 0.1 rows.
     assert rows_needed(0.01, 0.9) == math.ceil((1.2815515655 / 0.01) ** 2 * 0.1)
+
+
+def test_a_single_row_claims_nothing():
+    d = paired_difference(torch.tensor([1.0]), torch.tensor([1.0]), torch.ones(1))
+    assert d.delta == 0.0 and d.rows == 1
+    assert d.se == math.inf  # no spread to estimate: unknown, not certain
+    assert d.lower(0.9) == -math.inf and not math.isfinite(d.half_width(0.9))

@@ -238,3 +238,15 @@ def test_int4_transformer_has_no_fp32_linear(name):
     assert int4.quant_coverage == 1.0 and int8.quant_coverage == 1.0
     assert int4.size_bytes < int8.size_bytes, (int4.size_bytes, int8.size_bytes)
     assert not weight_names(task.teacher) & set(tensors)
+
+
+def test_int8_dynamic_leaves_the_callers_model_unchanged():
+    from objectives.operators._linear_quant import int8_dynamic
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    out = int8_dynamic(model, {"0"})
+    assert out is not model and type(model[0]) is torch.nn.Linear
+    assert type(out[0]) is not torch.nn.Linear
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

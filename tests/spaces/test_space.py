@@ -101,6 +101,8 @@ def test_contains():
         ("prune_ratio: {low: 0.0, high: 0.5, log: maybe}", "true/false"),
         ("[1, 2, 3]", "mapping"),
         ("{}", "empty search space"),
+        ("{bit_budget: {low: 0, high: 16}, quant_bits: 32}", "bit_budget.low: 0 is not a budget"),
+        ("{bit_budget: {low: 0.0, high: 8.0}}", "fix bit_budget at 0 and search quant_bits"),
         ("prune_ratio: {low: 0.0, high: [", "not valid YAML"),
     ],
 )
@@ -127,3 +129,10 @@ def test_editing_names_must_exist():
 def test_load_missing_file(tmp_path):
     with pytest.raises(SpaceError, match="cannot read"):
         SearchSpace.load(tmp_path / "nope.yaml")
+
+
+def test_a_positive_budget_range_is_a_space():
+    space = SearchSpace({"bit_budget": {"low": 0.5, "high": 16.0}, "quant_bits": 32})
+    # 0.5 is below any teacher's int4 bits: the pre-flight check refuses it (it probes
+    # the low end), naming the minimum; see tests/objectives/test_allocation.py.
+    assert space.parameters["bit_budget"].low == 0.5
