@@ -43,6 +43,8 @@ class TrialReport:
         uncovered_layers: Layer types left above the requested precision, comma-joined.
         hardware: Where latency was measured (``objectives.describe_hardware``).
         perplexity: Language models: validation perplexity (reported, not ranked on).
+        layers_removed: Decoder layers depth pruning removed (None: not depth-pruned).
+        heads_kept: Query heads per layer after decoder head pruning (None: not pruned).
         accuracy_delta, accuracy_delta_se: Validation accuracy minus the teacher's on the
             same rows, and its standard error (``objectives.TrialResult``).
         confirm_accuracy, confirm_delta, confirm_delta_se: The same on the task's
@@ -76,6 +78,8 @@ class TrialReport:
     uncovered_layers: str | None = None
     hardware: str | None = None
     perplexity: float | None = None
+    layers_removed: int | None = None
+    heads_kept: int | None = None
     accuracy_delta: float | None = None
     accuracy_delta_se: float | None = None
     confirm_accuracy: float | None = None

@@ -181,6 +181,15 @@ class StudySearcher(Searcher):
     def restore(self, checkpoint_path: str) -> None:
         """Nothing to restore: a resumed search reads the study from the database."""
 
+    def __getstate__(self) -> dict[str, Any]:
+        """What Tune pickles into its experiment state: everything but the live study,
+        storage and running trials. The study is the state (a resumed search reloads it
+        from the database, never from Tune's copy), and a study's sampler need not pickle
+        (Optuna 5.1's ``NSGAIISampler`` holds a thread lock)."""
+        state = self.__dict__.copy()
+        state.update(_study=None, _storage=None, _running={})
+        return state
+
     # ----------------------------------------------------------------- liveness
     def heartbeat(self, force: bool = False) -> None:
         """Renew the heartbeat of every trial this searcher has running; sweep now and then.

@@ -119,6 +119,8 @@ def report_of(result: TrialResult, *, seed: int, device: str) -> TrialReport:
         uncovered_layers=", ".join(result.uncovered_layers) or None,
         hardware=result.hardware or None,
         perplexity=result.perplexity,
+        layers_removed=result.layers_removed,
+        heads_kept=result.heads_kept,
         layer_bits=None if result.layer_bits is None
         else json.dumps(result.layer_bits, sort_keys=True),
         effective_bits=result.effective_bits,

@@ -37,7 +37,8 @@ def accuracy_drop_constraint(
     With the paired standard error ``se`` of the trial's accuracy difference and a
     ``confidence``, the lower confidence bound of the difference must be within the
     drop — ``accuracy - z·se >= baseline - max_drop`` — so a point within the drop only
-    by luck on the validation rows is infeasible; without them, the point estimate.
+    by luck on the validation rows is infeasible (an infinite ``se``, from fewer than two
+    rows, is never within); without them, the point estimate.
     """
     if max_drop is None:
         return -1.0
@@ -45,6 +46,6 @@ def accuracy_drop_constraint(
         return 1.0
     from objectives import lower_bound  # lazily: reading a study needs no torch
 
-    if se is not None and not math.isfinite(se):
-        se = None
+    if se is not None and not math.isfinite(se) and confidence is not None:
+        return 1.0  # an unbounded uncertainty (fewer than 2 rows) shows nothing within
     return float(baseline_accuracy - lower_bound(accuracy, se, confidence) - max_drop)

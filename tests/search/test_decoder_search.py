@@ -6,6 +6,7 @@ from __future__ import annotations
 import optuna
 import pytest
 import torch
+from optuna.trial import TrialState
 
 from search import Recipe, Search, load_front
 from search.study import ATTR_BASELINE
@@ -45,6 +46,12 @@ def test_decoder_search_front_is_optunas_and_its_recipe_exports(
                 "accuracy_delta_se"} <= set(c.attrs)
         assert c.attrs["accuracy_delta"] == pytest.approx(c.accuracy - base["accuracy"])
         assert c.latency_ms == c.attrs["decode_ms_per_token"]
+    # What depth and head pruning really did is recorded on every trial that asked for it.
+    for t in study.trials:
+        if t.state == TrialState.COMPLETE and t.params.get("depth_prune_ratio", 0) > 0:
+            assert t.user_attrs["layers_removed"] >= 1
+        if t.state == TrialState.COMPLETE and t.params.get("attn_prune_ratio", 0) > 0:
+            assert 1 <= t.user_attrs["heads_kept"] < decoder_task.teacher.config.num_attention_heads
 
     front, info = load_front(url, "tiny-decoder")
     recipe = Recipe.from_front(front, info, prefer="size")

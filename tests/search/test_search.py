@@ -76,6 +76,23 @@ def test_accuracy_constraint_excludes_infeasible_trials(tmp_path, ray_session, d
     assert {c.trial for c in front} == {t.number for t in study.best_trials}
 
 
+def test_any_optuna_sampler_runs_even_one_that_does_not_pickle(tmp_path, ray_session,
+                                                               digits_task):
+    """Tune pickles its searcher into its experiment state; Optuna 5.1's NSGA-II sampler
+    holds a thread lock and does not pickle. The search must run anyway."""
+    import pickle
+
+    sampler = optuna.samplers.NSGAIISampler(seed=0, population_size=4)
+    with pytest.raises(TypeError):
+        pickle.dumps(sampler)  # if this passes, Optuna changed and the test guards nothing
+    url = f"sqlite:///{tmp_path / 'nsga.db'}"
+    space = SearchSpace.default().fix("quant_bits", 32)
+    Search(digits_task, space, storage=url, study_name="n", n_trials=3, sampler=sampler,
+           seed_configs=False, retime_rounds=0, progress=False).run()
+    study = optuna.load_study(study_name="n", storage=url)
+    assert len([t for t in study.trials if t.state.is_finished()]) == 3
+
+
 def test_operator_that_cannot_apply_is_refused_before_the_study_is_written(
     tmp_path, caplog, ray_session
 ):

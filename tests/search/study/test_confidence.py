@@ -20,6 +20,8 @@ def test_a_lucky_point_is_refused_and_a_solid_one_accepted():
     # Without a standard error (a metric other than accuracy): the point estimate.
     assert accuracy_drop_constraint(0.895, 0.900, 0.01) <= 0
     assert accuracy_drop_constraint(0.895, 0.900, None, se=0.1, confidence=0.9) == -1.0
+    # One validation row: the uncertainty is unbounded, so nothing is shown within.
+    assert accuracy_drop_constraint(0.95, 0.900, 0.01, se=float("inf"), confidence=0.9) > 0
 
 
 def test_searched_trials_are_judged_at_the_stored_confidence(searched):
