@@ -18,6 +18,21 @@ run; absolute times depend on the machine and on what else it was doing.
 """
 
 
+def _revision() -> str:
+    """The commit the code was run at ("?" outside git), read when the benchmark starts."""
+    root = DOC.parent.parent
+    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                         text=True, cwd=root).stdout.strip()
+    # "+uncommitted changes": code differs from the commit, so the commit alone does not
+    # reproduce the figures (docs/, which benchmarks write, does not count).
+    changed = subprocess.run(["git", "status", "--porcelain", "--", ".", ":!docs"],
+                             capture_output=True, text=True, cwd=root).stdout.strip()
+    return f"{rev} + uncommitted changes" if rev and changed else (rev or "?")
+
+
+_REVISION = _revision()  # at import: later commits while a benchmark runs do not count
+
+
 def machine() -> str:
     """One line describing where the numbers were measured."""
     import torch
@@ -36,17 +51,8 @@ def machine() -> str:
 
     flags = cpu_flags()
     cpu += f"; flags: {', '.join(flags) if flags else 'none of ' + ', '.join(INFERENCE_FLAGS)}"
-    root = DOC.parent.parent
-    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                         text=True, cwd=root).stdout.strip()
-    # "+uncommitted changes": code differs from the commit, so the commit alone does not
-    # reproduce the figures (docs/, which benchmarks write, does not count).
-    changed = subprocess.run(["git", "status", "--porcelain", "--", ".", ":!docs"],
-                             capture_output=True, text=True, cwd=root).stdout.strip()
-    if rev and changed:
-        rev += " + uncommitted changes"
     return (f"{os.cpu_count()} cores ({cpu}), torch {torch.__version__}, "
-            f"{time.strftime('%Y-%m-%d')}, commit {rev or '?'}")
+            f"{time.strftime('%Y-%m-%d')}, commit {_REVISION}")
 
 
 def write_section(name: str, body: str) -> None:
