@@ -88,7 +88,7 @@ def throughput(tmp: Path, n: int = 8) -> tuple[list[list[object]], str, list]:
     return rows, f"{walls[1] / walls[2]:.2f}x", trials_2
 
 
-def fidelity(tmp: Path, task_epochs: int = 60, n: int = 8) -> list[list[object]]:
+def fidelity(tmp: Path, task_epochs: int = 60, n: int = 24) -> list[list[object]]:
     task = digits(finetune_epochs=task_epochs, latency_batch_size=64)
     rows = []
     for lock in (True, False):
