@@ -27,40 +27,26 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a fraction in [0, 1] (0.01 means 1 accuracy point)"
-        )
-    return value
+def _float_in(ok: Callable[[float], bool], words: str) -> Callable[[str], float]:
+    """An argparse type: a number for which ``ok`` holds (``words`` says which, in the error)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {words}")
+        return value
+
+    return parse
 
 
-def _gpus(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value <= 8.0:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a GPU count in [0, 8] (0 = CPU, 0.25 = a quarter of one GPU)"
-        )
-    return value
-
-
-def _confidence(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.5 <= value < 1.0:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a confidence in [0.5, 1) (0.9 means 90 %)"
-        )
-    return value
+_fraction = _float_in(lambda v: 0.0 <= v <= 1.0,
+                      "a fraction in [0, 1] (0.01 means 1 accuracy point)")
+_gpus = _float_in(lambda v: 0.0 <= v <= 8.0,
+                  "a GPU count in [0, 8] (0 = CPU, 0.25 = a quarter of one GPU)")
+_confidence = _float_in(lambda v: 0.5 <= v < 1.0, "a confidence in [0.5, 1) (0.9 means 90 %)")
 
 
 def _int_at_least(minimum: int, words: str) -> Callable[[str], int]:

@@ -275,9 +275,11 @@ class Search:
             sweep_stale(self._storage, study)
             if len(finished_trials(study)) >= self.n_trials:
                 # Finished earlier; its re-timing may have been interrupted or off then.
-                if self._retime_due(study, info):
-                    with quiet_libraries(), ray_session(self.ray_address):
-                        self._retime(study, info)
+                front = ParetoFront.from_study(study, info)
+                if not self._retime_due(study, front):
+                    return front
+                with quiet_libraries(), ray_session(self.ray_address):
+                    self._retime(study, front)
                 return ParetoFront.from_study(study, info)
 
         self._check_devices(space)
@@ -324,8 +326,11 @@ class Search:
                 if completed == 0:
                     logger.warning("a round of trials completed none; stopping early")
                     break
-            self._retime(study, info)
-        return ParetoFront.from_study(study, info)
+            front = ParetoFront.from_study(study, info)
+            if not self._retime_due(study, front):
+                return front
+            self._retime(study, front)
+        return ParetoFront.from_study(study, info)  # with the re-timed figures
 
     # -------------------------------------------------------------------- private
     def _progress(self) -> AbstractContextManager[Any]:
@@ -386,28 +391,24 @@ class Search:
         if self.warm_start:
             enqueue(study, warm_start_configs(self._storage, self.warm_start, space), "warm_start")
 
-    def _retime_due(self, study: optuna.Study, info: StudyInfo) -> bool:
+    def _retime_due(self, study: optuna.Study, front: ParetoFront) -> bool:
         """Whether ``_retime`` has work: re-timing is on, the front is not empty and the
         stored figures (``ATTR_RETIMED``) do not cover exactly this front."""
         if self.retime_rounds <= 0:
             return False
-        front = ParetoFront.from_study(study, info)
         stored = study.user_attrs.get(ATTR_RETIMED) or {}
         numbers = sorted(c.trial for c in front)
         return bool(numbers) and sorted(int(k) for k in stored.get("trials", {})) != numbers
 
-    def _retime(self, study: optuna.Study, info: StudyInfo) -> None:
-        """Time the front's points alone, interleaved with the teacher; store the figures
-        on the study (``ATTR_RETIMED``). Skipped when not ``_retime_due``.
+    def _retime(self, study: optuna.Study, front: ParetoFront) -> None:
+        """Time ``front``'s points alone, interleaved with the teacher; store the figures
+        on the study (``ATTR_RETIMED``). Callers check ``_retime_due`` first.
 
         Always under the machine's measurement lock (``DEFAULT_LOCK_PATH``), whatever
         ``measurement_lock`` says for trials: another driver's trials on the machine
         may be running. A failure is logged (one warning line) and leaves the front
         with the search's figures: the search's result is never lost to it.
         """
-        if not self._retime_due(study, info):
-            return
-        front = ParetoFront.from_study(study, info)
         try:
             teacher_ms, config_ms, hardware = retime_remote(
                 self.task, [dict(c.compression) for c in front],
