@@ -117,6 +117,25 @@ def measure_latency(
     return _stats(samples, inner=inner, threads=threads, batch_size=int(rows), device=dev)
 
 
+def _cache_kwarg(model: nn.Module) -> str:
+    """The keyword a causal LM's ``forward`` takes its KV cache by: ``cache`` in
+    transformers ≥ 5.2x (``past_key_values`` is deprecated there, removed in 5.40),
+    ``past_key_values`` before and in models that never renamed it."""
+    import inspect
+
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        return "past_key_values"
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def _returned_cache(out: object) -> object | None:
+    """The KV cache a causal LM returned, under its new (``cache``) or old name."""
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else getattr(out, "past_key_values", None)
+
+
 @torch.inference_mode()
 def measure_decode_latency(
     model: nn.Module,
@@ -132,8 +151,9 @@ def measure_decode_latency(
 
     Args:
         model: A Hugging Face-style causal LM: called with ``input_ids`` (and
-            ``attention_mask``, ``past_key_values``, ``use_cache``), returning ``logits``
-            and ``past_key_values``.
+            ``attention_mask``, ``use_cache`` and its KV cache as ``cache`` or
+            ``past_key_values``, whichever its ``forward`` declares), returning
+            ``logits`` and that cache.
         prompt: ``{"input_ids": [batch, prompt_len], "attention_mask": ...}``; the batch
             size is the decode batch size.
         tokens: Greedy steps timed per sample (each feeds one token per sequence).
@@ -145,6 +165,7 @@ def measure_decode_latency(
     dev = torch.device(device)
     if not isinstance(prompt, dict) or "input_ids" not in prompt:
         raise TaskError("decode latency needs a prompt mapping with input_ids")
+    cache_kwarg = _cache_kwarg(model)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
 
@@ -152,10 +173,10 @@ def measure_decode_latency(
         ids = x["input_ids"]
         mask = x.get("attention_mask", torch.ones_like(ids))
         out = model(input_ids=ids, attention_mask=mask, use_cache=True)
-        cache = getattr(out, "past_key_values", None)
+        cache = _returned_cache(out)
         if cache is None:
             raise TaskError(
-                f"{type(model).__name__} returned no past_key_values: decode latency needs a "
+                f"{type(model).__name__} returned no KV cache: decode latency needs a "
                 "causal LM with a KV cache; use latency_mode='prefill' or 'forward'"
             )
         nxt = out.logits[:, -1:].argmax(dim=-1)
@@ -164,9 +185,9 @@ def measure_decode_latency(
         t0 = time.perf_counter()
         for _ in range(tokens):
             mask = torch.cat([mask, ones], dim=1)
-            out = model(input_ids=nxt, attention_mask=mask, past_key_values=cache,
-                        use_cache=True)
-            cache = out.past_key_values
+            out = model(input_ids=nxt, attention_mask=mask, use_cache=True,
+                        **{cache_kwarg: cache})
+            cache = _returned_cache(out)
             nxt = out.logits[:, -1:].argmax(dim=-1)
         _sync(dev)
         return (time.perf_counter() - t0) * 1000.0 / tokens

@@ -437,3 +437,29 @@ def test_one_batched_forward_loop_serves_metrics_outcomes_and_teacher_logits(lla
                    device=torch.device("cpu"))
     assert (stats.median_ms, stats.p90_ms, stats.repeats) == (5.5, 10.0, 10)
     assert stats.cv == pytest.approx(math.sqrt(8.25) / 5.5)
+
+
+@pytest.mark.parametrize("kind", ["llama", "gpt2"])
+def test_decode_latency_passes_the_cache_by_the_name_forward_declares(kind):
+    """No deprecated keyword reaches the model: transformers 5.2x renamed
+    ``past_key_values`` to ``cache`` (the old name goes in 5.40)."""
+    import warnings
+
+    from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    from objectives import measure_decode_latency
+
+    torch.manual_seed(0)
+    if kind == "llama":
+        model = LlamaForCausalLM(LlamaConfig(
+            vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64))
+    else:
+        model = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_embd=32, n_layer=2, n_head=4,
+                                           n_positions=64))
+    prompt = {"input_ids": torch.randint(0, 64, (2, 8)),
+              "attention_mask": torch.ones(2, 8, dtype=torch.long)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        stats = measure_decode_latency(model, prompt, tokens=4, repeats=3, warmup=1)
+    assert stats.inner == 4 and stats.batch_size == 2 and stats.median_ms > 0
