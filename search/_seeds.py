@@ -6,7 +6,8 @@ kept at fp32 instead): the teacher as is (no
 pruning, fp32), int8 only, bf16 only, prune 0.25 + int8, prune 0.5 + int8; for
 transformers also int8 with int8 embeddings and a pruned vocabulary, and that plus a
 quarter of the heads and half the FFN neurons pruned; for decoders a third of the layers
-removed with int8, and that with half the MLP and int8 embeddings; with ``bit_budget``
+removed with int8, that with half the MLP and int8 embeddings, and half the layers
+removed with int8 and int8 embeddings; with ``bit_budget``
 8.5 effective bits (about int8's size), that with prune 0.25, and 6.0. Parameters a
 seed does not name take the trial config's default when the space allows it, else the
 middle of the range (geometric middle for log ranges) or the middle choice.
@@ -35,9 +36,11 @@ SEEDS: tuple[dict[str, Any], ...] = (
     {"quant_bits": 8, "embed_bits": 8, "prune_vocab": True},
     {"attn_prune_ratio": 0.25, "ffn_prune_ratio": 0.5, "quant_bits": 8, "embed_bits": 8,
      "prune_vocab": True},
-    # decoders: a third of the layers, then that with half the MLP and int8 embeddings
+    # decoders: a third of the layers, that with half the MLP and int8 embeddings, then
+    # half the layers (at batch-1 decode the per-layer cost dominates)
     {"depth_prune_ratio": 0.33, "quant_bits": 8},
     {"depth_prune_ratio": 0.33, "ffn_prune_ratio": 0.5, "quant_bits": 8, "embed_bits": 8},
+    {"depth_prune_ratio": 0.5, "quant_bits": 8, "embed_bits": 8},
     # per-layer precision (bit_budget): about int8's size, then pruned, then tighter
     {"prune_ratio": 0.0, "bit_budget": 8.5},
     {"prune_ratio": 0.25, "bit_budget": 8.5},

@@ -227,7 +227,7 @@ PRESETS: dict[str, dict[str, object]] = {
         "learning_rate": {"low": 5e-5, "high": 8e-4, "log": True},
         "attn_prune_ratio": {"low": 0.0, "high": 0.67},
         "ffn_prune_ratio": {"low": 0.0, "high": 0.75},
-        "depth_prune_ratio": {"low": 0.0, "high": 0.5},
+        "depth_prune_ratio": {"low": 0.0, "high": 0.75},
         "embed_bits": {"choices": [32, 8]},
     },
 }
