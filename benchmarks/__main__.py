@@ -9,7 +9,7 @@ import os
 import ray
 
 NAMES = ("hypervolume", "orchestration", "quantization", "logit_cache", "families", "decoder",
-         "mixed", "trust")
+         "mixed", "trust", "noise")
 
 
 def main() -> None:
@@ -32,6 +32,10 @@ def main() -> None:
 
             run(lambda: get_task(args.task), args.task, n_trials=args.trials or 90,
                 seeds=tuple(range(args.seeds)))
+        if "noise" in args.only:
+            from benchmarks._noise import run as run_noise
+
+            run_noise()
         if "orchestration" in args.only:
             from benchmarks._orchestration import run as run_orchestration
 

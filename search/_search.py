@@ -129,9 +129,10 @@ class Search:
             not disturb it (one lock per GPU for GPU trials); default on when more than
             one trial runs at once.
         retime_rounds: Before ``run`` returns, the front's points are timed again alone,
-            interleaved with the teacher, in this many rounds (medians; nothing else runs
-            then), and those figures are what ``front``, the report and recipes show —
-            the figure measured during the search, beside other trials, stays as
+            interleaved with the teacher, in this many rounds (each model read at its
+            fastest round, ``objectives.fastest_round``; nothing else runs then), and
+            those figures are what ``front``, the report and recipes show — the figure
+            measured during the search, beside other trials, stays as
             ``latency_ms`` (it is what the search ranked on). 0: do not re-time. Running
             a finished study again re-times its front when the stored figures do not
             cover it (re-timing was off, or interrupted); a re-timing that fails is one
@@ -167,7 +168,7 @@ class Search:
         seed_configs: bool = True,
         warm_start: Sequence[str] = (),
         measurement_lock: bool | None = None,
-        retime_rounds: int = 3,
+        retime_rounds: int = 5,
     ) -> None:
         if not isinstance(task, Task):
             raise SearchArgumentError(f"task must be an objectives.Task, got {type(task).__name__}")
