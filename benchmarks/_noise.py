@@ -27,10 +27,10 @@ import torch
 
 from benchmarks._report import machine, table, write_section
 
-WINDOWS = 60
+WINDOWS = 120
 GAP_S = 0.05
 ROUNDS = 5
-REPEATS = 10
+REPEATS = 30
 
 
 def _python_loop() -> float:
