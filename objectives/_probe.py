@@ -48,27 +48,6 @@ def precision_latencies(
     return out
 
 
-def fastest_round(round_medians: Sequence[float]) -> float:
-    """The figure interleaved timing rounds report: the lowest per-round median.
-
-    Why not the median of rounds: on shared (virtualised) CPUs the machine's speed
-    switches between regimes over fractions of a second, whatever runs in the guest —
-    a pure-Python loop by up to ~2x, small kernels by 1.3-1.8x (``python -m benchmarks
-    --only noise``). One round's ≥ 30 samples of a sub-millisecond model fall inside one
-    regime, so round medians are bimodal and their median flips between regimes from
-    one re-timing to the next. Slower rounds are load that is not the model's; the
-    fastest round is the machine's uncontended speed (the reading ``timeit``
-    recommends), and it reproduces much more closely across re-timings (the noise
-    benchmark measures both).
-
-    Raises:
-        ValueError: ``round_medians`` is empty.
-    """
-    if not round_medians:
-        raise ValueError("fastest_round needs at least one round")
-    return min(float(x) for x in round_medians)
-
-
 def retime(
     task: Task,
     configs: Sequence[CompressionConfig],
@@ -79,18 +58,21 @@ def retime(
     """Time the teacher and each config's compressed model alone, interleaved.
 
     Each of ``rounds`` rounds times the teacher, then every config once
-    (``task_latency``: warm-up, ≥ 30 samples, median); the result for each is its
-    fastest round (``fastest_round``), so teacher and candidates are read under the
-    same statistic from rounds spread over the same stretch of time.
+    (``task_latency``: warm-up, ≥ 30 samples, median); the result is the median over
+    rounds of each — so slow drift of the machine affects teacher and candidates alike.
+    On shared CPUs the machine's speed also switches between regimes within a second
+    (``python -m benchmarks --only noise``): one round of a sub-millisecond model falls
+    inside one regime, so more rounds spread over more time give a steadier median.
     A config's model is its ``skeleton`` (pruned and quantized teacher weights): the
     dense kernels a trained artifact runs cost the same whatever the weights' values, so
     nothing is fine-tuned again. Run it when nothing else runs on the machine (a search
     does, after its last trial).
 
     Returns:
-        ``(teacher ms, [ms per config])``, each the fastest round's median.
+        ``(teacher median ms, [median ms per config])``.
     """
     import copy
+    import statistics
 
     from objectives._trial import _final_device, _threads, skeleton, task_latency
 
@@ -106,4 +88,4 @@ def retime(
         teacher_ms.append(task_latency(teacher, task, device=device)[0].median_ms)
         for samples, (model, target) in zip(config_ms, models, strict=True):
             samples.append(task_latency(model, task, device=target)[0].median_ms)
-    return fastest_round(teacher_ms), [fastest_round(s) for s in config_ms]
+    return statistics.median(teacher_ms), [statistics.median(s) for s in config_ms]

@@ -129,10 +129,9 @@ class Search:
             not disturb it (one lock per GPU for GPU trials); default on when more than
             one trial runs at once.
         retime_rounds: Before ``run`` returns, the front's points are timed again alone,
-            interleaved with the teacher, in this many rounds (each model read at its
-            fastest round, ``objectives.fastest_round``; nothing else runs then), and
-            those figures are what ``front``, the report and recipes show — the figure
-            measured during the search, beside other trials, stays as
+            interleaved with the teacher, in this many rounds (medians; nothing else runs
+            then), and those figures are what ``front``, the report and recipes show —
+            the figure measured during the search, beside other trials, stays as
             ``latency_ms`` (it is what the search ranked on). 0: do not re-time. Running
             a finished study again re-times its front when the stored figures do not
             cover it (re-timing was off, or interrupted); a re-timing that fails is one

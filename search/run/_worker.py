@@ -233,7 +233,7 @@ def retime_configs(
     rounds: int = 5,
 ) -> tuple[float, list[float], str]:
     """``objectives.retime`` of ``configs`` on this worker's device (run as a Ray task):
-    the teacher's and each config's ms (fastest round), alone and interleaved, and the hardware."""
+    the teacher's and each config's median ms, alone and interleaved, and the hardware."""
     device = worker_device(gpus)
     use_measurement_lock(measurement_lock, device)
     teacher_ms, config_ms = retime(
