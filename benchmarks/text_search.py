@@ -1,8 +1,11 @@
 """``python -m benchmarks.text_search``: a compression search on the MiniLM text task.
 
 Runs ``Search`` with ``SearchSpace.preset("transformer")`` on ``minilm_text()``, then
-takes the front point that is smallest-and-fastest while within 1 accuracy point of the
-teacher on the **test** split, re-applies its recipe (exporting a loadable model
+takes the fastest front point at least 4x smaller that is within 1 accuracy point of the
+teacher on **validation** — by the rule ``export --max-accuracy-drop 0.01`` applies: the
+lower bound of the paired difference at the study's confidence (and the confirmation
+rows, where the task has them) — with test reported beside it, never used to choose;
+re-applies its recipe (exporting a loadable model
 directory), and re-measures teacher and compressed model side by side — alternating,
 several rounds, medians — so the speed-up does not depend on what else the machine did
 during the search. Writes the ``text`` section of docs/benchmarks.md.
@@ -85,9 +88,10 @@ def main() -> None:
     base = info.baseline
     rows = []
     best = None
-    for c in sorted(front, key=lambda c: c.latency_ms):
+    teacher_alone = base.get("latency_ms_alone", base["latency_ms"])
+    for c in sorted(front, key=lambda c: c.shown_latency_ms):
         smaller = _ratio(base["size_bytes"], c.size_bytes)
-        faster = _ratio(base["latency_ms"], c.latency_ms)
+        faster = _ratio(teacher_alone, c.shown_latency_ms)
         d_val = c.accuracy - base["accuracy"]
         d_test = (c.test_accuracy or float("nan")) - base["test_accuracy"]
         p = c.params
@@ -96,10 +100,12 @@ def main() -> None:
             p.get("prune_vocab", False), p.get("embed_bits", 32), p.get("quant_bits", 32),
             f"{c.accuracy:.3f} ({d_val * 100:+.1f})",
             f"{c.test_accuracy or float('nan'):.3f} ({d_test * 100:+.1f})",
-            f"{c.latency_ms:.1f}", f"{faster:.2f}x", f"{c.size_bytes / 1e6:.2f}", f"{smaller:.1f}x",
+            f"{c.latency_ms:.1f}", f"{c.shown_latency_ms:.1f}", f"{faster:.2f}x",
+            f"{c.size_bytes / 1e6:.2f}", f"{smaller:.1f}x",
         ])
         # Chosen on validation only (test is reported beside it, never used to choose).
-        if smaller >= 4 and d_val >= -0.01 and (best is None or faster > best[1]):
+        holds = (front.exclusion(c, 0.01) is None)
+        if smaller >= 4 and holds and (best is None or faster > best[1]):
             best = (c, faster, smaller)
 
     lines = [
@@ -117,14 +123,16 @@ def main() -> None:
         f"{args.workers} workers, search wall time {search_s / 60:.1f} min.",
         "",
         f"Teacher: val {base['accuracy']:.3f}, test {base['test_accuracy']:.3f}, "
-        f"{base['latency_ms']:.1f} ms, {base['size_bytes'] / 1e6:.1f} MB.",
+        f"{base['latency_ms']:.1f} ms (re-timed alone: {teacher_alone:.1f} ms), "
+        f"{base['size_bytes'] / 1e6:.1f} MB.",
         "",
-        "Pareto front (latency and size as measured during the search; Δ in accuracy "
-        "points against the teacher):",
+        "Pareto front (ms: during the search, then re-timed alone before the search "
+        "returned, interleaved with the teacher; 'faster' from the re-timed figures; Δ in "
+        "accuracy points against the teacher):",
         "",
         table(
             ["trial", "attn", "ffn", "vocab", "embed", "bits", "val (Δ)", "test (Δ)",
-             "ms", "faster", "MB", "smaller"],
+             "ms (search)", "ms (alone)", "faster", "MB", "smaller"],
             rows,
         ),
     ]
@@ -152,8 +160,8 @@ def main() -> None:
         base_file = int(base["size_bytes"])
         lines += [
             "",
-            f"Chosen: trial {cand.trial} (≥ 4x smaller, validation within 1 point, fastest; "
-            "test reported, not used to choose), "
+            f"Chosen: trial {cand.trial} (≥ 4x smaller, within 1 point on validation at the "
+            "study's lower bound, fastest; test reported, not used to choose), "
             "re-applied from its recipe and exported as a model directory "
             "(`slimsearch apply`), then re-measured side by side with the teacher "
             f"({args.rounds} alternating rounds, medians):",
