@@ -1,14 +1,14 @@
 """Configurations a new study evaluates first: known-good seeds and warm starts.
 
 Seeds (in this order, each only if it lies in the space, and leaving out precisions
-the hardware probe measured slower than fp32 on the teacher; a seed that also prunes is
-kept at fp32 instead): the teacher as is (no
-pruning, fp32), int8 only, bf16 only, prune 0.25 + int8, prune 0.5 + int8; for
-transformers also int8 with int8 embeddings and a pruned vocabulary, and that plus a
-quarter of the heads and half the FFN neurons pruned; for decoders a third of the layers
-removed with int8, that with half the MLP and int8 embeddings, and half the layers
-removed with int8 and int8 embeddings; with ``bit_budget``
-8.5 effective bits (about int8's size), that with prune 0.25, and 6.0. Parameters a
+the hardware probe measured more than ``SLOWER_MARGIN`` slower than fp32 on the teacher;
+a seed that also prunes is kept at fp32 instead): the teacher as is (no pruning, fp32),
+int8 only, bf16 only, prune 0.25 + int8, prune 0.5 + int8; for transformers also int8
+with int8 embeddings and a pruned vocabulary, and that plus a quarter of the heads and
+half the FFN neurons pruned; for decoders a third of the layers removed with int8, that
+with half the MLP and int8 embeddings, and half the layers removed with int8 and int8
+embeddings; with ``bit_budget`` 8.5 effective bits (about int8's size), that with prune
+0.25, and 6.0. Parameters a
 seed does not name take the trial config's default when the space allows it, else the
 middle of the range (geometric middle for log ranges) or the middle choice.
 """
@@ -77,8 +77,15 @@ def space_precisions(space: SearchSpace) -> tuple[int, ...]:
     return tuple(sorted({32, *(int(v) for v in values)}, reverse=True))
 
 
+SLOWER_MARGIN = 1.15
+"""A precision counts as slower than fp32 only beyond this factor: nearer, it is a tie
+that this machine's own timing noise can produce (``python -m benchmarks --only noise``),
+and a tie at a quarter of the size is worth seeding."""
+
+
 def slower_precisions(baseline: Mapping[str, Any]) -> dict[int, float]:
-    """Precisions the hardware probe found slower than fp32: ``{bits: times slower}``.
+    """Precisions the hardware probe found slower than fp32 by more than
+    ``SLOWER_MARGIN``: ``{bits: times slower}``.
 
     Read from the baseline's ``precision_latency_ms`` (empty when it was not probed).
     """
@@ -86,7 +93,7 @@ def slower_precisions(baseline: Mapping[str, Any]) -> dict[int, float]:
     fp32 = probe.get(32)
     if not fp32:
         return {}
-    return {b: ms / fp32 for b, ms in probe.items() if b != 32 and ms > fp32}
+    return {b: ms / fp32 for b, ms in probe.items() if b != 32 and ms > SLOWER_MARGIN * fp32}
 
 
 def seed_configs(space: SearchSpace, skip_bits: tuple[int, ...] = ()) -> list[dict[str, Any]]:
