@@ -32,7 +32,7 @@ from objectives._preflight import (
     checked_parameters,
 )
 from objectives._pretrained import load_pretrained_compressed, save_pretrained_compressed
-from objectives._probe import precision_latencies, retime
+from objectives._probe import RETIME_MIN_SECONDS, precision_latencies, retime
 from objectives._serialize import count_parameters, load_weights, save_weights
 from objectives._task import IGNORE_INDEX, Split, Task, accuracy, forward
 from objectives._trial import (
@@ -148,6 +148,7 @@ __all__ = [
     "rows_needed",
     "z_score",
     "precision_latencies",
+    "RETIME_MIN_SECONDS",
     "retime",
     "LAYER_BITS",
     "Allocation",

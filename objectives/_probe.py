@@ -89,21 +89,32 @@ def probe_passes(time_once: Callable[[int], float], bits: Sequence[int]) -> dict
     return passes
 
 
+RETIME_MIN_SECONDS = 5.0
+"""``retime`` goes on with rounds until at least this many seconds have passed."""
+
+RETIME_MAX_ROUNDS = 500
+
+
 def retime(
     task: Task,
     configs: Sequence[CompressionConfig],
     *,
     rounds: int = 5,
     device: torch.device | str = "cpu",
+    min_seconds: float = RETIME_MIN_SECONDS,
 ) -> tuple[float, list[float]]:
     """Time the teacher and each config's compressed model alone, interleaved.
 
     Each of ``rounds`` rounds times the teacher, then every config once
     (``task_latency``: warm-up, ≥ 30 samples, median); the result is the median over
     rounds of each — so slow drift of the machine affects teacher and candidates alike.
-    On shared CPUs the machine's speed also switches between regimes within a second
-    (``python -m benchmarks --only noise``): one round of a sub-millisecond model falls
-    inside one regime, so more rounds spread over more time give a steadier median.
+    On shared CPUs the machine's speed also switches between regimes lasting up to
+    seconds (``python -m benchmarks --only noise``): five rounds of a sub-millisecond
+    model fit inside one regime, and two re-timings then differ by tens of per cent. So
+    rounds go on until ``min_seconds`` have passed as well (at most
+    ``RETIME_MAX_ROUNDS``): the median then reads the machine's usual state, not one
+    moment of it (the noise benchmark: spreads of 1.4-1.5x between re-timings fall to
+    under 1.1x). Models slow enough to need that long anyway add no rounds.
     A config's model is its ``skeleton`` (pruned and quantized teacher weights): the
     dense kernels a trained artifact runs cost the same whatever the weights' values, so
     nothing is fine-tuned again. Run it when nothing else runs on the machine (a search
@@ -114,6 +125,7 @@ def retime(
     """
     import copy
     import statistics
+    import time
 
     from objectives._trial import _final_device, _threads, skeleton, task_latency
 
@@ -125,7 +137,12 @@ def retime(
     teacher = copy.deepcopy(task.teacher).to(device).eval()
     teacher_ms: list[float] = []
     config_ms: list[list[float]] = [[] for _ in models]
-    for _ in range(max(1, int(rounds))):
+    start = time.perf_counter()
+    done = 0
+    while done < max(1, int(rounds)) or (
+        time.perf_counter() - start < min_seconds and done < RETIME_MAX_ROUNDS
+    ):
+        done += 1
         teacher_ms.append(task_latency(teacher, task, device=device)[0].median_ms)
         for samples, (model, target) in zip(config_ms, models, strict=True):
             samples.append(task_latency(model, task, device=target)[0].median_ms)

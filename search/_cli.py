@@ -46,6 +46,7 @@ _fraction = _float_in(lambda v: 0.0 <= v <= 1.0,
                       "a fraction in [0, 1] (0.01 means 1 accuracy point)")
 _gpus = _float_in(lambda v: 0.0 <= v <= 8.0,
                   "a GPU count in [0, 8] (0 = CPU, 0.25 = a quarter of one GPU)")
+_seconds = _float_in(lambda v: 0.0 <= v <= 600.0, "a number of seconds in [0, 600]")
 _confidence = _float_in(lambda v: 0.5 <= v < 1.0, "a confidence in [0.5, 1) (0.9 means 90 %)")
 
 
@@ -123,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--retime-rounds", type=_non_negative, default=5,
                      help="re-time the front alone, interleaved with the teacher, in this "
                           "many rounds before returning (0 = off)")
+    run.add_argument("--retime-seconds", type=_seconds, default=None,
+                     help="go on re-timing for at least this many seconds (default: "
+                          "$SLIMSEARCH_RETIME_SECONDS, else 5; a shared CPU's speed "
+                          "switches between regimes lasting seconds)")
     run.add_argument("--space", default=None, help="search-space YAML file")
     run.add_argument("--ray-address", default=None, help="existing Ray cluster (auto|HOST:PORT)")
     run.add_argument("--plot", default=None, help="also write the Pareto plot PNG here")
@@ -207,6 +212,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         **given,
         seed=args.seed,
         retime_rounds=args.retime_rounds,
+        retime_seconds=args.retime_seconds,
         ray_address=args.ray_address,
         progress=False if args.no_progress else None,
         early_stopping=args.early_stopping,

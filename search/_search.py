@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 import optuna
 
-from objectives import DEFAULT_LOCK_PATH, Task
+from objectives import DEFAULT_LOCK_PATH, RETIME_MIN_SECONDS, Task
 from search._errors import SearchArgumentError, StudyMismatchError
 from search._preflight import preflight, split_size_warning
 from search._seeds import (
@@ -136,6 +137,10 @@ class Search:
             a finished study again re-times its front when the stored figures do not
             cover it (re-timing was off, or interrupted); a re-timing that fails is one
             warning line, and the front keeps the search's figures.
+        retime_seconds: The re-timing goes on with rounds until at least this many
+            seconds have passed (``objectives.retime``): a shared CPU's speed switches
+            between regimes lasting up to seconds, and five rounds of a fast model fit
+            in one. None: ``$SLIMSEARCH_RETIME_SECONDS``, else 5.
         progress: Show progress while running (``search.Progress``): None
             (default) a live display when stderr is a terminal, else one-line INFO
             records on the ``search.progress`` logger; True always the live display;
@@ -168,6 +173,7 @@ class Search:
         warm_start: Sequence[str] = (),
         measurement_lock: bool | None = None,
         retime_rounds: int = 5,
+        retime_seconds: float | None = None,
     ) -> None:
         if not isinstance(task, Task):
             raise SearchArgumentError(f"task must be an objectives.Task, got {type(task).__name__}")
@@ -240,6 +246,7 @@ class Search:
                 f"retime_rounds must be an integer in [0, 100] (0 = off), got {retime_rounds!r}"
             )
         self.retime_rounds = retime_rounds
+        self.retime_seconds = _retime_seconds(retime_seconds)
         self._storage = open_storage(storage)  # validates the URL before any work
         for name in self.warm_start:
             if find_study(self._storage, name) is None:
@@ -413,7 +420,7 @@ class Search:
             teacher_ms, config_ms, hardware = retime_remote(
                 self.task, [dict(c.compression) for c in front],
                 gpus_per_trial=self.gpus_per_trial, measurement_lock=str(DEFAULT_LOCK_PATH),
-                rounds=self.retime_rounds,
+                rounds=self.retime_rounds, min_seconds=self.retime_seconds,
             )
         except Exception as exc:  # the search's result stands without the re-timing
             logger.warning(_RETIME_FAILED.format(error=_one_line_error(exc)))
@@ -517,6 +524,32 @@ class Search:
             measurement_lock=self._lock_path(),
             callbacks=self.callbacks,
         )
+
+
+RETIME_SECONDS_ENV = "SLIMSEARCH_RETIME_SECONDS"
+
+
+def _retime_seconds(value: float | None) -> float:
+    """``retime_seconds`` resolved (None: ``$SLIMSEARCH_RETIME_SECONDS``, else
+    ``objectives.RETIME_MIN_SECONDS``) and checked: a finite number in [0, 600]."""
+    source = "retime_seconds"
+    if value is None:
+        text = os.environ.get(RETIME_SECONDS_ENV)
+        if text is None:
+            return RETIME_MIN_SECONDS
+        source = f"${RETIME_SECONDS_ENV}"
+        try:
+            value = float(text)
+        except ValueError:
+            value = text  # type: ignore[assignment]  # refused below, named as given
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+        0.0 <= float(value) <= 600.0
+    ):
+        raise SearchArgumentError(
+            f"{source} must be a number of seconds in [0, 600] (0 = rounds only), "
+            f"got {value!r}"
+        )
+    return float(value)
 
 
 def _one_line_error(exc: BaseException) -> str:

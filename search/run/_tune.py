@@ -199,6 +199,7 @@ def retime_remote(
     gpus_per_trial: float,
     measurement_lock: str | None,
     rounds: int,
+    min_seconds: float,
 ) -> tuple[float, list[float], str]:
     """``search.run._worker.retime_configs`` in a Ray worker (the trials' device)."""
     import ray
@@ -208,4 +209,5 @@ def retime_remote(
     remote = ray.remote(retime_configs).options(
         num_cpus=task.threads, num_gpus=gpus_per_trial, max_retries=1
     )
-    return ray.get(remote.remote(task, configs, gpus_per_trial, measurement_lock, rounds))
+    return ray.get(remote.remote(task, configs, gpus_per_trial, measurement_lock, rounds,
+                                 min_seconds))

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from objectives import (
+    RETIME_MIN_SECONDS,
     CompressionConfig,
     EarlyStopping,
     FinishedTrial,
@@ -231,12 +232,14 @@ def retime_configs(
     gpus: float = 0.0,
     measurement_lock: str | None = None,
     rounds: int = 5,
+    min_seconds: float = RETIME_MIN_SECONDS,
 ) -> tuple[float, list[float], str]:
     """``objectives.retime`` of ``configs`` on this worker's device (run as a Ray task):
     the teacher's and each config's median ms, alone and interleaved, and the hardware."""
     device = worker_device(gpus)
     use_measurement_lock(measurement_lock, device)
     teacher_ms, config_ms = retime(
-        task, [CompressionConfig(**c) for c in configs], rounds=rounds, device=device
+        task, [CompressionConfig(**c) for c in configs], rounds=rounds, device=device,
+        min_seconds=min_seconds,
     )
     return teacher_ms, config_ms, describe_hardware(device, task.threads)

@@ -121,6 +121,10 @@ CASES = [
          env=(("SLIMSEARCH_GRACE_PERIOD", "soon"),)),
     # --- CLI arguments
     Case("cli-zero-trials", "must be at least 1", (*RUN, "--trials", "0")),
+    Case("cli-retime-seconds-negative", "--retime-seconds: '-1' is not a number of seconds",
+         (*RUN, "--retime-seconds", "-1")),
+    Case("cli-retime-seconds-env", "$SLIMSEARCH_RETIME_SECONDS must be a number of seconds",
+         RUN, env=(("SLIMSEARCH_RETIME_SECONDS", "soon"),)),
     Case("cli-trials-not-int", "is not an integer", (*RUN, "--trials", "many")),
     Case("cli-drop-not-fraction", "fraction", (*RUN, "--max-accuracy-drop", "5")),
     Case("cli-unknown-task", "is not a built-in task", ("run", "--task", "imagenet")),
