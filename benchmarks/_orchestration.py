@@ -92,7 +92,7 @@ def throughput(tmp: Path, n: int = 8) -> tuple[list[list[object]], str, list]:
     return rows, f"{walls[1] / walls[2]:.2f}x", trials_2
 
 
-RETIME_ROUNDS = 5  # Search's default
+RETIME_ROUNDS = 3  # Search's default
 
 
 def fidelity(tmp: Path, task_epochs: int = 60, n: int = 24) -> list[list[object]]:

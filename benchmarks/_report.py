@@ -24,8 +24,8 @@ def _revision() -> str:
     rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                          text=True, cwd=root).stdout.strip()
     # "+uncommitted changes": code differs from the commit, so the commit alone does not
-    # reproduce the figures (docs/, which benchmarks write, does not count).
-    changed = subprocess.run(["git", "status", "--porcelain", "--", ".", ":!docs"],
+    # reproduce the figures (docs/, which benchmarks write, and Markdown do not count).
+    changed = subprocess.run(["git", "status", "--porcelain", "--", ".", ":!docs", ":!*.md"],
                              capture_output=True, text=True, cwd=root).stdout.strip()
     return f"{rev} + uncommitted changes" if rev and changed else (rev or "?")
 

@@ -99,7 +99,7 @@ def retime(
     task: Task,
     configs: Sequence[CompressionConfig],
     *,
-    rounds: int = 5,
+    rounds: int = 3,
     device: torch.device | str = "cpu",
     min_seconds: float = RETIME_MIN_SECONDS,
 ) -> tuple[float, list[float]]:
@@ -109,12 +109,13 @@ def retime(
     (``task_latency``: warm-up, ≥ 30 samples, median); the result is the median over
     rounds of each — so slow drift of the machine affects teacher and candidates alike.
     On shared CPUs the machine's speed also switches between regimes lasting up to
-    seconds (``python -m benchmarks --only noise``): five rounds of a sub-millisecond
+    seconds (``python -m benchmarks --only noise``): a few rounds of a sub-millisecond
     model fit inside one regime, and two re-timings then differ by tens of per cent. So
     rounds go on until ``min_seconds`` have passed as well (at most
     ``RETIME_MAX_ROUNDS``): the median then reads the machine's usual state, not one
-    moment of it (the noise benchmark: spreads of 1.4-1.5x between re-timings fall to
-    under 1.1x). Models slow enough to need that long anyway add no rounds.
+    moment of it (the noise benchmark: the median gap between two re-timings of the
+    same models fell from 9-22 % to 3-8 %; a re-timing that lands in a slow stretch is
+    still off). Models slow enough to need that long anyway add no rounds.
     A config's model is its ``skeleton`` (pruned and quantized teacher weights): the
     dense kernels a trained artifact runs cost the same whatever the weights' values, so
     nothing is fine-tuned again. Run it when nothing else runs on the machine (a search

@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="judge the drop on the paired lower bound at this confidence "
                           "(default 0.9 for a new study)")
     run.add_argument("--seed", type=_non_negative, default=0)
-    run.add_argument("--retime-rounds", type=_non_negative, default=5,
+    run.add_argument("--retime-rounds", type=_non_negative, default=3,
                      help="re-time the front alone, interleaved with the teacher, in this "
                           "many rounds before returning (0 = off)")
     run.add_argument("--retime-seconds", type=_seconds, default=None,

@@ -139,7 +139,7 @@ class Search:
             warning line, and the front keeps the search's figures.
         retime_seconds: The re-timing goes on with rounds until at least this many
             seconds have passed (``objectives.retime``): a shared CPU's speed switches
-            between regimes lasting up to seconds, and five rounds of a fast model fit
+            between regimes lasting up to seconds, and a few rounds of a fast model fit
             in one. None: ``$SLIMSEARCH_RETIME_SECONDS``, else 5.
         progress: Show progress while running (``search.Progress``): None
             (default) a live display when stderr is a terminal, else one-line INFO
@@ -172,7 +172,7 @@ class Search:
         seed_configs: bool = True,
         warm_start: Sequence[str] = (),
         measurement_lock: bool | None = None,
-        retime_rounds: int = 5,
+        retime_rounds: int = 3,
         retime_seconds: float | None = None,
     ) -> None:
         if not isinstance(task, Task):

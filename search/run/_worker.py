@@ -231,7 +231,7 @@ def retime_configs(
     configs: list[Mapping[str, Any]],
     gpus: float = 0.0,
     measurement_lock: str | None = None,
-    rounds: int = 5,
+    rounds: int = 3,
     min_seconds: float = RETIME_MIN_SECONDS,
 ) -> tuple[float, list[float], str]:
     """``objectives.retime`` of ``configs`` on this worker's device (run as a Ray task):

@@ -30,7 +30,7 @@ def test_search_retimes_its_front_and_recipes_show_it(searched, capsys):
     front, info = load_front(url, name)
     assert len(front) >= 1
     assert sorted(int(k) for k in stored["trials"]) == sorted(c.trial for c in front)
-    assert stored["rounds"] == 5 and stored["teacher_ms"] > 0 and stored["hardware"]
+    assert stored["rounds"] == 3 and stored["teacher_ms"] > 0 and stored["hardware"]
     assert front.baseline["latency_ms_alone"] == stored["teacher_ms"]
     for c in front:
         assert c.latency_alone_ms == stored["trials"][str(c.trial)]
