@@ -75,18 +75,15 @@ def run(n_trials: int = 30) -> None:
             teacher_file = Path(d) / "teacher" / MODEL_FILE
             teacher_file.parent.mkdir()
             teacher_size = save_weights(task.teacher, teacher_file)
-            applied = {}
-            seen: dict[int, str] = {}
+            # One point may be both picks: apply and time it once, under both labels.
+            by_trial: dict[int, tuple[list[str], object]] = {}
             for label, recipe in picks:
-                if recipe.source.trial in seen:  # one point may be both picks: time it once
-                    applied[f"{seen[recipe.source.trial]}; {label}"] = applied.pop(
-                        seen[recipe.source.trial])
-                    seen[recipe.source.trial] = f"{seen[recipe.source.trial]}; {label}"
-                    continue
-                seen[recipe.source.trial] = label
-                out = Path(d) / f"applied-{recipe.source.trial}"
-                applied[label] = (recipe, recipe.apply(task, out),
-                                  (out / MODEL_FILE).stat().st_size)
+                by_trial.setdefault(recipe.source.trial, ([], recipe))[0].append(label)
+            applied = {}
+            for trial, (labels, recipe) in by_trial.items():
+                out = Path(d) / f"applied-{trial}"
+                applied["; ".join(labels)] = (recipe, recipe.apply(task, out),
+                                              (out / MODEL_FILE).stat().st_size)
             per_round: dict[str, list[float]] = {"teacher": [], **{k: [] for k in applied}}
             for _ in range(ROUNDS):
                 per_round["teacher"].append(task_latency(task.teacher, task)[0].median_ms)

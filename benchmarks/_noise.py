@@ -87,16 +87,15 @@ def _spread(values: list[float]) -> str:
 
 
 def estimators() -> tuple[list[list[object]], str]:
-    from objectives import CompressionConfig
+    from objectives import CompressionConfig, retime
     from objectives._trial import skeleton, task_latency
     from objectives.tasks import digits
 
     task = digits(finetune_epochs=1, latency_batch_size=64)
-    models = {
-        "teacher (fp32)": copy.deepcopy(task.teacher).eval(),
-        "prune 0.6 + int8": skeleton(task, CompressionConfig(prune_ratio=0.6, quant_bits=8)),
-        "prune 0.3, fp32": skeleton(task, CompressionConfig(prune_ratio=0.3)),
-    }
+    configs = {"prune 0.6 + int8": CompressionConfig(prune_ratio=0.6, quant_bits=8),
+               "prune 0.3, fp32": CompressionConfig(prune_ratio=0.3)}
+    models = {"teacher (fp32)": copy.deepcopy(task.teacher).eval(),
+              **{name: skeleton(task, c) for name, c in configs.items()}}
     readings: dict[str, dict[str, list[float]]] = {
         "median of rounds": {k: [] for k in models},
         "fastest round": {k: [] for k in models},
@@ -113,15 +112,11 @@ def estimators() -> tuple[list[list[object]], str]:
             readings["fastest round"][name].append(min(r))
         time.sleep(0.3)
     span = f"median of rounds over ≥ {RETIME_MIN_SECONDS:g} s"
-    for _ in range(SPAN_REPEATS):
-        per_round = {k: [] for k in models}
-        start = time.perf_counter()
-        while time.perf_counter() - start < RETIME_MIN_SECONDS or len(per_round[
-                "teacher (fp32)"]) < ROUNDS:
-            for name, model in models.items():
-                per_round[name].append(task_latency(model, task)[0].median_ms)
-        for name, r in per_round.items():
-            readings[span][name].append(statistics.median(r))
+    for _ in range(SPAN_REPEATS):  # retime itself: rounds until RETIME_MIN_SECONDS passed
+        teacher_ms, config_ms = retime(task, list(configs.values()), rounds=ROUNDS)
+        readings[span]["teacher (fp32)"].append(teacher_ms)
+        for name, ms in zip(configs, config_ms, strict=True):
+            readings[span][name].append(ms)
         time.sleep(0.3)
     wall = time.perf_counter() - t0
     rows = []

@@ -41,7 +41,8 @@ def precision_latencies(
     precision within ``PROBE_CLEAR`` of fp32 after its pass is a near-tie that one pass
     cannot call on a shared CPU, whose speed switches between regimes within a second
     (``python -m benchmarks --only noise``): fp32 and it are then timed alternately
-    until each has ``PROBE_ROUNDS`` passes, and the medians are returned.
+    until it has ``PROBE_ROUNDS`` passes (``probe_passes``), and the medians are
+    returned.
     """
     import statistics
 

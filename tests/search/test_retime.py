@@ -129,7 +129,7 @@ def test_a_failed_retime_keeps_the_search_result(searched_copy, digits_task, cap
 
 
 def test_retime_goes_on_until_its_minimum_span_has_passed(digits_task):
-    # Five rounds of a 0.1 ms model fit inside one of the machine's speed regimes; the
+    # A few rounds of a 0.1 ms model fit inside one of the machine's speed regimes; the
     # rounds go on until min_seconds have passed (the noise benchmark measures why).
     t0 = time.perf_counter()
     teacher_ms, (same_ms,) = retime(digits_task, [CompressionConfig()], rounds=1,
