@@ -21,7 +21,11 @@ from objectives._serialize import count_parameters, load_weights, save_weights
 from objectives._task import Task
 from objectives._task import accuracy as accuracy_metric
 from objectives.measure._hardware import describe_hardware
-from objectives.measure._latency import LatencyStats, measure_decode_latency, measure_latency
+from objectives.measure._latency import (
+    LatencyStats,
+    measure_decode_latencies,
+    measure_latencies,
+)
 from objectives.measure._lock import working
 from objectives.measure._metric import evaluate_metric, evaluate_perplexity, row_outcomes
 from objectives.measure._paired import paired_difference
@@ -80,6 +84,11 @@ class TrialResult:
         epoch_accuracies: Validation metric after each epoch (with early stopping).
         stopped: Why the trial was stopped early, or None if it ran to the end; a
             stopped trial has no final artifact (``latency`` is None).
+        reference_latency_ms: The teacher's latency (the task's latency objective, on
+            the trial's device), its samples taken alternately with the artifact's in
+            the same measurement; ``latency_ms / reference_latency_ms`` is the artifact's
+            latency relative to the teacher under the same conditions. None for the
+            baseline and for stopped trials.
     """
 
     accuracy: float
@@ -107,6 +116,7 @@ class TrialResult:
     effective_bits: float | None = None
     layers_removed: int | None = None
     heads_kept: int | None = None
+    reference_latency_ms: float | None = None
 
     def metrics(self) -> dict[str, float]:
         """The three objectives plus test accuracy, as plain floats."""
@@ -282,25 +292,37 @@ def teacher_outcomes(task: Task, split: str = "val") -> tuple[torch.Tensor, torc
 
 
 def task_latency(
-    model: nn.Module, task: Task, *, device: torch.device | str = "cpu"
+    model: nn.Module,
+    task: Task,
+    *,
+    device: torch.device | str = "cpu",
+    reference: tuple[nn.Module, torch.device | str] | None = None,
 ) -> tuple[LatencyStats, dict[str, float]]:
     """The latency objective of ``model`` as ``task.latency_mode`` defines it.
 
+    With ``reference`` (a model and its device, e.g. the teacher), each figure's samples
+    alternate with the reference's (``measure_latencies``), and the figures hold
+    ``reference_ms``: the reference's median of the chosen figure, taken beside it.
+
     Returns the chosen statistics and, for language-model modes, both figures
     (``prefill_ms`` over ``latency_inputs``, ``decode_ms_per_token`` from
-    ``decode_prompt``); ``{}`` for ``"forward"``.
+    ``decode_prompt``); ``{}`` for ``"forward"`` without a reference.
     """
-    forward_stats = measure_latency(
-        model, task.latency_inputs, threads=task.threads, device=device
-    )
-    if task.latency_mode == "forward":
-        return forward_stats, {}
-    decode = measure_decode_latency(
-        model, task.decode_prompt, tokens=task.decode_tokens, threads=task.threads,
-        device=device,
-    )
-    figures = {"prefill_ms": forward_stats.median_ms, "decode_ms_per_token": decode.median_ms}
-    return (decode if task.latency_mode == "decode" else forward_stats), figures
+    pairs = [(model, device)] + ([] if reference is None else [reference])
+    forward_stats = measure_latencies(pairs, task.latency_inputs, threads=task.threads)
+    figures: dict[str, float] = {}
+    chosen = forward_stats
+    if task.latency_mode != "forward":
+        decode = measure_decode_latencies(
+            pairs, task.decode_prompt, tokens=task.decode_tokens, threads=task.threads
+        )
+        figures = {"prefill_ms": forward_stats[0].median_ms,
+                   "decode_ms_per_token": decode[0].median_ms}
+        if task.latency_mode == "decode":
+            chosen = decode
+    if reference is not None:
+        figures["reference_ms"] = chosen[1].median_ms
+    return chosen[0], figures
 
 
 def measure(
@@ -311,10 +333,13 @@ def measure(
     device: torch.device | str = "cpu",
     metadata: dict[str, str] | None = None,
     paired: bool = True,
+    reference: tuple[nn.Module, torch.device | str] | None = None,
 ) -> tuple[float, float, int, LatencyStats, dict[str, Any]]:
     """Write ``model`` to ``path`` and measure (val metric, test metric, bytes, latency,
-    extras); extras hold ``latencies`` and ``perplexity`` for language models and, with
-    ``paired`` and the accuracy metric, the paired difference to the teacher."""
+    extras); extras hold ``latencies`` and ``perplexity`` for language models, with
+    ``paired`` and the accuracy metric the paired difference to the teacher, and with
+    ``reference`` (a model and its device) ``reference_latency_ms``: its latency timed
+    interleaved with ``model``'s (``task_latency``)."""
     with working():
         size = save_weights(model, path, metadata=metadata)
     extras: dict[str, Any] = {}
@@ -338,7 +363,9 @@ def measure(
         test_acc = evaluate_metric(model, task.test, task, device=device)
         if task.val.token_level:
             extras["perplexity"] = evaluate_perplexity(model, task.val, device=device)
-    latency, extras["latencies"] = task_latency(model, task, device=device)
+    latency, extras["latencies"] = task_latency(model, task, device=device, reference=reference)
+    if reference is not None:
+        extras["reference_latency_ms"] = extras["latencies"].pop("reference_ms")
     return acc, test_acc, size, latency, extras
 
 
@@ -439,12 +466,26 @@ def evaluate(
         out = Path(output_dir) if output_dir is not None else Path(tmp)
         out.mkdir(parents=True, exist_ok=True)
         with clock.phase("measure"):
+            # The teacher is timed beside the artifact, on the device the baseline was
+            # measured on: the search reads the artifact's latency relative to it.
             acc, test_acc, size, latency, extras = measure(
-                model, task, path=out / MODEL_FILE, device=final_device
+                model, task, path=out / MODEL_FILE, device=final_device,
+                reference=(_reference_teacher(task, device), device),
             )
     return _measured(model, acc, test_acc, size, latency, clock.total(t0), task=task,
                      bits=config.quant_bits, device=final_device, loss_history=history,
                      epoch_accuracies=accuracies, **allocated, **applied, **extras)
+
+
+def _reference_teacher(task: Task, device: torch.device | str) -> nn.Module:
+    """The teacher on ``device`` for timing beside a trial's artifact: ``task.teacher``
+    itself where it already lives there (it is only run in inference mode), else a copy."""
+    dev = torch.device(device)
+    teacher = task.teacher
+    here = next((p.device for p in teacher.parameters()), torch.device("cpu"))
+    if here == dev or (here.type == dev.type == "cuda" and dev.index is None):
+        return teacher.eval()
+    return copy.deepcopy(teacher).to(dev).eval()
 
 
 def evaluate_teacher(task: Task, *, device: torch.device | str = "cpu") -> TrialResult:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -68,6 +69,51 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _forward_sampler(
+    model: nn.Module, x: Inputs, dev: torch.device, warmup: int, min_sample_ms: float
+) -> tuple[Callable[[], float], int]:
+    """Warm ``model`` up on ``x``; return a function timing one sample (ms per pass) and
+    the passes per sample, ``inner``, calibrated so a sample lasts ``min_sample_ms``."""
+    model.eval()
+    for _ in range(max(warmup, 1)):
+        forward(model, x)
+    _sync(dev)
+    t0 = time.perf_counter()
+    forward(model, x)
+    _sync(dev)
+    one = max(time.perf_counter() - t0, 1e-7)
+    inner = int(min(max(1, (min_sample_ms / 1000.0) // one + 1), 1000))
+
+    def sample() -> float:
+        if dev.type == "cuda":
+            start, end = (torch.cuda.Event(enable_timing=True) for _ in range(2))
+            start.record()
+            for _ in range(inner):
+                forward(model, x)
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end) / inner
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            forward(model, x)
+        return (time.perf_counter() - t0) * 1000.0 / inner
+
+    return sample, inner
+
+
+def _interleaved(samplers: Sequence[Callable[[], float]], repeats: int) -> list[list[float]]:
+    """``repeats`` samples of each sampler, taken in turn (A, B, A, B, ...)."""
+    samples: list[list[float]] = [[] for _ in samplers]
+    for _ in range(repeats):
+        for out, sample in zip(samples, samplers, strict=True):
+            out.append(sample())
+    return samples
+
+
+def _rows(x: Inputs) -> int:
+    return int(next(iter(x.values())).shape[0] if isinstance(x, dict) else x.shape[0])
+
+
 @torch.inference_mode()
 def measure_latency(
     model: nn.Module,
@@ -80,41 +126,49 @@ def measure_latency(
     min_sample_ms: float = 2.0,
 ) -> LatencyStats:
     """Measure the forward latency of ``model`` on ``inputs`` (see the module contract)."""
+    return measure_latencies(
+        [(model, device)], inputs, threads=threads, repeats=repeats, warmup=warmup,
+        min_sample_ms=min_sample_ms,
+    )[0]
+
+
+@torch.inference_mode()
+def measure_latencies(
+    models: Sequence[tuple[nn.Module, torch.device | str]],
+    inputs: Inputs,
+    *,
+    threads: int = 1,
+    repeats: int = MIN_REPEATS,
+    warmup: int = 5,
+    min_sample_ms: float = 2.0,
+) -> list[LatencyStats]:
+    """``measure_latency`` of several ``(model, device)`` pairs, their samples interleaved.
+
+    Each model is warmed up and calibrated on its own; then one sample of each is taken
+    in turn, ``repeats`` times. A shared CPU's speed drifts and switches between regimes
+    (``python -m benchmarks --only noise``); samples a few milliseconds apart see the
+    same regime, so the models' medians are compared under the same conditions — a
+    trial times its artifact this way beside the teacher (``task_latency``'s
+    ``reference``).
+    """
     repeats = max(int(repeats), MIN_REPEATS)
-    dev = torch.device(device)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         with measuring():
-            model.eval()
-            x = to_device(inputs, dev)
-            for _ in range(max(warmup, 1)):
-                forward(model, x)
-            _sync(dev)
-            t0 = time.perf_counter()
-            forward(model, x)
-            _sync(dev)
-            one = max(time.perf_counter() - t0, 1e-7)
-            inner = int(min(max(1, (min_sample_ms / 1000.0) // one + 1), 1000))
-            samples = []
-            for _ in range(repeats):
-                if dev.type == "cuda":
-                    start, end = (torch.cuda.Event(enable_timing=True) for _ in range(2))
-                    start.record()
-                    for _ in range(inner):
-                        forward(model, x)
-                    end.record()
-                    end.synchronize()
-                    samples.append(start.elapsed_time(end) / inner)
-                    continue
-                t0 = time.perf_counter()
-                for _ in range(inner):
-                    forward(model, x)
-                samples.append((time.perf_counter() - t0) * 1000.0 / inner)
+            prepared = []
+            for model, device in models:
+                dev = torch.device(device)
+                x = to_device(inputs, dev)
+                sample, inner = _forward_sampler(model, x, dev, warmup, min_sample_ms)
+                prepared.append((sample, inner, dev, _rows(x)))
+            samples = _interleaved([p[0] for p in prepared], repeats)
     finally:
         torch.set_num_threads(previous_threads)
-    rows = next(iter(x.values())).shape[0] if isinstance(x, dict) else x.shape[0]
-    return _stats(samples, inner=inner, threads=threads, batch_size=int(rows), device=dev)
+    return [
+        _stats(s, inner=inner, threads=threads, batch_size=rows, device=dev)
+        for s, (_, inner, dev, rows) in zip(samples, prepared, strict=True)
+    ]
 
 
 def _cache_kwarg(model: nn.Module) -> str:
@@ -134,6 +188,43 @@ def _returned_cache(out: object) -> object | None:
     """The KV cache a causal LM returned, under its new (``cache``) or old name."""
     cache = getattr(out, "cache", None)
     return cache if cache is not None else getattr(out, "past_key_values", None)
+
+
+def _decode_sampler(
+    model: nn.Module, x: Inputs, dev: torch.device, tokens: int, warmup: int
+) -> Callable[[], float]:
+    """Warm ``model`` up; return a function timing one decode sample (ms per token)."""
+    if not isinstance(x, dict) or "input_ids" not in x:
+        raise TaskError("decode latency needs a prompt mapping with input_ids")
+    cache_kwarg = _cache_kwarg(model)
+    model.eval()
+
+    def sample() -> float:
+        ids = x["input_ids"]
+        mask = x.get("attention_mask", torch.ones_like(ids))
+        out = model(input_ids=ids, attention_mask=mask, use_cache=True)
+        cache = _returned_cache(out)
+        if cache is None:
+            raise TaskError(
+                f"{type(model).__name__} returned no KV cache: decode latency needs a "
+                "causal LM with a KV cache; use latency_mode='prefill' or 'forward'"
+            )
+        nxt = out.logits[:, -1:].argmax(dim=-1)
+        ones = torch.ones_like(nxt)
+        _sync(dev)
+        t0 = time.perf_counter()
+        for _ in range(tokens):
+            mask = torch.cat([mask, ones], dim=1)
+            out = model(input_ids=nxt, attention_mask=mask, use_cache=True,
+                        **{cache_kwarg: cache})
+            cache = _returned_cache(out)
+            nxt = out.logits[:, -1:].argmax(dim=-1)
+        _sync(dev)
+        return (time.perf_counter() - t0) * 1000.0 / tokens
+
+    for _ in range(max(warmup, 1)):
+        sample()
+    return sample
 
 
 @torch.inference_mode()
@@ -161,45 +252,44 @@ def measure_decode_latency(
     Raises:
         TaskError: the model returns no KV cache (it cannot decode incrementally).
     """
+    return measure_decode_latencies(
+        [(model, device)], prompt, tokens=tokens, threads=threads, repeats=repeats,
+        warmup=warmup,
+    )[0]
+
+
+@torch.inference_mode()
+def measure_decode_latencies(
+    models: Sequence[tuple[nn.Module, torch.device | str]],
+    prompt: Inputs,
+    *,
+    tokens: int = 16,
+    threads: int = 1,
+    repeats: int = MIN_REPEATS,
+    warmup: int = 2,
+) -> list[LatencyStats]:
+    """``measure_decode_latency`` of several ``(model, device)`` pairs, their samples
+    interleaved (one of each in turn, as ``measure_latencies``).
+
+    Raises:
+        TaskError: a model returns no KV cache (it cannot decode incrementally).
+    """
     repeats = max(int(repeats), MIN_REPEATS)
-    dev = torch.device(device)
     if not isinstance(prompt, dict) or "input_ids" not in prompt:
         raise TaskError("decode latency needs a prompt mapping with input_ids")
-    cache_kwarg = _cache_kwarg(model)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
-
-    def sample() -> float:
-        ids = x["input_ids"]
-        mask = x.get("attention_mask", torch.ones_like(ids))
-        out = model(input_ids=ids, attention_mask=mask, use_cache=True)
-        cache = _returned_cache(out)
-        if cache is None:
-            raise TaskError(
-                f"{type(model).__name__} returned no KV cache: decode latency needs a "
-                "causal LM with a KV cache; use latency_mode='prefill' or 'forward'"
-            )
-        nxt = out.logits[:, -1:].argmax(dim=-1)
-        ones = torch.ones_like(nxt)
-        _sync(dev)
-        t0 = time.perf_counter()
-        for _ in range(tokens):
-            mask = torch.cat([mask, ones], dim=1)
-            out = model(input_ids=nxt, attention_mask=mask, use_cache=True,
-                        **{cache_kwarg: cache})
-            cache = _returned_cache(out)
-            nxt = out.logits[:, -1:].argmax(dim=-1)
-        _sync(dev)
-        return (time.perf_counter() - t0) * 1000.0 / tokens
-
     try:
         with measuring():
-            model.eval()
-            x = to_device(prompt, dev)
-            for _ in range(max(warmup, 1)):
-                sample()
-            samples = [sample() for _ in range(repeats)]
+            prepared = []
+            for model, device in models:
+                dev = torch.device(device)
+                x = to_device(prompt, dev)
+                prepared.append((_decode_sampler(model, x, dev, tokens, warmup), dev, _rows(x)))
+            samples = _interleaved([p[0] for p in prepared], repeats)
     finally:
         torch.set_num_threads(previous_threads)
-    return _stats(samples, inner=tokens, threads=threads,
-                  batch_size=int(x["input_ids"].shape[0]), device=dev)
+    return [
+        _stats(s, inner=tokens, threads=threads, batch_size=rows, device=dev)
+        for s, (_, dev, rows) in zip(samples, prepared, strict=True)
+    ]

@@ -34,7 +34,13 @@ class TrialReport:
 
     Attributes:
         accuracy: Validation metric (ranked on); NaN when the trial failed.
-        latency_ms: Median latency of the final artifact; NaN when failed.
+        latency_ms: Median latency of the final artifact (the objective); NaN when
+            failed. In a trial it is read relative to the teacher timed beside it, in
+            the baseline's terms: ``latency_raw_ms · baseline latency /
+            reference_latency_ms`` (``report_of``), so every trial is compared with the
+            baseline under the conditions of its own measurement.
+        latency_raw_ms: The artifact's own median, as timed in the trial.
+        reference_latency_ms: The teacher's median, timed alternately with the artifact.
         size_bytes: Bytes of the weights file written; NaN when failed.
         test_accuracy: Test metric (reported only), if measured.
         num_parameters: Weight elements of the compressed model.
@@ -91,6 +97,8 @@ class TrialReport:
     effective_bits: float | None = None
     latency_cv: float | None = None
     latency_p90_ms: float | None = None
+    latency_raw_ms: float | None = None
+    reference_latency_ms: float | None = None
     epoch_accuracies: tuple[float, ...] = field(default_factory=tuple)
     stopped: str | None = None
     seed: int | None = None

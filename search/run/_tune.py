@@ -83,6 +83,7 @@ def run_round(
             early_stopping=stopping,
             measurement_lock=measurement_lock,
             layer_profile=info.baseline.get("layer_profile"),
+            baseline_latency_ms=float(info.baseline["latency_ms"]),
         ),
         dict(resources),
     )

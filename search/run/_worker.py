@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 import traceback
 from collections.abc import Mapping
@@ -104,14 +105,39 @@ def _node_id() -> str:
         return ""
 
 
-def report_of(result: TrialResult, *, seed: int, device: str) -> TrialReport:
-    """The ``TrialReport`` of a measured (or early-stopped) ``result``."""
+def report_of(
+    result: TrialResult,
+    *,
+    seed: int,
+    device: str,
+    baseline_latency_ms: float | None = None,
+) -> TrialReport:
+    """The ``TrialReport`` of a measured (or early-stopped) ``result``.
+
+    With ``baseline_latency_ms`` and a teacher timed beside the artifact
+    (``result.reference_latency_ms``), the latency objective is the artifact's latency
+    relative to that teacher, times the baseline: the machine's speed when the trial
+    timed (which drifts and switches between regimes on a shared CPU, and another
+    trial's work may run beside it) divides out, and the baseline's stays. The raw
+    median is kept as ``latency_raw_ms``.
+    """
     unknown = set(result.timings) - set(TIMINGS)
     if unknown:  # a new phase needs a field in TrialReport, or it would be dropped
         raise KeyError(f"TrialReport has no field for the timings {sorted(unknown)}")
+    latency_ms = result.latency_ms
+    reference = result.reference_latency_ms
+    anchored = (
+        baseline_latency_ms is not None and reference is not None
+        and math.isfinite(baseline_latency_ms) and baseline_latency_ms > 0
+        and math.isfinite(reference) and reference > 0
+    )
+    if anchored:
+        latency_ms = result.latency_ms * baseline_latency_ms / reference
     return TrialReport(
         accuracy=result.accuracy,
-        latency_ms=result.latency_ms,
+        latency_ms=latency_ms,
+        latency_raw_ms=result.latency_ms if anchored else None,
+        reference_latency_ms=reference,
         size_bytes=float(result.size_bytes),
         test_accuracy=result.test_accuracy,
         num_parameters=result.num_parameters,
@@ -153,6 +179,7 @@ def run_trial(
     early_stopping: EarlyStoppingSpec | None = None,
     measurement_lock: str | None = None,
     layer_profile: Mapping[str, Any] | None = None,
+    baseline_latency_ms: float | None = None,
 ) -> None:
     """Ray Tune function trainable: compress with ``fixed | config`` and report a ``TrialReport``.
 
@@ -166,6 +193,8 @@ def run_trial(
             of other trials' work (see ``objectives.MeasurementLock``); None: no lock.
         layer_profile: The study's stored per-layer sensitivity (``LayerProfile.to_dict``)
             that ``bit_budget`` trials allocate by; None: measured here if needed.
+        baseline_latency_ms: The study's baseline latency: the objective is read
+            relative to the teacher timed beside the artifact (``report_of``).
     """
     from ray import tune
 
@@ -184,7 +213,8 @@ def run_trial(
         profile = None if layer_profile is None else LayerProfile.from_dict(layer_profile)
         result = evaluate(task, cfg, seed=seed, device=device, early_stopping=rule,
                           layer_profile=profile)
-        report = report_of(result, seed=seed, device=device)
+        report = report_of(result, seed=seed, device=device,
+                           baseline_latency_ms=baseline_latency_ms)
     except Exception as exc:  # recorded on the trial, not raised
         if isinstance(exc, torch.OutOfMemoryError) and torch.cuda.is_available():
             torch.cuda.empty_cache()

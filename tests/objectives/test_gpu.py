@@ -23,11 +23,45 @@ def test_trial_on_gpu(digits_task, bits):
     assert result.size_bytes < base.size_bytes
 
 
-def test_cuda_event_latency_is_positive_and_stable(digits_task):
+class MatmulChain(torch.nn.Module):
+    """``n`` chained 2048 x 2048 matmuls: GPU work proportional to ``n``."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.weights = torch.nn.ParameterList(
+            torch.nn.Parameter(torch.randn(2048, 2048) / 45.0) for _ in range(n))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for w in self.weights:
+            x = x @ w
+        return x
+
+
+def test_cuda_event_latency_times_the_kernels_not_their_launch(digits_task):
     model = digits_task.teacher.to("cuda")
     stats = measure_latency(model, digits_task.latency_inputs, device="cuda")
     digits_task.teacher.to("cpu")
     assert stats.median_ms > 0 and stats.repeats >= 30
+    # Launches return at once; a timing that did not wait for the kernels would read the
+    # 16-matmul chain about as fast as the 2-matmul one.
+    x = torch.randn(2048, 2048)
+    short = measure_latency(MatmulChain(2).cuda(), x, device="cuda")
+    long = measure_latency(MatmulChain(16).cuda(), x, device="cuda")
+    assert 5.0 < long.median_ms / short.median_ms < 12.0, (short, long)
+    # And it agrees with wall-clock time of synchronised passes.
+    import time
+
+    chain, xc = MatmulChain(16).cuda(), x.cuda()
+    with torch.inference_mode():
+        for _ in range(3):
+            chain(xc)
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(20):
+            chain(xc)
+        torch.cuda.synchronize()
+    wall_ms = (time.perf_counter() - t0) * 1000.0 / 20
+    assert long.median_ms == pytest.approx(wall_ms, rel=0.3)
 
 
 def test_gpu_work_hold_ends_after_its_kernels(tmp_path):

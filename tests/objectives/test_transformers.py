@@ -70,10 +70,18 @@ def test_task_is_a_text_task_with_fixed_length_token_inputs(text_task):
     assert text_task.num_classes == 6
     assert text_task.unk_token_id == 51
     assert set(text_task.special_token_ids) == {0, 51, 52, 53, 54}
-    # The teacher was fine-tuned: above the 1/6 of guessing (a 37k-parameter BERT from
-    # scratch learns little of the rule; MiniLM does, see test_minilm.py).
-    assert evaluate_metric(text_task.teacher, text_task.train, text_task) > 0.3
-    assert evaluate_metric(text_task.teacher, text_task.val, text_task) > 0.2
+    # The teacher was fine-tuned: well above always answering the most common class on
+    # its training rows, and above it on validation. A 37k-parameter BERT from scratch
+    # learns little of the rule (0.34 train, 0.25 validation here); compressed models held
+    # to a teacher that really learned its task: test_minilm.py and
+    # test_compressed_decoder_classifier_stays_near_a_teacher_that_learned below.
+    def majority(split) -> float:
+        return float(torch.bincount(split.labels).max()) / len(split.labels)
+
+    train_acc = evaluate_metric(text_task.teacher, text_task.train, text_task)
+    assert train_acc > majority(text_task.train) + 0.1, (train_acc, majority(text_task.train))
+    val_acc = evaluate_metric(text_task.teacher, text_task.val, text_task)
+    assert val_acc > majority(text_task.val), (val_acc, majority(text_task.val))
 
 
 def test_teacher_is_cached_and_reloaded(bert_dir, text_task):

@@ -202,6 +202,13 @@ def test_hardware_and_coverage_are_recorded_on_baseline_trials_and_recipes(searc
     assert hardware == describe_hardware("cpu", 1)
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     assert complete and all(t.user_attrs["hardware"] == hardware for t in complete)
+    # Each trial timed the teacher beside its artifact; the objective is the artifact's
+    # latency relative to it, in the baseline's terms.
+    baseline_ms = study.user_attrs[ATTR_BASELINE]["latency_ms"]
+    for t in complete:
+        a = t.user_attrs
+        assert t.values[1] == pytest.approx(
+            a["latency_raw_ms"] * baseline_ms / a["reference_latency_ms"])
     for t in complete:
         # The digits MLP has only Linear layers: every precision covers all its weights.
         assert t.user_attrs["quant_coverage"] == 1.0, t.params

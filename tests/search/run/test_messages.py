@@ -94,6 +94,23 @@ def test_report_of_carries_every_trial_result_field():
                   seed=0, device="cpu")
 
 
+def test_report_of_reads_latency_relative_to_the_teacher_timed_beside_it():
+    latency = LatencyStats(median_ms=2.0, p90_ms=2.5, cv=0.05, repeats=30, inner=4, threads=1,
+                           batch_size=64, device="cpu")
+    result = TrialResult(0.9, 0.9, 2.0, 10, latency, 1, reference_latency_ms=4.0)
+    # The artifact ran at half the teacher's time beside it; the baseline read 10 ms.
+    report = report_of(result, seed=0, device="cpu", baseline_latency_ms=10.0)
+    assert report.latency_ms == pytest.approx(5.0)
+    assert (report.latency_raw_ms, report.reference_latency_ms) == (2.0, 4.0)
+    assert report.attributes()["latency_raw_ms"] == 2.0
+    # Without a baseline, or without a teacher timed beside it: the raw median.
+    for baseline, reference in ((None, 4.0), (10.0, None), (math.nan, 4.0), (10.0, 0.0)):
+        plain = report_of(TrialResult(0.9, 0.9, 2.0, 10, latency, 1,
+                                      reference_latency_ms=reference),
+                          seed=0, device="cpu", baseline_latency_ms=baseline)
+        assert plain.latency_ms == 2.0 and plain.latency_raw_ms is None
+
+
 def test_early_stopping_spec_is_typed_and_frozen():
     spec = EarlyStoppingSpec(0.97, 0.01, "sqlite:////tmp/x.db", "s")
     with pytest.raises(AttributeError):
