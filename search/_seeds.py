@@ -8,7 +8,8 @@ with int8 embeddings and a pruned vocabulary, and that plus a quarter of the hea
 half the FFN neurons pruned; for decoders a third of the layers removed with int8, that
 with half the MLP and int8 embeddings, and half the layers removed with int8 and int8
 embeddings; with ``bit_budget`` 8.5 effective bits (about int8's size), that with prune
-0.25, and 6.0. Parameters a
+0.25, and 6.0. In a space that searches ``bit_budget`` instead of ``quant_bits``, an int8
+(int4) seed is seeded at a budget of 8.5 (4.5) bits instead. Parameters a
 seed does not name take the trial config's default when the space allows it, else the
 middle of the range (geometric middle for log ranges) or the middle choice.
 """
@@ -111,6 +112,7 @@ def seed_configs(space: SearchSpace, skip_bits: tuple[int, ...] = ()) -> list[di
             if not any(k.endswith("prune_ratio") and v > 0 for k, v in seed.items()):
                 continue
             seed = {**seed, "quant_bits": 32}
+        seed = _as_budget(seed, space)
         config = dict(base)
         ok = True
         for name, value in seed.items():
@@ -126,6 +128,26 @@ def seed_configs(space: SearchSpace, skip_bits: tuple[int, ...] = ()) -> list[di
         if ok and config not in out:
             out.append(config)
     return out
+
+
+BUDGET_OF_BITS = {8: 8.5, 4: 4.5}
+"""The ``bit_budget`` a uniform-precision seed becomes in a per-layer precision space:
+about that precision's size (the stored scales add a fraction of a bit per weight)."""
+
+
+def _as_budget(seed: dict[str, Any], space: SearchSpace) -> dict[str, Any]:
+    """``seed`` for a space that searches ``bit_budget`` instead of ``quant_bits``
+    (``SearchSpace.per_layer_precision``): a uniform int8/int4 seed becomes the budget of
+    about that precision's size (``BUDGET_OF_BITS``), so its structure (pruning, depth,
+    embeddings) is seeded there too, with the allocation choosing the precisions."""
+    bits = seed.get("quant_bits")
+    budget = space.parameters.get("bit_budget")
+    if (bits not in BUDGET_OF_BITS or "bit_budget" in seed or not isinstance(budget, FloatRange)
+            or space.allows("quant_bits", bits)
+            or not space.allows("bit_budget", BUDGET_OF_BITS[bits])):
+        return seed
+    return {**{k: v for k, v in seed.items() if k != "quant_bits"},
+            "bit_budget": BUDGET_OF_BITS[bits]}
 
 
 def warm_start_configs(

@@ -32,6 +32,21 @@ def test_seed_configs_respect_the_space():
     assert all(5e-3 <= s["learning_rate"] <= 1e-2 for s in seeds)
 
 
+def test_uniform_seeds_become_budgets_in_a_per_layer_space():
+    space = SearchSpace.preset("decoder").per_layer_precision(5.5, 16.0)
+    seeds = seed_configs(space)
+    # Each structure of the uniform seeds is seeded, int8 as a budget of int8's size.
+    structures = [(s.get("depth_prune_ratio"), s.get("ffn_prune_ratio"), s.get("embed_bits"),
+                   s["bit_budget"]) for s in seeds]
+    assert (0.5, 0.0, 8, 8.5) in structures and (0.33, 0.5, 8, 8.5) in structures
+    assert (0.33, 0.0, 32, 8.5) in structures and (0.0, 0.0, 32, 6.0) in structures
+    assert all(space.contains({**s, "quant_bits": 32}) and "quant_bits" not in s for s in seeds)
+    # Not where the budget range cannot hold it, nor where quant_bits is searched.
+    narrow = SearchSpace.default().per_layer_precision(10.0, 16.0)
+    assert all(s["bit_budget"] != 8.5 for s in seed_configs(narrow))
+    assert all("bit_budget" not in s for s in seed_configs(SearchSpace.default()))
+
+
 def test_new_study_evaluates_seeds_first(searched):
     url, name, _ = searched
     study = optuna.load_study(study_name=name, storage=url)
