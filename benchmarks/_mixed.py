@@ -8,7 +8,10 @@ the same space except for precision:
 * **uniform, same menu** — ``quant_bits`` over fp32, int8, int4 only: the precisions an
   allocation chooses from, so the difference to the next arm is the allocation alone;
 * **per-layer** — ``bit_budget`` over [5.5, 16] effective bits per weight
-  (``SearchSpace.per_layer_precision``), each layer at fp32/int8/int4 by sensitivity.
+  (``SearchSpace.per_layer_precision``), each layer at fp32/int8/int4 by sensitivity;
+* **per-layer, latency budget** — that, plus ``latency_budget`` over [0.5, 1.5]: the
+  allocation also keeps the layers' time (the per-layer timing table measured on this
+  machine) within that share of their fp32 time.
 
 Reported: hypervolume (as ``benchmarks._hypervolume``), and two equal-size readings
 chosen on validation with test beside: the best validation accuracy among feasible
@@ -33,7 +36,7 @@ from objectives import CompressionConfig, Task, save_weights, skeleton
 from search import Search
 from spaces import SearchSpace
 
-ARMS = ("uniform", "uniform, same menu", "per-layer")
+ARMS = ("uniform", "uniform, same menu", "per-layer", "per-layer, latency budget")
 
 
 def _spaces(task: Task) -> dict[str, SearchSpace]:
@@ -44,6 +47,7 @@ def _spaces(task: Task) -> dict[str, SearchSpace]:
         "uniform": base.narrow("quant_bits", choices=[32, 16, 8, 4]),
         "uniform, same menu": base.narrow("quant_bits", choices=[32, 8, 4]),
         "per-layer": base.per_layer_precision(5.5, 16.0),
+        "per-layer, latency budget": base.per_layer_precision(5.5, 16.0, latency=(0.5, 1.5)),
     }
 
 
@@ -138,9 +142,10 @@ def run(task_factory: Callable[[], Task], task_label: str, *, n_trials: int = 30
                   for r in rs], ".1f"),
             mean([r["test_at_int8_acc"] for r in rs], ".4f"),
         ])
-    uni, same, per = (results[a] for a in ARMS)
+    uni, same, per, timed = (results[a] for a in ARMS)
     wins = sum(p["hv"] > u["hv"] for p, u in zip(per, uni, strict=True))
     wins_same = sum(p["hv"] > u["hv"] for p, u in zip(per, same, strict=True))
+    wins_timed = sum(p["hv"] > u["hv"] for p, u in zip(timed, uni, strict=True))
     int8_text = (f"mean {statistics.mean(int8_accs):.4f} over seeds" if int8_accs
                  else "no int8 seed trial completed")
     body = "\n".join([
@@ -149,13 +154,15 @@ def run(task_factory: Callable[[], Task], task_label: str, *, n_trials: int = 30
         f"`python -m benchmarks --only mixed --task {task_label} --trials {n_trials} "
         f"--seeds {len(seeds)}` — {len(seeds)} seeds × {n_trials} trials per arm, "
         f"{workers} trials at a time, max accuracy drop {drop} (90 % lower bound), the "
-        f"three arms of a seed run one after the other. Searches took {minutes:.0f} min in "
+        f"arms of a seed run one after the other. Searches took {minutes:.0f} min in "
         f"all. "
         f"Machine: {machine()}.",
         "",
         "Arms: *uniform* searches `quant_bits` over fp32/bf16/int8/int4; *uniform, same "
         "menu* over fp32/int8/int4; *per-layer* searches `bit_budget` in [5.5, 16] "
-        "effective bits, each Linear at fp32/int8/int4 by measured sensitivity. All other "
+        "effective bits, each Linear at fp32/int8/int4 by measured sensitivity; *per-layer, "
+        "latency budget* also searches `latency_budget` in [0.5, 1.5] (the layers' time "
+        "from the per-layer timing table, as a share of fp32's). All other "
         "parameters as the task's preset. Hypervolume as in the hypervolume section "
         "(reference (−0.9, 1.5, 1.5) of the teacher). 'at int8 size': the best validation "
         f"accuracy among feasible trials no larger than the teacher stored uniformly int8 "
@@ -167,6 +174,7 @@ def run(task_factory: Callable[[], Task], task_label: str, *, n_trials: int = 30
                "test"], rows),
         "",
         f"Per-layer hypervolume higher than uniform in {wins} of {len(per)} seeds, than "
-        f"uniform-same-menu in {wins_same} of {len(per)}.",
+        f"uniform-same-menu in {wins_same} of {len(per)}; per-layer with a latency budget "
+        f"higher than uniform in {wins_timed} of {len(timed)}.",
     ])
     write_section(f"mixed-{task_label}", body)

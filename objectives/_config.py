@@ -70,6 +70,10 @@ class CompressionConfig(BaseModel):
             with the least measured sensitivity within the budget
             (``objectives.operators._allocation``). Replaces ``quant_bits`` (which must
             then be 32) and ``edge_bits`` (0).
+        latency_budget: 0 (off) or, with ``bit_budget``, the allocated layers' time as a
+            fraction of their time at fp32, from the per-layer timing table measured on
+            this hardware (e.g. 1.0: no slower than fp32 in sum; 0.8: 20 % faster). Where
+            no allocation within ``bit_budget`` is that fast, the fastest one is taken.
         layer_bits: The per-layer precisions themselves (layer name → 32, 8 or 4), as a
             trial chose them under ``bit_budget``; not searched. A recipe carries them so
             it re-applies exactly that allocation; None: chosen from ``bit_budget``.
@@ -95,6 +99,7 @@ class CompressionConfig(BaseModel):
     prune_vocab: bool = False
     embed_bits: EmbedBits = 32
     bit_budget: float = 0.0
+    latency_budget: float = 0.0
     layer_bits: dict[str, int] | None = None
 
     @field_validator(*CATALOG, mode="wrap")
@@ -148,5 +153,12 @@ class CompressionConfig(BaseModel):
         if self.layer_bits is not None and self.bit_budget <= 0:
             raise PydanticCustomError(
                 "catalog", "layer_bits: per-layer precisions come from a bit_budget > 0", {}
+            )
+        if self.latency_budget > 0 and self.bit_budget <= 0:
+            raise PydanticCustomError(
+                "catalog",
+                "latency_budget: {v} shapes a per-layer allocation, which needs a "
+                "bit_budget > 0; set bit_budget or latency_budget to 0",
+                {"v": self.latency_budget},
             )
         return self

@@ -74,6 +74,9 @@ class TrialResult:
         layer_bits: With ``bit_budget``: the precision each Linear layer got.
         effective_bits: With ``bit_budget``: the stored bits per weight element of those
             layers (exact, from the bytes the file holds for them).
+        layer_time_share: With ``bit_budget``: those layers' estimated time (the profile's
+            per-layer timing table, scaled to the pruned shapes) as a fraction of theirs
+            at fp32 — what ``latency_budget`` bounds.
         layers_removed: With ``depth_prune_ratio > 0``: decoder layers the student lost
             (``ceil(ratio · layers)``, see ``objectives.operators._ratio``).
         heads_kept: With ``attn_prune_ratio > 0`` on a Llama-family decoder: query heads
@@ -114,6 +117,7 @@ class TrialResult:
     confirm_delta_se: float | None = None
     layer_bits: dict[str, int] | None = None
     effective_bits: float | None = None
+    layer_time_share: float | None = None
     layers_removed: int | None = None
     heads_kept: int | None = None
     reference_latency_ms: float | None = None
@@ -205,7 +209,8 @@ def precisions(
             weights=weights,
             sensitivity=float("nan"),
         )
-    return allocate(student, profile or task_profile(task), config.bit_budget)
+    return allocate(student, profile or task_profile(task), config.bit_budget,
+                    config.latency_budget)
 
 
 def _quantized(
@@ -444,7 +449,8 @@ def evaluate(
     allocated: dict[str, Any] = {}
     if chosen:
         allocated = {"layer_bits": dict(chosen[0].layer_bits),
-                     "effective_bits": chosen[0].effective_bits}
+                     "effective_bits": chosen[0].effective_bits,
+                     "layer_time_share": chosen[0].time_share}
     if model is None:
         timings = clock.total(t0)
         return TrialResult(

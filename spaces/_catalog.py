@@ -193,6 +193,14 @@ CATALOG: dict[str, ParamSpec] = {
             low=0.0,
             high=32.0,
         ),
+        ParamSpec(
+            "latency_budget",
+            "float",
+            "per-layer precision under bit_budget: the Linear layers' measured time as a "
+            "fraction of theirs at fp32 (0 = off; needs bit_budget)",
+            low=0.0,
+            high=4.0,
+        ),
     )
 }
 

@@ -261,10 +261,18 @@ class SearchSpace:
             _parse_param(name, value)  # raises the unknown-name error
         return self._replace(name, {"value": value})
 
-    def per_layer_precision(self, low: float = 5.5, high: float = 16.0) -> SearchSpace:
+    def per_layer_precision(
+        self,
+        low: float = 5.5,
+        high: float = 16.0,
+        *,
+        latency: tuple[float, float] | None = None,
+    ) -> SearchSpace:
         """Return a copy that searches ``bit_budget`` over ``[low, high]`` effective bits
         per weight instead of one precision for all layers: ``quant_bits`` fixed at 32,
-        ``edge_bits`` dropped (per-layer allocation replaces both).
+        ``edge_bits`` dropped (per-layer allocation replaces both). With ``latency``, it
+        also searches ``latency_budget`` over that range: the allocated layers' measured
+        time as a fraction of theirs at fp32.
 
         Example:
             >>> s = SearchSpace.default().per_layer_precision(6.0, 12.0)
@@ -272,10 +280,13 @@ class SearchSpace:
             (32, False)
         """
         params: dict[str, object] = {
-            k: v for k, v in self._params.items() if k not in ("quant_bits", "edge_bits")
+            k: v for k, v in self._params.items()
+            if k not in ("quant_bits", "edge_bits", "latency_budget")
         }
         params["quant_bits"] = {"value": 32}
         params["bit_budget"] = {"low": low, "high": high}
+        if latency is not None:
+            params["latency_budget"] = {"low": latency[0], "high": latency[1]}
         return SearchSpace(params)
 
     def drop(self, name: str) -> SearchSpace:
@@ -399,6 +410,20 @@ def _check_one_precision_rule(params: Mapping[str, Param]) -> None:
     range starts above 0 (0 is "off", not a budget), so the pre-flight check, which
     probes a range's low end, judges the smallest budget a trial may really get."""
     budget = params.get("bit_budget")
+    latency = params.get("latency_budget")
+    if latency is not None and _values(latency) not in ((0.0,), (0,)) and (
+        budget is None or _values(budget) in ((0.0,), (0,))
+    ):
+        raise SpaceError(
+            "latency_budget shapes a per-layer allocation, which needs bit_budget > 0; "
+            "search bit_budget too (SearchSpace.per_layer_precision(..., latency=...)) or "
+            "drop latency_budget"
+        )
+    if isinstance(latency, FloatRange) and latency.low <= 0.0:
+        raise SpaceError(
+            f"latency_budget.low: {latency.low:g} is not a budget (0 means off); search it "
+            "from a positive low, e.g. 0.5"
+        )
     if budget is None or _values(budget) == (0.0,) or _values(budget) == (0,):
         return
     if isinstance(budget, FloatRange) and budget.low <= 0.0:

@@ -14,8 +14,18 @@ Three steps, each measured rather than assumed:
    file stores for each layer's weight at each precision (values, scales, zero points —
    ``plain_tensors``, the file's own layout). The bias is the same at every precision and
    is not part of the allocation.
-3. **Allocation** (``allocate``): the precisions that minimise the summed sensitivity
-   with total weight bytes ≤ ``bit_budget / 8`` bytes per weight element: a
+3. **Time** (``measure_layer_latency``, once per task, with the sensitivity): the
+   hardware feedback. Each layer of the teacher is timed alone at each precision on
+   the activation it sees in the task's latency measurement (one token's row for
+   decode latency), the three precisions' samples interleaved (``measure_latencies``),
+   on the CPU and threads the search times on. Whether int8 or int4 is faster than
+   fp32 depends on the layer's shape and the hardware (int4 weight-only is slower
+   than fp32 on CPUs without its kernels): a per-layer table says which.
+4. **Allocation** (``allocate``): the precisions that minimise the summed sensitivity
+   with total weight bytes ≤ ``bit_budget / 8`` bytes per weight element — and, with a
+   ``latency_budget``, with the layers' summed time ≤ that fraction of their time at
+   fp32 (where the size budget allows it: otherwise the fastest allocation of that
+   size, whose share is recorded). A
    multiple-choice knapsack, solved as a 0/1 integer program with SciPy's HiGHS
    (``scipy.optimize.milp``) to proven optimality (``mip_rel_gap=0``) within
    ``MILP_TIME_LIMIT_S``; the result is checked against the budget in exact integer
@@ -23,9 +33,11 @@ Three steps, each measured rather than assumed:
    warning says it may not be the optimum; without one the trial fails (``TaskError``).
 
 After pruning, a layer keeps its teacher sensitivity scaled by the share of its weight
-elements that remain (quantization noise adds up over the weights a layer keeps), and its
-costs are those of its pruned shape. Layers are matched to the teacher's by the name they
-had before pruning (``ORIGIN_ATTR``), so depth pruning's renumbering is followed.
+elements that remain (quantization noise adds up over the weights a layer keeps), its
+time is scaled by the same share (an estimate: a matmul's work is proportional to its
+weights; per-call overhead is not), and its byte costs are those of its pruned shape.
+Layers are matched to the teacher's by the name they had before pruning
+(``ORIGIN_ATTR``), so depth pruning's renumbering is followed.
 
 Allocatable layers are the model's ``nn.Linear`` layers (Hugging Face ``Conv1D`` after
 ``linearize_conv1d``) whose weight is not tied to another parameter (a tied output
@@ -42,7 +54,7 @@ import json
 import logging
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -65,7 +77,7 @@ LAYER_BITS: tuple[int, ...] = (32, 8, 4)
 SENSITIVITY_ROWS = 64
 """Calibration rows (the first training rows) the sensitivity is averaged over."""
 
-PROFILE_VERSION = 2
+PROFILE_VERSION = 3
 
 MILP_TIME_LIMIT_S = 30.0
 """Seconds HiGHS may search for the optimal allocation of one trial."""
@@ -82,12 +94,18 @@ class LayerProfile:
         sensitivity: Mean KL divergence (nats per row or token) of the teacher's outputs
             when that layer alone is stored at each precision; 0 at 32.
         rows: Calibration rows the divergence was averaged over.
+        latency_ms: Median time (ms) of each layer alone at each precision on the
+            activation it sees in the task's latency measurement (``measure_layer_latency``);
+            empty when not measured (a ``latency_budget`` then cannot be allocated).
+        hardware: Where ``latency_ms`` was measured (``describe_hardware``).
     """
 
     weights: dict[str, int]
     sensitivity: dict[str, dict[int, float]]
     rows: int
     version: int = PROFILE_VERSION
+    latency_ms: dict[str, dict[int, float]] = field(default_factory=dict)
+    hardware: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (precisions as string keys)."""
@@ -98,6 +116,10 @@ class LayerProfile:
             "sensitivity": {
                 n: {str(b): float(v) for b, v in s.items()} for n, s in self.sensitivity.items()
             },
+            "latency_ms": {
+                n: {str(b): float(v) for b, v in t.items()} for n, t in self.latency_ms.items()
+            },
+            "hardware": self.hardware,
         }
 
     @classmethod
@@ -108,7 +130,8 @@ class LayerProfile:
             TaskError: ``data`` is not a profile this version wrote.
         """
         try:
-            if int(data["version"]) != PROFILE_VERSION:
+            # Version 2 profiles (stored on studies before the timing table) still read.
+            if int(data["version"]) not in (2, PROFILE_VERSION):
                 raise ValueError(f"version {data['version']}")
             return cls(
                 weights={str(n): int(w) for n, w in data["weights"].items()},
@@ -117,6 +140,11 @@ class LayerProfile:
                     for n, s in data["sensitivity"].items()
                 },
                 rows=int(data["rows"]),
+                latency_ms={
+                    str(n): {int(b): float(v) for b, v in t.items()}
+                    for n, t in data.get("latency_ms", {}).items()
+                },
+                hardware=str(data.get("hardware", "")),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise TaskError(f"not a layer sensitivity profile: {exc}") from None
@@ -131,12 +159,15 @@ class Allocation:
         weight_bytes: Bytes the allocated layers' weights take in the model file.
         weights: Their weight elements.
         sensitivity: The summed (scaled) sensitivity the allocation minimised.
+        time_share: The allocated layers' estimated time (from the profile's per-layer
+            table) as a fraction of theirs at fp32; None without a timing table.
     """
 
     layer_bits: dict[str, int]
     weight_bytes: int
     weights: int
     sensitivity: float
+    time_share: float | None = None
 
     @property
     def effective_bits(self) -> float:
@@ -258,6 +289,63 @@ def measure_sensitivity(
     return LayerProfile(weights=weights, sensitivity=sensitivity, rows=rows)
 
 
+LAYER_TIMING_REPEATS = 30
+
+
+@torch.inference_mode()
+def measure_layer_latency(
+    model: nn.Module,
+    inputs: Inputs,
+    *,
+    threads: int = 1,
+    last_position: bool = False,
+) -> dict[str, dict[int, float]]:
+    """Median ms of each ``nn.Linear`` of ``model`` alone at each of ``LAYER_BITS``, on CPU.
+
+    Each layer is timed on the activation it receives when ``model`` runs on ``inputs``
+    (captured by a forward hook); with ``last_position`` only the last sequence position
+    of it (``[..., -1:, :]``: one generated token's row, for decode latency). The
+    precisions' samples are interleaved (``measure_latencies``); layers of the same shape
+    on the same activation shape are timed once.
+    """
+    from objectives._task import forward
+    from objectives.measure._latency import measure_latencies
+
+    work = linearize_conv1d(copy.deepcopy(model)).float().cpu().eval()
+    names = [n for n, m in work.named_modules() if isinstance(m, nn.Linear)]
+    seen: dict[str, torch.Tensor] = {}
+    hooks = []
+    for name in names:
+        def hook(_m: nn.Module, args: tuple[Any, ...], name: str = name) -> None:
+            if name not in seen and args and isinstance(args[0], torch.Tensor):
+                seen[name] = args[0].detach().float()
+        hooks.append(work.get_submodule(name).register_forward_pre_hook(hook))
+    try:
+        forward(work, inputs)
+    finally:
+        for h in hooks:
+            h.remove()
+    timed: dict[tuple[Any, ...], dict[int, float]] = {}
+    out: dict[str, dict[int, float]] = {}
+    for name in names:
+        if name not in seen:  # a layer the forward pass never called costs nothing here
+            out[name] = {b: 0.0 for b in LAYER_BITS}
+            continue
+        layer = work.get_submodule(name)
+        x = seen[name]
+        if last_position and x.dim() >= 3:
+            x = x[..., -1:, :].contiguous()
+        key = (layer.in_features, layer.out_features, layer.bias is not None, tuple(x.shape))
+        if key not in timed:
+            stats = measure_latencies(
+                [(quantize_layer(layer, b), "cpu") for b in LAYER_BITS], x, threads=threads,
+                repeats=LAYER_TIMING_REPEATS, warmup=3,
+            )
+            timed[key] = {b: st.median_ms for b, st in zip(LAYER_BITS, stats, strict=True)}
+        out[name] = dict(timed[key])
+    return out
+
+
 def calibration_rows(inputs: Inputs) -> int:
     """Rows in ``inputs`` (a tensor or a mapping of tensors)."""
     first = next(iter(inputs.values())) if isinstance(inputs, Mapping) else inputs
@@ -269,13 +357,17 @@ _PROFILES: dict[str, LayerProfile] = {}
 
 def task_profile(task: Task, cache: str | Path | None = None) -> LayerProfile:
     """``measure_sensitivity`` of ``task``'s teacher on its first ``SENSITIVITY_ROWS``
-    calibration rows, computed once per task fingerprint (in this process and on disk
-    under ``cache/sensitivity``)."""
+    calibration rows, with the per-layer timing table (``measure_layer_latency`` on the
+    task's latency inputs, or its decode prompt's last position for decode latency),
+    computed once per task fingerprint and machine (in this process and on disk under
+    ``cache/sensitivity``)."""
     from objectives._cache import cache_dir
     from objectives._task import take
+    from objectives.measure._hardware import describe_hardware
 
     key = hashlib.sha256(f"{task.fingerprint}|{SENSITIVITY_ROWS}|{LAYER_BITS}|"
-                         f"{PROFILE_VERSION}|{torch.__version__}".encode()).hexdigest()[:20]
+                         f"{PROFILE_VERSION}|{torch.__version__}|"
+                         f"{describe_hardware('cpu', task.threads)}".encode()).hexdigest()[:20]
     if key in _PROFILES:
         return _PROFILES[key]
     file = (Path(cache) if cache is not None else cache_dir()) / "sensitivity" / f"{key}.json"
@@ -292,8 +384,19 @@ def task_profile(task: Task, cache: str | Path | None = None) -> LayerProfile:
         torch.set_num_threads(task.threads)
         try:
             profile = measure_sensitivity(task.teacher, calibration)
+            decode = task.latency_mode == "decode"
+            latency = measure_layer_latency(
+                task.teacher, task.decode_prompt if decode else task.latency_inputs,
+                threads=task.threads, last_position=decode,
+            )
         finally:
             torch.set_num_threads(previous)
+        from objectives.measure._hardware import describe_hardware
+
+        profile = LayerProfile(
+            weights=profile.weights, sensitivity=profile.sensitivity, rows=profile.rows,
+            latency_ms=latency, hardware=describe_hardware("cpu", task.threads),
+        )
         file.parent.mkdir(parents=True, exist_ok=True)
         tmp = file.with_suffix(".tmp")
         tmp.write_text(json.dumps(profile.to_dict()), encoding="utf-8")
@@ -313,14 +416,25 @@ def budget_bounds(model: nn.Module) -> tuple[float, float]:
     return 8.0 * low / weights, 8.0 * high / weights
 
 
-def allocate(model: nn.Module, profile: LayerProfile, bit_budget: float) -> Allocation:
+def allocate(
+    model: nn.Module,
+    profile: LayerProfile,
+    bit_budget: float,
+    latency_budget: float = 0.0,
+) -> Allocation:
     """The per-layer precisions of ``model`` (a pruned copy of the profiled teacher) with
     the least summed sensitivity whose weights fit ``bit_budget`` bits per element.
 
+    With ``latency_budget`` > 0, also the layers' summed time (the profile's per-layer
+    table, scaled to the pruned shapes) at most ``latency_budget`` times theirs at fp32
+    — or, where no allocation within ``bit_budget`` is that fast, at most the fastest
+    one's (``Allocation.time_share`` records what was reached).
+
     Raises:
         TaskError: a layer the profile does not know, a layer of a tagged model
-            (``tag_origins``) without its origin, or a budget below the fewest bits this
-            model can be stored in.
+            (``tag_origins``) without its origin, a budget below the fewest bits this
+            model can be stored in, or a ``latency_budget`` with a profile that has no
+            timing table.
     """
     work = linearize_conv1d(model)
     refuse_unallocatable(work)
@@ -335,6 +449,7 @@ def allocate(model: nn.Module, profile: LayerProfile, bit_budget: float) -> Allo
             "matched; this is a slimsearch bug — fix bit_budget at 0 meanwhile"
         )
     scaled: dict[str, dict[int, float]] = {}
+    times: dict[str, dict[int, float]] | None = {} if profile.latency_ms else None
     for n in names:
         origin = getattr(work.get_submodule(n), ORIGIN_ATTR, n)
         if origin not in profile.sensitivity:
@@ -345,6 +460,16 @@ def allocate(model: nn.Module, profile: LayerProfile, bit_budget: float) -> Allo
         share = weights[n] / max(1, profile.weights.get(origin, weights[n]))
         scaled[n] = {b: profile.sensitivity[origin].get(b, math.inf) * share
                      for b in LAYER_BITS}
+        if times is not None:
+            table = profile.latency_ms.get(origin)
+            times = None if table is None else {**times, n: {
+                b: table.get(b, math.inf) * share for b in LAYER_BITS}}
+    if latency_budget > 0 and times is None:
+        raise TaskError(
+            "latency_budget needs the per-layer timing table, which this layer profile "
+            "lacks; measure the profile again (objectives.task_profile) or set "
+            "latency_budget to 0"
+        )
     total_weights = sum(weights.values())
     capacity = math.floor(bit_budget * total_weights / 8.0)
     fewest = sum(min(costs[n].values()) for n in names)
@@ -354,13 +479,25 @@ def allocate(model: nn.Module, profile: LayerProfile, bit_budget: float) -> Allo
             "effective bits this model's layers take at their lowest precision; raise "
             "bit_budget's low bound"
         )
-    choice = _solve(names, costs, scaled, capacity)
+    time_cap = None
+    if latency_budget > 0 and times is not None:
+        fp32_time = sum(times[n][32] for n in names)
+        fastest = _solve(names, costs, times, capacity)  # least time within the size
+        reachable = sum(times[n][fastest[n]] for n in names)
+        time_cap = max(latency_budget * fp32_time, reachable * (1 + 1e-9))
+    choice = _solve(names, costs, scaled, capacity, times=times, time_cap=time_cap)
     used = sum(costs[n][choice[n]] for n in names)
+    share_of_fp32 = None
+    if times is not None:
+        fp32_time = sum(times[n][32] for n in names)
+        if fp32_time > 0:
+            share_of_fp32 = sum(times[n][choice[n]] for n in names) / fp32_time
     return Allocation(
         layer_bits=choice,
         weight_bytes=used,
         weights=total_weights,
         sensitivity=sum(scaled[n][choice[n]] for n in names),
+        time_share=share_of_fp32,
     )
 
 
@@ -370,10 +507,14 @@ def _solve(
     sensitivity: dict[str, dict[int, float]],
     capacity: int,
     *,
+    times: dict[str, dict[int, float]] | None = None,
+    time_cap: float | None = None,
     time_limit: float = MILP_TIME_LIMIT_S,
 ) -> dict[str, int]:
     """Multiple-choice knapsack solved to optimality by HiGHS (see the module docstring),
-    then checked in integer bytes.
+    then checked in integer bytes: minimise the summed ``sensitivity`` (any per-option
+    cost: ``allocate`` also passes the times) with bytes ≤ ``capacity`` and, with
+    ``time_cap``, summed ``times`` ≤ it.
 
     Raises:
         TaskError: HiGHS found no feasible allocation (infeasible, or out of time).
@@ -394,6 +535,9 @@ def _solve(
         LinearConstraint(pick, 1.0, 1.0),
         LinearConstraint(c.reshape(1, -1), 0.0, float(capacity)),
     ]
+    if times is not None and time_cap is not None:
+        t = np.array([times[n][b] for n, b in options], dtype=float)
+        constraints.append(LinearConstraint(t.reshape(1, -1), 0.0, float(time_cap)))
     result = milp(objective, constraints=constraints, integrality=np.ones(len(options)),
                   bounds=Bounds(0, 1),
                   options={"time_limit": time_limit, "mip_rel_gap": 0.0})

@@ -59,6 +59,8 @@ class TrialReport:
             (``latency_ms`` is the one the task's ``latency_mode`` chose).
         layer_bits: With ``bit_budget``: JSON of the precision each Linear layer got.
         effective_bits: With ``bit_budget``: stored bits per weight of those layers.
+        layer_time_share: With ``bit_budget``: those layers' estimated time (the per-layer
+            timing table) as a fraction of theirs at fp32.
         latency_cv: Coefficient of variation of the latency samples.
         latency_p90_ms: 90th percentile latency.
         epoch_accuracies: Validation metric after each fine-tune epoch (early stopping).
@@ -95,6 +97,7 @@ class TrialReport:
     decode_ms_per_token: float | None = None
     layer_bits: str | None = None
     effective_bits: float | None = None
+    layer_time_share: float | None = None
     latency_cv: float | None = None
     latency_p90_ms: float | None = None
     latency_raw_ms: float | None = None

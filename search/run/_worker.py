@@ -151,6 +151,7 @@ def report_of(
         layer_bits=None if result.layer_bits is None
         else json.dumps(result.layer_bits, sort_keys=True),
         effective_bits=result.effective_bits,
+        layer_time_share=result.layer_time_share,
         accuracy_delta=result.accuracy_delta,
         accuracy_delta_se=result.accuracy_delta_se,
         confirm_accuracy=result.confirm_accuracy,

@@ -26,7 +26,13 @@ from objectives import (
     pruned_copy,
     task_profile,
 )
-from objectives.operators._allocation import budget_bounds, layer_costs, tag_origins
+from objectives.measure import describe_hardware
+from objectives.operators._allocation import (
+    budget_bounds,
+    layer_costs,
+    measure_layer_latency,
+    tag_origins,
+)
 from objectives.operators._quantize import quantize
 from objectives.operators._quantized_state import plain_tensors
 from spaces import SearchSpace, SpaceError
@@ -161,11 +167,94 @@ def test_profile_round_trips_and_is_cached_per_task(digits_task, tmp_path):
     assert LayerProfile.from_dict(first.to_dict()) == first
     assert sorted(first.sensitivity) == ["net.0", "net.2", "net.4"]
     assert all(s[32] == 0.0 and s[4] > s[8] > 0.0 for s in first.sensitivity.values())
+    # The per-layer timing table, measured on this machine with the sensitivity.
+    assert sorted(first.latency_ms) == sorted(first.sensitivity)
+    assert all(set(t) == set(LAYER_BITS) and min(t.values()) > 0
+               for t in first.latency_ms.values())
+    assert first.hardware.startswith(describe_hardware("cpu", 1).split(",")[0])
     files = list((tmp_path / "sensitivity").glob("*.json"))
     assert len(files) == 1
     assert task_profile(digits_task, cache=tmp_path) is first  # this process: no remeasure
     with pytest.raises(TaskError, match="not a layer sensitivity profile"):
         LayerProfile.from_dict({"version": 1})
+    # A profile stored on a study before the timing table existed still reads.
+    old = {k: v for k, v in first.to_dict().items() if k not in ("latency_ms", "hardware")}
+    assert LayerProfile.from_dict({**old, "version": 2}).latency_ms == {}
+
+
+def _brute_force(model, profile, budget, time_cap=None):
+    """The least summed sensitivity (and the least time) of every allocation within the
+    size budget (and ``time_cap``), by enumeration."""
+    names = sorted(profile.sensitivity)
+    costs = layer_costs(model, names)
+    capacity = math.floor(budget * sum(profile.weights.values()) / 8)
+    best_s, best_t = math.inf, math.inf
+    for combo in itertools.product(LAYER_BITS, repeat=len(names)):
+        pairs = list(zip(names, combo, strict=True))
+        if sum(costs[n][b] for n, b in pairs) > capacity:
+            continue
+        t = sum(profile.latency_ms[n][b] for n, b in pairs)
+        best_t = min(best_t, t)
+        if time_cap is None or t <= time_cap * (1 + 1e-9):
+            best_s = min(best_s, sum(profile.sensitivity[n][b] for n, b in pairs))
+    return best_s, best_t
+
+
+def test_latency_budget_trades_sensitivity_for_measured_time():
+    model = _fragile(_mlp((64, 48, 80, 32, 10), seed=3), 4)
+    measured = measure_sensitivity(model, _inputs())
+    # A timing table where int8 halves a layer's time and int4 triples it (as on a CPU
+    # without int4 kernels), layers costing in proportion to their weights.
+    table = {n: {32: w / 1000, 8: w / 2000, 4: 3 * w / 1000}
+             for n, w in measured.weights.items()}
+    profile = LayerProfile(weights=measured.weights, sensitivity=measured.sensitivity,
+                           rows=measured.rows, latency_ms=table)
+    fp32_time = sum(t[32] for t in table.values())
+    for budget in (6.0, 8.0, 9.5, 13.0):
+        free = allocate(tag_origins(copy.deepcopy(model)), profile, budget)
+        assert free.sensitivity == pytest.approx(_brute_force(model, profile, budget)[0],
+                                                 rel=1e-6, abs=1e-12)
+        for latency_budget in (1.0, 0.7):
+            alloc = allocate(tag_origins(copy.deepcopy(model)), profile, budget,
+                             latency_budget)
+            best_s, fastest = _brute_force(model, profile, budget,
+                                           latency_budget * fp32_time)
+            if math.isfinite(best_s):  # reachable: the least sensitive within both budgets
+                assert alloc.time_share <= latency_budget + 1e-9
+                assert alloc.sensitivity == pytest.approx(best_s, rel=1e-6, abs=1e-12)
+            else:  # not reachable at this size: the fastest allocation of this size
+                assert alloc.time_share == pytest.approx(fastest / fp32_time)
+            assert alloc.sensitivity >= free.sensitivity - 1e-12
+    # At 6 bits the size budget needs int4 somewhere; 0.7x fp32's time is then not
+    # reachable here, and the allocation is the fastest of that size, not a failure.
+    tight = allocate(tag_origins(copy.deepcopy(model)), profile, 6.0, 0.5)
+    assert tight.time_share > 0.5 and 4 in tight.layer_bits.values()
+    with pytest.raises(TaskError, match="latency_budget needs the per-layer timing table"):
+        allocate(tag_origins(copy.deepcopy(model)), measured, 8.0, 1.0)
+
+
+def test_layer_timing_table_times_each_layer_on_its_own_activation():
+    model = nn.Sequential(nn.Linear(256, 1024), nn.ReLU(), nn.Linear(1024, 4)).eval()
+    table = measure_layer_latency(model, torch.randn(64, 256))
+    assert sorted(table) == ["0", "2"] and all(set(t) == set(LAYER_BITS) for t in table.values())
+    # 256x1024 on 64 rows is 64x the multiply-adds of 1024x4: it reads far slower.
+    assert table["0"][32] > 3 * table["2"][32], table
+    # Decode: one position of a [batch, seq, hidden] activation is timed, not all 32.
+    seq = nn.Sequential(nn.Linear(256, 1024)).eval()
+    full = measure_layer_latency(seq, torch.randn(4, 32, 256))["0"][32]
+    last = measure_layer_latency(seq, torch.randn(4, 32, 256), last_position=True)["0"][32]
+    assert last < full / 3, (last, full)
+
+
+def test_trial_under_a_latency_budget_records_its_time_share(digits_task):
+    result = evaluate(digits_task, CompressionConfig(bit_budget=9.0, latency_budget=1.0,
+                                                     learning_rate=1e-4))
+    assert result.layer_time_share is not None and result.effective_bits <= 9.0
+    profile = task_profile(digits_task)
+    # Within the latency budget unless the size budget cannot be met that fast.
+    student = pruned_copy(digits_task, CompressionConfig())
+    fastest = allocate(tag_origins(student), profile, 9.0, 1e-6).time_share
+    assert result.layer_time_share <= max(1.0, fastest) + 1e-9
 
 
 def test_preflight_refuses_a_budget_below_int4(digits_task):

@@ -60,11 +60,21 @@ def test_field_type_is_the_catalog_kind_and_default_is_legal(spec):
     assert spec.check_value(field.default) is None
 
 
+# Settings a parameter needs beside it to mean anything (checked in the test below it).
+COMPANIONS = {"latency_budget": {"bit_budget": 8.0}}
+
+
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
 def test_config_accepts_the_catalog_boundary_values(spec):
     for value in _legal(spec):
         assert spec.check_value(value) is None, value  # the catalog agrees they are legal
-        assert getattr(CompressionConfig(**{spec.name: value}), spec.name) == value
+        config = CompressionConfig(**{**COMPANIONS.get(spec.name, {}), spec.name: value})
+        assert getattr(config, spec.name) == value
+
+
+def test_latency_budget_without_a_bit_budget_is_refused():
+    with pytest.raises(ValidationError, match="latency_budget: 0.8 shapes a per-layer"):
+        CompressionConfig(latency_budget=0.8)
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)

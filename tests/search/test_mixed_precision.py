@@ -27,6 +27,27 @@ def _space() -> SearchSpace:
     )
 
 
+def test_latency_budget_is_searched_and_each_trial_records_its_time_share(
+    ray_session, digits_task, tmp_path
+):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    space = _space().per_layer_precision(6.0, 12.0, latency=(0.5, 1.5))
+    Search(digits_task, space, storage=url, study_name="timed", n_trials=2,
+           max_accuracy_drop=0.05, seed=1, progress=False, seed_configs=False,
+           retime_rounds=0).run()
+    study = optuna.load_study(study_name="timed", storage=url)
+    profile = LayerProfile.from_dict(study.user_attrs[ATTR_BASELINE]["layer_profile"])
+    for t in study.trials:
+        assert 0.5 <= t.params["latency_budget"] <= 1.5
+        config = CompressionConfig(bit_budget=t.params["bit_budget"],
+                                   latency_budget=t.params["latency_budget"])
+        # The trial allocated by the stored profile under both budgets.
+        again = allocate(pruned_copy(digits_task, config), profile, config.bit_budget,
+                         config.latency_budget)
+        assert json.loads(t.user_attrs["layer_bits"]) == again.layer_bits
+        assert t.user_attrs["layer_time_share"] == pytest.approx(again.time_share)
+
+
 def test_budget_search_stores_the_profile_resumes_with_it_and_exports(
     ray_session, digits_task, tmp_path
 ):
@@ -38,6 +59,9 @@ def test_budget_search_stores_the_profile_resumes_with_it_and_exports(
     baseline = dict(study.user_attrs[ATTR_BASELINE])
     profile = LayerProfile.from_dict(baseline["layer_profile"])
     assert sorted(profile.sensitivity) == ["net.0", "net.2", "net.4"]
+    # The hardware feedback: each layer timed at each precision on the baseline's machine.
+    assert sorted(profile.latency_ms) == sorted(profile.sensitivity)
+    assert profile.hardware == baseline["hardware"]
     for t in study.trials:
         bits = json.loads(t.user_attrs["layer_bits"])
         assert set(bits) == set(profile.sensitivity)
