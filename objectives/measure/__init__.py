@@ -11,7 +11,13 @@ which themselves use this package's lock (fine-tune steps hold it shared).
 from __future__ import annotations
 
 from objectives.measure._hardware import INFERENCE_FLAGS, cpu_flags, describe_hardware
-from objectives.measure._latency import LatencyStats, measure_decode_latency, measure_latency
+from objectives.measure._latency import (
+    LatencyStats,
+    measure_decode_latencies,
+    measure_decode_latency,
+    measure_latencies,
+    measure_latency,
+)
 from objectives.measure._lock import (
     DEFAULT_LOCK_PATH,
     MeasurementLock,
@@ -35,7 +41,9 @@ __all__ = [
     "evaluate_perplexity",
     "lock_path",
     "lower_bound",
+    "measure_decode_latencies",
     "measure_decode_latency",
+    "measure_latencies",
     "measure_latency",
     "rows_needed",
     "z_score",

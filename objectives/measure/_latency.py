@@ -7,6 +7,10 @@ passes and divides by ``inner``, where ``inner`` is calibrated so a sample lasts
 ``min_sample_ms`` — so sub-millisecond models are not dominated by timer noise. On CUDA
 samples are timed with CUDA events (recorded on the stream, synchronised before reading).
 Timing holds the machine's measurement lock exclusively (see ``MeasurementLock``).
+Several models can be timed in one measurement with their samples interleaved
+(``measure_latencies``, ``measure_decode_latencies``): each is warmed up and calibrated
+on its own, then one sample of each is taken in turn — how a trial times its artifact
+beside the teacher.
 
 Language models are also timed the way their users read latency
 (``measure_decode_latency``): milliseconds per generated token with the KV cache — an

@@ -7,8 +7,7 @@ import time
 import pytest
 import torch
 
-from objectives import CompressionConfig, evaluate, measure_latency
-from objectives.measure._latency import measure_latencies
+from objectives import CompressionConfig, evaluate, measure_latencies, measure_latency
 
 
 class Sleeper(torch.nn.Module):
