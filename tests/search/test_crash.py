@@ -115,9 +115,9 @@ _TWO_WORKERS = ("--workers", "2", "--cpus", "2")
 
 @pytest.mark.slow
 def test_sigkill_driver_five_times_then_resume(tmp_path):
-    """40 trials with the driver SIGKILLed at random points 5 times, resumed after each."""
+    """30 trials with the driver SIGKILLed at random points 5 times, resumed after each."""
     url = f"sqlite:///{tmp_path / 'crash.db'}"
-    study, n_trials = "crash", 40
+    study, n_trials = "crash", 30
     log = tmp_path / "evaluated.jsonl"
     env = {**_driver_env(), "SLIMSEARCH_TEST_DRIVER_EPOCHS": "30"}  # ~0.2-1 s trials
     driver_task()  # train and cache the teacher once, outside the timed legs
