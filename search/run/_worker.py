@@ -53,7 +53,10 @@ def use_measurement_lock(path: str | None, device: str = "cpu") -> None:
 
 
 def finished_trials(spec: EarlyStoppingSpec) -> list[FinishedTrial]:
-    """Objectives of the study's COMPLETE, feasible trials (for early stopping)."""
+    """Objectives of the study's COMPLETE, feasible trials (for early stopping).
+
+    Latency is each trial's raw median (``latency_raw_ms``, where recorded): a running
+    trial's pre-fine-tune probe is a raw median too, not read beside the teacher."""
     import optuna
 
     if spec.storage_url not in _STORAGES:  # one engine per worker process, reused
@@ -63,6 +66,7 @@ def finished_trials(spec: EarlyStoppingSpec) -> list[FinishedTrial]:
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
         if is_feasible(t):
             acc, lat, size = t.values
+            lat = t.user_attrs.get("latency_raw_ms", lat)
             out.append(FinishedTrial(float(acc), float(lat), int(size)))
     return out
 

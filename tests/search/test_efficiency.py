@@ -128,3 +128,16 @@ def test_decoder_preset_seeds_depth_and_keeps_it_at_fp32_where_int8_is_slower():
     assert all(s["quant_bits"] != 8 for s in slow)
     assert [s["quant_bits"] for s in slow if s.get("depth_prune_ratio", 0) > 0] == [32, 32, 32]
     assert all(space.contains(s) for s in seeds + slow)
+
+
+def test_early_stopping_compares_a_probe_with_finished_trials_raw_medians(searched):
+    # A running trial's pre-fine-tune probe is a raw median; finished trials are read the
+    # same way (their objective is relative to the teacher timed beside them).
+    from search.run import EarlyStoppingSpec
+    from search.run._worker import finished_trials
+
+    url, name, _ = searched
+    finished = finished_trials(EarlyStoppingSpec(0.9, 0.05, url, name))
+    study = optuna.load_study(study_name=name, storage=url)
+    raw = {t.user_attrs["latency_raw_ms"] for t in study.get_trials(states=(TrialState.COMPLETE,))}
+    assert finished and all(f.latency_ms in raw for f in finished)
