@@ -155,6 +155,23 @@ def measure_latencies(
     trial times its artifact this way beside the teacher (``task_latency``'s
     ``reference``).
     """
+    return _measure_interleaved(
+        models, inputs, threads=threads, repeats=repeats,
+        prepare=lambda model, x, dev: _forward_sampler(model, x, dev, warmup, min_sample_ms),
+    )
+
+
+def _measure_interleaved(
+    models: Sequence[tuple[nn.Module, torch.device | str]],
+    inputs: Inputs,
+    *,
+    threads: int,
+    repeats: int,
+    prepare: Callable[[nn.Module, Inputs, torch.device], tuple[Callable[[], float], int]],
+) -> list[LatencyStats]:
+    """Under the measurement lock and ``threads``: ``prepare`` each model on ``inputs``
+    moved to its device (a sampler and its passes per sample), then ``repeats`` samples
+    of each, interleaved (``_interleaved``)."""
     repeats = max(int(repeats), MIN_REPEATS)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -164,7 +181,7 @@ def measure_latencies(
             for model, device in models:
                 dev = torch.device(device)
                 x = to_device(inputs, dev)
-                sample, inner = _forward_sampler(model, x, dev, warmup, min_sample_ms)
+                sample, inner = prepare(model, x, dev)
                 prepared.append((sample, inner, dev, _rows(x)))
             samples = _interleaved([p[0] for p in prepared], repeats)
     finally:
@@ -197,9 +214,8 @@ def _returned_cache(out: object) -> object | None:
 def _decode_sampler(
     model: nn.Module, x: Inputs, dev: torch.device, tokens: int, warmup: int
 ) -> Callable[[], float]:
-    """Warm ``model`` up; return a function timing one decode sample (ms per token)."""
-    if not isinstance(x, dict) or "input_ids" not in x:
-        raise TaskError("decode latency needs a prompt mapping with input_ids")
+    """Warm ``model`` up on the prompt ``x`` (a mapping with ``input_ids``); return a
+    function timing one decode sample (ms per token)."""
     cache_kwarg = _cache_kwarg(model)
     model.eval()
 
@@ -278,22 +294,9 @@ def measure_decode_latencies(
     Raises:
         TaskError: a model returns no KV cache (it cannot decode incrementally).
     """
-    repeats = max(int(repeats), MIN_REPEATS)
     if not isinstance(prompt, dict) or "input_ids" not in prompt:
         raise TaskError("decode latency needs a prompt mapping with input_ids")
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        with measuring():
-            prepared = []
-            for model, device in models:
-                dev = torch.device(device)
-                x = to_device(prompt, dev)
-                prepared.append((_decode_sampler(model, x, dev, tokens, warmup), dev, _rows(x)))
-            samples = _interleaved([p[0] for p in prepared], repeats)
-    finally:
-        torch.set_num_threads(previous_threads)
-    return [
-        _stats(s, inner=tokens, threads=threads, batch_size=rows, device=dev)
-        for s, (_, dev, rows) in zip(samples, prepared, strict=True)
-    ]
+    return _measure_interleaved(
+        models, prompt, threads=threads, repeats=repeats,
+        prepare=lambda model, x, dev: (_decode_sampler(model, x, dev, tokens, warmup), tokens),
+    )

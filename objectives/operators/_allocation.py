@@ -449,7 +449,7 @@ def allocate(
             "matched; this is a slimsearch bug — fix bit_budget at 0 meanwhile"
         )
     scaled: dict[str, dict[int, float]] = {}
-    times: dict[str, dict[int, float]] | None = {} if profile.latency_ms else None
+    timed: dict[str, dict[int, float]] = {}
     for n in names:
         origin = getattr(work.get_submodule(n), ORIGIN_ATTR, n)
         if origin not in profile.sensitivity:
@@ -460,10 +460,11 @@ def allocate(
         share = weights[n] / max(1, profile.weights.get(origin, weights[n]))
         scaled[n] = {b: profile.sensitivity[origin].get(b, math.inf) * share
                      for b in LAYER_BITS}
-        if times is not None:
-            table = profile.latency_ms.get(origin)
-            times = None if table is None else {**times, n: {
-                b: table.get(b, math.inf) * share for b in LAYER_BITS}}
+        if origin in profile.latency_ms:
+            timed[n] = {b: profile.latency_ms[origin].get(b, math.inf) * share
+                        for b in LAYER_BITS}
+    # Time is usable only where the table covers every layer.
+    times = timed if timed and len(timed) == len(names) else None
     if latency_budget > 0 and times is None:
         raise TaskError(
             "latency_budget needs the per-layer timing table, which this layer profile "
@@ -480,18 +481,16 @@ def allocate(
             "bit_budget's low bound"
         )
     time_cap = None
-    if latency_budget > 0 and times is not None:
-        fp32_time = sum(times[n][32] for n in names)
+    fp32_time = None if times is None else sum(times[n][32] for n in names)
+    if latency_budget > 0 and times is not None and fp32_time is not None:
         fastest = _solve(names, costs, times, capacity)  # least time within the size
         reachable = sum(times[n][fastest[n]] for n in names)
         time_cap = max(latency_budget * fp32_time, reachable * (1 + 1e-9))
     choice = _solve(names, costs, scaled, capacity, times=times, time_cap=time_cap)
     used = sum(costs[n][choice[n]] for n in names)
     share_of_fp32 = None
-    if times is not None:
-        fp32_time = sum(times[n][32] for n in names)
-        if fp32_time > 0:
-            share_of_fp32 = sum(times[n][choice[n]] for n in names) / fp32_time
+    if times is not None and fp32_time:
+        share_of_fp32 = sum(times[n][choice[n]] for n in names) / fp32_time
     return Allocation(
         layer_bits=choice,
         weight_bytes=used,
