@@ -16,12 +16,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("--only", nargs="*", choices=NAMES, default=list(NAMES))
     parser.add_argument("--task", default="digits",
-                        help="task for the hypervolume and mixed benchmarks")
+                        help="task for the hypervolume, mixed and trust benchmarks")
     parser.add_argument("--trials", type=int, default=None,
                         help="trials per search (default: each benchmark's own)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--storage", default=None,
-                        help="mixed: a study database to run in (finished studies are reused)")
+                        help="mixed, trust: a study database to run in "
+                             "(finished studies are reused)")
     args = parser.parse_args()
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
@@ -61,9 +62,15 @@ def main() -> None:
                       seeds=tuple(range(args.seeds)), storage=args.storage)
         if "trust" in args.only:
             from benchmarks._trust import run as run_trust
+            from objectives.tasks import get_task
 
-            run_trust(n_trials=args.trials or 24,
-                      seeds=tuple(range(args.seeds)))
+            if args.task == "digits":
+                run_trust(n_trials=args.trials or 24, seeds=tuple(range(args.seeds)),
+                          storage=args.storage)
+            else:
+                run_trust(lambda: get_task(args.task), args.task,
+                          n_trials=args.trials or 24, seeds=tuple(range(args.seeds)),
+                          storage=args.storage)
         if "logit_cache" in args.only:
             from benchmarks._logit_cache import run as run_logit_cache
 
