@@ -23,11 +23,13 @@ from objectives.tasks._causal_lm import (
 )
 from objectives.tasks._digits import DigitsMLP, digits
 from objectives.tasks._reviews import generate_reviews
+from objectives.tasks._stdlib_text import STDLIB_PACKAGES, stdlib_doc_rows, stdlib_text
 from objectives.tasks._text import TextTask, hf_text_task, minilm_text, read_text_data
 
 TASKS: dict[str, Callable[..., Task]] = {
     "digits": digits,
     "minilm_text": minilm_text,
+    "stdlib_text": stdlib_text,
     "tiny_lm": tiny_lm,
 }
 
@@ -136,7 +138,10 @@ __all__ = [
     "minilm_text",
     "read_lm_text",
     "read_text_data",
+    "STDLIB_PACKAGES",
+    "stdlib_doc_rows",
     "stdlib_docstrings",
+    "stdlib_text",
     "tiny_lm",
     "tiny_lm_dir",
 ]
