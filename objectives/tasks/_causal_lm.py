@@ -18,6 +18,7 @@ cached as a Hugging Face directory, so the whole decoder path runs offline.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import logging
 import math
@@ -269,8 +270,14 @@ _SKIP_DIRS = frozenset({"test", "tests", "idle_test", "site-packages", "__pycach
 
 def stdlib_docstrings() -> list[tuple[str, str]]:
     """``(module path, docstring)`` of every documented module, class and function of the
-    interpreter's standard library (sorted by path; test suites left out)."""
-    root = Path(sysconfig.get_paths()["stdlib"])
+    interpreter's standard library (sorted by path; test suites left out). Parsed once
+    per process (a few seconds); each call returns a new list."""
+    return list(_stdlib_docstrings(sysconfig.get_paths()["stdlib"]))
+
+
+@functools.lru_cache(maxsize=2)
+def _stdlib_docstrings(stdlib: str) -> tuple[tuple[str, str], ...]:
+    root = Path(stdlib)
     out: list[tuple[str, str]] = []
     for path in sorted(root.rglob("*.py")):
         rel = path.relative_to(root)
@@ -286,7 +293,7 @@ def stdlib_docstrings() -> list[tuple[str, str]]:
                 doc = ast.get_docstring(node)
                 if doc and len(doc) >= 40:
                     out.append((rel.as_posix(), doc))
-    return out
+    return tuple(out)
 
 
 def _split_of(module: str) -> int:
