@@ -32,6 +32,9 @@ from objectives import Task
 from objectives.tasks import digits
 from search import Search, load_front
 
+_SPLIT = {"accuracy": "validation", "test_accuracy": "test",
+          "confirm_accuracy": "confirmation"}
+
 
 def _dominates(a: FrozenTrial, b: FrozenTrial) -> bool:
     (aa, al, asz), (ba, bl, bsz) = a.values, b.values
@@ -58,6 +61,7 @@ def run(task_factory: Callable[[], Task] = _digits, task_label: str = "digits", 
         raise ValueError(f"task {task_label!r} has no confirmation rows; the trust "
                          "benchmark compares rules that read them")
     rows, pooled = [], {"before": [0, 0], "after": [0, 0]}
+    teacher: dict[str, float] = {}
     best: dict[str, list[tuple[float, float]]] = {"before": [], "after": []}
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -70,6 +74,8 @@ def run(task_factory: Callable[[], Task] = _digits, task_label: str = "digits", 
             study = optuna.load_study(study_name=name, storage=url)
             front, _ = load_front(url, name)
             base = front.baseline  # with the teacher's figure from the re-timing rounds
+            teacher = {k: base[k] for k in ("accuracy", "test_accuracy", "confirm_accuracy")
+                       if base.get(k) is not None}
             complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
             old = _front([t for t in complete if t.values[0] >= base["accuracy"] - drop])
             floor = base["accuracy"] - drop
@@ -139,7 +145,8 @@ def run(task_factory: Callable[[], Task] = _digits, task_label: str = "digits", 
         "on the confirmation rows (what `export --max-accuracy-drop` chooses from). Both "
         "rules on the same trials (module docstring of `benchmarks/_trust.py`). Cells: "
         "admitted points whose test accuracy is more than the drop below the teacher's "
-        "test accuracy / admitted points.",
+        "test accuracy / admitted points. Teacher's accuracy: "
+        + ", ".join(f"{_SPLIT[k]} {v:.4f}" for k, v in teacher.items()) + ".",
         "",
         table(["seed", "before", "after"], rows),
         "",
