@@ -31,7 +31,7 @@ import optuna
 from optuna.trial import TrialState
 
 from benchmarks._hypervolume import hypervolume
-from benchmarks._report import machine, table, write_section
+from benchmarks._report import machine, search_minutes, table, write_section
 from objectives import CompressionConfig, Task, save_weights, skeleton
 from search import Search
 from spaces import SearchSpace
@@ -71,13 +71,6 @@ def _int8_seed_accuracy(study: optuna.Study) -> float | None:
     return None
 
 
-def _search_minutes(study: optuna.Study) -> float:
-    """Minutes from the study's first trial start to its last trial end."""
-    starts = [t.datetime_start for t in study.trials if t.datetime_start]
-    ends = [t.datetime_complete for t in study.trials if t.datetime_complete]
-    return (max(ends) - min(starts)).total_seconds() / 60 if starts and ends else 0.0
-
-
 def run(task_factory: Callable[[], Task], task_label: str, *, n_trials: int = 30,
         seeds: tuple[int, ...] = (0, 1, 2), workers: int = 2, drop: float = 0.02,
         storage: str | None = None) -> None:
@@ -99,7 +92,7 @@ def run(task_factory: Callable[[], Task], task_label: str, *, n_trials: int = 30
                        max_concurrent_trials=workers, seed=seed, progress=False,
                        max_accuracy_drop=drop).run()
                 studies[arm] = optuna.load_study(study_name=name, storage=url)
-                minutes += _search_minutes(studies[arm])
+                minutes += search_minutes(studies[arm])
             a8 = _int8_seed_accuracy(studies["uniform"])
             if a8 is not None:
                 int8_accs.append(a8)

@@ -8,6 +8,7 @@ import re
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 HEADER = """# Benchmarks
@@ -73,3 +74,11 @@ def table(headers: list[str], rows: list[list[object]]) -> str:
     out = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(out)
+
+
+def search_minutes(study: Any) -> float:
+    """Minutes from an Optuna study's first trial start to its last trial end (what the
+    search took, whichever process ran it)."""
+    starts = [t.datetime_start for t in study.trials if t.datetime_start]
+    ends = [t.datetime_complete for t in study.trials if t.datetime_complete]
+    return (max(ends) - min(starts)).total_seconds() / 60 if starts and ends else 0.0

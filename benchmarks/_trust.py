@@ -27,7 +27,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from benchmarks._report import machine, table, write_section
+from benchmarks._report import machine, search_minutes, table, write_section
 from objectives import Task
 from objectives.tasks import digits
 from search import Search, load_front
@@ -62,6 +62,7 @@ def run(task_factory: Callable[[], Task] = _digits, task_label: str = "digits", 
                          "benchmark compares rules that read them")
     rows, pooled = [], {"before": [0, 0], "after": [0, 0]}
     teacher: dict[str, float] = {}
+    minutes = 0.0
     best: dict[str, list[tuple[float, float]]] = {"before": [], "after": []}
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -72,6 +73,7 @@ def run(task_factory: Callable[[], Task] = _digits, task_label: str = "digits", 
                    max_concurrent_trials=workers, seed=seed, max_accuracy_drop=drop,
                    progress=False).run()
             study = optuna.load_study(study_name=name, storage=url)
+            minutes += search_minutes(study)
             front, _ = load_front(url, name)
             base = front.baseline  # with the teacher's figure from the re-timing rounds
             teacher = {k: base[k] for k in ("accuracy", "test_accuracy", "confirm_accuracy")
@@ -133,8 +135,10 @@ def run(task_factory: Callable[[], Task] = _digits, task_label: str = "digits", 
         f"`python -m benchmarks --only trust{task_arg} --trials {n_trials} "
         f"--seeds {len(seeds)}` — "
         f"{len(seeds)} seeds × {n_trials} trials, {workers} at a time, today's defaults, "
-        f"max accuracy drop {drop:g} ({drop * 100:g} point). Wall time {wall / 60:.0f} min "
-        "(studies already finished in `--storage` are not run again). "
+        f"max accuracy drop {drop:g} ({drop * 100:g} point). The searches took "
+        f"{minutes:.0f} min (first trial start to last trial end, summed over seeds; this "
+        f"run {wall / 60:.0f} min — studies already finished in `--storage` are not run "
+        "again). "
         f"Machine: {machine()}.",
         "",
         f"Task: `{task_label}` — training {len(task.train)} rows, validation "
