@@ -203,7 +203,9 @@ def run(task_factory: Callable[[], Task] = _digits, task_label: str = "digits", 
         table(["seed", "before", "after"], rows),
         "",
         "Target: at most 1 in 10 after — "
-        + ("**met**." if met else "**not met**.")
+        + ("**met**." if met else "**not met**." if n_after else
+           "**no point admitted**: nothing was promised, so nothing broke on test, and "
+           "the second target cannot be met at this drop.")
         + " Second target: the front still reaches ≥ 8x smaller and ≥ 2x faster within "
         "1 point on test (last row; latency re-timed alone against the teacher).",
         "",
