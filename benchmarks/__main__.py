@@ -23,6 +23,9 @@ def main() -> None:
     parser.add_argument("--storage", default=None,
                         help="mixed, trust: a study database to run in "
                              "(finished studies are reused)")
+    parser.add_argument("--arms", nargs="*", default=None,
+                        help="mixed: the arms to run (default all: 'uniform', 'uniform, same "
+                             "menu', 'per-layer', 'per-layer, latency budget')")
     args = parser.parse_args()
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
@@ -59,7 +62,8 @@ def main() -> None:
 
             run_mixed(lambda: get_task(args.task), args.task,
                       n_trials=args.trials or 30,
-                      seeds=tuple(range(args.seeds)), storage=args.storage)
+                      seeds=tuple(range(args.seeds)), storage=args.storage,
+                      **({"arms": tuple(args.arms)} if args.arms else {}))
         if "trust" in args.only:
             from benchmarks._trust import run as run_trust
             from objectives.tasks import get_task

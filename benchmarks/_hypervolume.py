@@ -11,7 +11,7 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -26,9 +26,14 @@ from search import Search
 REFERENCE = np.array([-0.9, 1.5, 1.5])
 
 
-def hypervolume(study: optuna.Study, upto: int | None = None) -> float:
-    """Hypervolume of the feasible COMPLETE trials among the first ``upto`` trials."""
-    base = study.user_attrs["slimsearch_baseline"]
+def hypervolume(study: optuna.Study, upto: int | None = None,
+                baseline: Mapping[str, float] | None = None) -> float:
+    """Hypervolume of the feasible COMPLETE trials among the first ``upto`` trials,
+    normalised by ``baseline`` (``accuracy``, ``latency_ms``, ``size_bytes``; default the
+    study's own ``slimsearch_baseline``). Studies compared with each other should share
+    one: each study times its teacher anew, and a few per cent of timing noise in that
+    one measurement moves every point of its front (``common_baseline``)."""
+    base = baseline or study.user_attrs["slimsearch_baseline"]
     trials = sorted(study.trials, key=lambda t: t.number)[:upto]
     points = [
         [-t.values[0] / base["accuracy"], t.values[1] / base["latency_ms"],
@@ -40,6 +45,23 @@ def hypervolume(study: optuna.Study, upto: int | None = None) -> float:
     if not points:
         return 0.0
     return float(compute_hypervolume(np.array(points), REFERENCE))
+
+
+def common_baseline(studies: list[optuna.Study]) -> dict[str, float]:
+    """One normalisation for ``studies`` of the same task: their teacher's accuracy and
+    file size (the same in each) and the median of their teacher latencies.
+
+    Raises:
+        ValueError: the studies' teachers differ in accuracy or size (not one task).
+    """
+    bases = [s.user_attrs["slimsearch_baseline"] for s in studies]
+    for key in ("accuracy", "size_bytes"):
+        if len({float(b[key]) for b in bases}) != 1:
+            raise ValueError(f"studies of different teachers: {key} "
+                             f"{sorted({b[key] for b in bases})}")
+    return {"accuracy": float(bases[0]["accuracy"]),
+            "size_bytes": float(bases[0]["size_bytes"]),
+            "latency_ms": statistics.median(float(b["latency_ms"]) for b in bases)}
 
 
 def cpu_seconds(study: optuna.Study, upto: int | None = None) -> float:

@@ -74,6 +74,14 @@ class CompressionConfig(BaseModel):
             fraction of their time at fp32, from the per-layer timing table measured on
             this hardware (e.g. 1.0: no slower than fp32 in sum; 0.8: 20 % faster). Where
             no allocation within ``bit_budget`` is that fast, the fastest one is taken.
+        latency_saving: 0 (off) to 1: with ``bit_budget``, the share of the time the
+            allocation could save at that size (from the same timing table) that it must
+            save — 0 the least sensitive allocation, 1 the fastest one, between them the
+            least sensitive allocation at most ``T_least − latency_saving · (T_least −
+            T_fastest)``. Relative to what this size can reach on this hardware, so every
+            value means something where ``latency_budget``'s shares of fp32 do not (on a
+            CPU where every quantized layer is slower than fp32, any share below 1 is
+            unreachable). Not together with ``latency_budget``.
         layer_bits: The per-layer precisions themselves (layer name → 32, 8 or 4), as a
             trial chose them under ``bit_budget``; not searched. A recipe carries them so
             it re-applies exactly that allocation; None: chosen from ``bit_budget``.
@@ -100,6 +108,7 @@ class CompressionConfig(BaseModel):
     embed_bits: EmbedBits = 32
     bit_budget: float = 0.0
     latency_budget: float = 0.0
+    latency_saving: float = 0.0
     layer_bits: dict[str, int] | None = None
 
     @field_validator(*CATALOG, mode="wrap")
@@ -160,5 +169,19 @@ class CompressionConfig(BaseModel):
                 "latency_budget: {v} shapes a per-layer allocation, which needs a "
                 "bit_budget > 0; set bit_budget or latency_budget to 0",
                 {"v": self.latency_budget},
+            )
+        if self.latency_saving > 0 and self.bit_budget <= 0:
+            raise PydanticCustomError(
+                "catalog",
+                "latency_saving: {v} shapes a per-layer allocation, which needs a "
+                "bit_budget > 0; set bit_budget or latency_saving to 0",
+                {"v": self.latency_saving},
+            )
+        if self.latency_saving > 0 and self.latency_budget > 0:
+            raise PydanticCustomError(
+                "catalog",
+                "latency_saving and latency_budget both bound the allocation's time; set "
+                "one of them to 0 (got latency_saving={s}, latency_budget={b})",
+                {"s": self.latency_saving, "b": self.latency_budget},
             )
         return self

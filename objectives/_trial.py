@@ -210,7 +210,7 @@ def precisions(
             sensitivity=float("nan"),
         )
     return allocate(student, profile or task_profile(task), config.bit_budget,
-                    config.latency_budget)
+                    config.latency_budget, config.latency_saving)
 
 
 def _quantized(

@@ -9,7 +9,10 @@ half the FFN neurons pruned; for decoders a third of the layers removed with int
 with half the MLP and int8 embeddings, and half the layers removed with int8 and int8
 embeddings; with ``bit_budget`` 8.5 effective bits (about int8's size), that with prune
 0.25, and 6.0. In a space that searches ``bit_budget`` instead of ``quant_bits``, an int8
-(int4) seed is seeded at a budget of 8.5 (4.5) bits instead. Parameters a
+(int4) seed is seeded at a budget of 8.5 (4.5) bits instead, and an fp32 one at 32 bits
+(every layer fp32) where the range reaches it; there the probe times int8 and int4 too,
+so where they are slower than fp32 the seeds that prune are seeded at 32 bits, as a
+uniform space seeds them at fp32. Parameters a
 seed does not name take the trial config's default when the space allows it, else the
 middle of the range (geometric middle for log ranges) or the middle choice.
 """
@@ -23,7 +26,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from objectives import CompressionConfig
+from objectives import LAYER_BITS, CompressionConfig
 from search.study import TRIAL_SEED_CONFIG
 from spaces import Choice, Fixed, FloatRange, SearchSpace
 
@@ -68,13 +71,17 @@ def _base(space: SearchSpace) -> dict[str, Any]:
 
 
 def space_precisions(space: SearchSpace) -> tuple[int, ...]:
-    """The ``quant_bits`` values ``space`` may give a trial (fp32 always included)."""
+    """The precisions ``space`` may give a trial's layers (fp32 always included): its
+    ``quant_bits`` values, and with a ``bit_budget`` range the precisions an allocation
+    chooses from (``LAYER_BITS``), so the hardware probe times those too."""
     param = space.parameters.get("quant_bits")
     values: tuple[Any, ...] = ()
     if isinstance(param, Choice):
         values = param.choices
     elif isinstance(param, Fixed):
         values = (param.value,)
+    if isinstance(space.parameters.get("bit_budget"), FloatRange):
+        values = (*values, *LAYER_BITS)
     return tuple(sorted({32, *(int(v) for v in values)}, reverse=True))
 
 
@@ -130,20 +137,23 @@ def seed_configs(space: SearchSpace, skip_bits: tuple[int, ...] = ()) -> list[di
     return out
 
 
-BUDGET_OF_BITS = {8: 8.5, 4: 4.5}
+BUDGET_OF_BITS = {32: 32.0, 8: 8.5, 4: 4.5}
 """The ``bit_budget`` a uniform-precision seed becomes in a per-layer precision space:
-about that precision's size (the stored scales add a fraction of a bit per weight)."""
+about that precision's size (the stored scales add a fraction of a bit per weight); 32
+bits is every layer at fp32."""
 
 
 def _as_budget(seed: dict[str, Any], space: SearchSpace) -> dict[str, Any]:
     """``seed`` for a space that searches ``bit_budget`` instead of ``quant_bits``
-    (``SearchSpace.per_layer_precision``): a uniform int8/int4 seed becomes the budget of
-    about that precision's size (``BUDGET_OF_BITS``), so its structure (pruning, depth,
-    embeddings) is seeded there too, with the allocation choosing the precisions."""
+    (``SearchSpace.per_layer_precision``): a uniform seed becomes the budget of about that
+    precision's size (``BUDGET_OF_BITS``; fp32 — the teacher, and a pruning seed kept at
+    fp32 where int8 is slower — becomes 32 bits where the range reaches it), so its
+    structure (pruning, depth, embeddings) is seeded there too, with the allocation
+    choosing the precisions."""
     bits = seed.get("quant_bits")
     budget = space.parameters.get("bit_budget")
     if (bits not in BUDGET_OF_BITS or "bit_budget" in seed or not isinstance(budget, FloatRange)
-            or space.allows("quant_bits", bits)
+            or (bits != 32 and space.allows("quant_bits", bits))
             or not space.allows("bit_budget", BUDGET_OF_BITS[bits])):
         return seed
     return {**{k: v for k, v in seed.items() if k != "quant_bits"},

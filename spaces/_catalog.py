@@ -201,6 +201,15 @@ CATALOG: dict[str, ParamSpec] = {
             low=0.0,
             high=4.0,
         ),
+        ParamSpec(
+            "latency_saving",
+            "float",
+            "per-layer precision under bit_budget: the share of the time the allocation "
+            "could save at that size that it must save (0 = off: least sensitive; 1 = "
+            "fastest; needs bit_budget, not with latency_budget)",
+            low=0.0,
+            high=1.0,
+        ),
     )
 }
 

@@ -264,29 +264,44 @@ class SearchSpace:
     def per_layer_precision(
         self,
         low: float = 5.5,
-        high: float = 16.0,
+        high: float = 32.0,
         *,
+        log: bool = True,
         latency: tuple[float, float] | None = None,
+        saving: tuple[float, float] | None = None,
     ) -> SearchSpace:
         """Return a copy that searches ``bit_budget`` over ``[low, high]`` effective bits
-        per weight instead of one precision for all layers: ``quant_bits`` fixed at 32,
-        ``edge_bits`` dropped (per-layer allocation replaces both). With ``latency``, it
-        also searches ``latency_budget`` over that range: the allocated layers' measured
-        time as a fraction of theirs at fp32.
+        per weight (log-scaled by default: a bit matters more near int4 than near fp32)
+        instead of one precision for all layers: ``quant_bits`` fixed at 32, ``edge_bits``
+        dropped (per-layer allocation replaces both). The default range reaches 32 bits,
+        every layer fp32, so the fp32 structures a uniform search tries stay reachable.
+
+        With ``saving``, it also searches ``latency_saving`` over that range (within
+        [0, 1]: how much of the time the allocation could save at that size it must
+        save); with ``latency``, ``latency_budget`` instead (the allocated layers'
+        measured time as a fraction of theirs at fp32). Not both.
+
+        Raises:
+            SpaceError: both ``latency`` and ``saving``, or a range the catalog refuses.
 
         Example:
             >>> s = SearchSpace.default().per_layer_precision(6.0, 12.0)
             >>> s.parameters["quant_bits"].value, "edge_bits" in s
             (32, False)
         """
+        if latency is not None and saving is not None:
+            raise SpaceError("per_layer_precision: latency (latency_budget) and saving "
+                             "(latency_saving) both bound the allocation's time; give one")
         params: dict[str, object] = {
             k: v for k, v in self._params.items()
-            if k not in ("quant_bits", "edge_bits", "latency_budget")
+            if k not in ("quant_bits", "edge_bits", "latency_budget", "latency_saving")
         }
         params["quant_bits"] = {"value": 32}
-        params["bit_budget"] = {"low": low, "high": high}
+        params["bit_budget"] = {"low": low, "high": high, "log": log}
         if latency is not None:
             params["latency_budget"] = {"low": latency[0], "high": latency[1]}
+        if saving is not None:
+            params["latency_saving"] = {"low": saving[0], "high": saving[1]}
         return SearchSpace(params)
 
     def drop(self, name: str) -> SearchSpace:
@@ -424,6 +439,19 @@ def _check_one_precision_rule(params: Mapping[str, Param]) -> None:
             f"latency_budget.low: {latency.low:g} is not a budget (0 means off); search it "
             "from a positive low, e.g. 0.5"
         )
+    saving, off = params.get("latency_saving"), ((0.0,), (0,))
+    if saving is not None and _values(saving) not in off:
+        if budget is None or _values(budget) in off:
+            raise SpaceError(
+                "latency_saving shapes a per-layer allocation, which needs bit_budget > 0; "
+                "search bit_budget too (SearchSpace.per_layer_precision(..., saving=...)) "
+                "or drop latency_saving"
+            )
+        if latency is not None and _values(latency) not in off:
+            raise SpaceError(
+                "latency_saving and latency_budget both bound the allocation's time; "
+                "search one of them (drop the other)"
+            )
     if budget is None or _values(budget) == (0.0,) or _values(budget) == (0,):
         return
     if isinstance(budget, FloatRange) and budget.low <= 0.0:

@@ -25,7 +25,9 @@ Three steps, each measured rather than assumed:
    with total weight bytes ≤ ``bit_budget / 8`` bytes per weight element — and, with a
    ``latency_budget``, with the layers' summed time ≤ that fraction of their time at
    fp32 (where the size budget allows it: otherwise the fastest allocation of that
-   size, whose share is recorded). A
+   size, whose share is recorded); with a ``latency_saving`` s, with the time at most
+   ``T_least − s · (T_least − T_fastest)`` between the least sensitive and the fastest
+   allocation of that size. A
    multiple-choice knapsack, solved as a 0/1 integer program with SciPy's HiGHS
    (``scipy.optimize.milp``) to proven optimality (``mip_rel_gap=0``) within
    ``MILP_TIME_LIMIT_S``; the result is checked against the budget in exact integer
@@ -421,6 +423,7 @@ def allocate(
     profile: LayerProfile,
     bit_budget: float,
     latency_budget: float = 0.0,
+    latency_saving: float = 0.0,
 ) -> Allocation:
     """The per-layer precisions of ``model`` (a pruned copy of the profiled teacher) with
     the least summed sensitivity whose weights fit ``bit_budget`` bits per element.
@@ -430,11 +433,17 @@ def allocate(
     — or, where no allocation within ``bit_budget`` is that fast, at most the fastest
     one's (``Allocation.time_share`` records what was reached).
 
+    With ``latency_saving`` in (0, 1], the summed time at most ``T_least −
+    latency_saving · (T_least − T_fastest)``, where ``T_least`` is the time of the least
+    sensitive allocation within ``bit_budget`` and ``T_fastest`` that of the fastest one:
+    1 is the least sensitive of the fastest allocations, and every value between is a
+    point of the (sensitivity, time) trade-off this size and hardware can reach.
+
     Raises:
         TaskError: a layer the profile does not know, a layer of a tagged model
             (``tag_origins``) without its origin, a budget below the fewest bits this
-            model can be stored in, or a ``latency_budget`` with a profile that has no
-            timing table.
+            model can be stored in, a ``latency_budget`` or ``latency_saving`` with a
+            profile that has no timing table, a ``latency_saving`` outside [0, 1], or both.
     """
     work = linearize_conv1d(model)
     refuse_unallocatable(work)
@@ -465,11 +474,17 @@ def allocate(
                         for b in LAYER_BITS}
     # Time is usable only where the table covers every layer.
     times = timed if timed and len(timed) == len(names) else None
-    if latency_budget > 0 and times is None:
+    if not 0.0 <= latency_saving <= 1.0:
+        raise TaskError(f"latency_saving={latency_saving:g} is not a share; allowed: 0 to 1")
+    if latency_saving > 0 and latency_budget > 0:
+        raise TaskError("latency_saving and latency_budget both bound the allocation's "
+                        "time; set one of them to 0")
+    bound = "latency_budget" if latency_budget > 0 else "latency_saving"
+    if (latency_budget > 0 or latency_saving > 0) and times is None:
         raise TaskError(
-            "latency_budget needs the per-layer timing table, which this layer profile "
+            f"{bound} needs the per-layer timing table, which this layer profile "
             "lacks; measure the profile again (objectives.task_profile) or set "
-            "latency_budget to 0"
+            f"{bound} to 0"
         )
     total_weights = sum(weights.values())
     capacity = math.floor(bit_budget * total_weights / 8.0)
@@ -482,10 +497,16 @@ def allocate(
         )
     time_cap = None
     fp32_time = None if times is None else sum(times[n][32] for n in names)
-    if latency_budget > 0 and times is not None and fp32_time is not None:
+    if (latency_budget > 0 or latency_saving > 0) and times is not None and fp32_time:
         fastest = _solve(names, costs, times, capacity)  # least time within the size
         reachable = sum(times[n][fastest[n]] for n in names)
-        time_cap = max(latency_budget * fp32_time, reachable * (1 + 1e-9))
+        if latency_budget > 0:
+            time_cap = max(latency_budget * fp32_time, reachable)
+        else:
+            least = _solve(names, costs, scaled, capacity)  # least sensitive, any time
+            t_least = sum(times[n][least[n]] for n in names)
+            time_cap = max(t_least - latency_saving * (t_least - reachable), reachable)
+        time_cap *= 1 + 1e-9  # the reachable time itself must stay feasible
     choice = _solve(names, costs, scaled, capacity, times=times, time_cap=time_cap)
     used = sum(costs[n][choice[n]] for n in names)
     share_of_fp32 = None

@@ -233,6 +233,51 @@ def test_latency_budget_trades_sensitivity_for_measured_time():
         allocate(tag_origins(copy.deepcopy(model)), measured, 8.0, 1.0)
 
 
+def test_latency_saving_moves_between_the_least_sensitive_and_the_fastest_allocation():
+    model = _fragile(_mlp((64, 48, 80, 32, 96, 40, 64, 10), seed=3), 4)
+    measured = measure_sensitivity(model, _inputs())
+    # As on a CPU where every quantized layer is slower than fp32 (dynamic int8 pays its
+    # activation quantization, int4 has no kernel): int8 2x, int4 6x fp32's time.
+    table = {n: {32: w / 1000, 8: 2 * w / 1000, 4: 6 * w / 1000}
+             for n, w in measured.weights.items()}
+    profile = LayerProfile(weights=measured.weights, sensitivity=measured.sensitivity,
+                           rows=measured.rows, latency_ms=table)
+    fp32_time = sum(t[32] for t in table.values())
+    for budget in (6.0, 8.0, 10.0, 13.0):
+        least = allocate(tag_origins(copy.deepcopy(model)), profile, budget)
+        fastest = _brute_force(model, profile, budget)[1] / fp32_time
+        assert least.time_share >= fastest - 1e-12
+        # Every share of fp32's time below 1 is out of reach here: a latency_budget in
+        # [0.5, 1) always gives the fastest allocation, whatever its value.
+        for share in (0.5, 0.9):
+            alloc = allocate(tag_origins(copy.deepcopy(model)), profile, budget, share)
+            assert alloc.time_share == pytest.approx(fastest)
+        previous = None
+        for saving in (0.0, 0.5, 1.0):
+            alloc = allocate(tag_origins(copy.deepcopy(model)), profile, budget,
+                             latency_saving=saving)
+            cap = least.time_share - saving * (least.time_share - fastest)
+            assert alloc.time_share <= cap + 1e-9
+            best_s, _ = _brute_force(model, profile, budget, cap * fp32_time)
+            assert alloc.sensitivity == pytest.approx(best_s, rel=1e-6, abs=1e-12)
+            assert 8.0 * alloc.weight_bytes <= budget * alloc.weights
+            if previous is not None:  # more saving: never slower, never less sensitive
+                assert alloc.time_share <= previous.time_share + 1e-12
+                assert alloc.sensitivity >= previous.sensitivity - 1e-12
+            previous = alloc
+        assert previous.time_share == pytest.approx(fastest)
+    # Half the saving at 8 bits is a point of its own, between the two ends.
+    ends = [allocate(tag_origins(copy.deepcopy(model)), profile, 8.0, latency_saving=v)
+            for v in (0.0, 0.5, 1.0)]
+    assert ends[0].time_share > ends[1].time_share > ends[2].time_share
+    with pytest.raises(TaskError, match="latency_saving=1.5 is not a share; allowed: 0 to 1"):
+        allocate(tag_origins(copy.deepcopy(model)), profile, 8.0, latency_saving=1.5)
+    with pytest.raises(TaskError, match="set one of them to 0"):
+        allocate(tag_origins(copy.deepcopy(model)), profile, 8.0, 1.0, 0.5)
+    with pytest.raises(TaskError, match="latency_saving needs the per-layer timing table"):
+        allocate(tag_origins(copy.deepcopy(model)), measured, 8.0, latency_saving=0.5)
+
+
 def test_layer_timing_table_times_each_layer_on_its_own_activation():
     model = nn.Sequential(nn.Linear(256, 1024), nn.ReLU(), nn.Linear(1024, 4)).eval()
     table = measure_layer_latency(model, torch.randn(64, 256))

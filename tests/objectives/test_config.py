@@ -61,7 +61,7 @@ def test_field_type_is_the_catalog_kind_and_default_is_legal(spec):
 
 
 # Settings a parameter needs beside it to mean anything (checked in the test below it).
-COMPANIONS = {"latency_budget": {"bit_budget": 8.0}}
+COMPANIONS = {"latency_budget": {"bit_budget": 8.0}, "latency_saving": {"bit_budget": 8.0}}
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
@@ -75,6 +75,11 @@ def test_config_accepts_the_catalog_boundary_values(spec):
 def test_latency_budget_without_a_bit_budget_is_refused():
     with pytest.raises(ValidationError, match="latency_budget: 0.8 shapes a per-layer"):
         CompressionConfig(latency_budget=0.8)
+    with pytest.raises(ValidationError, match="latency_saving: 0.5 shapes a per-layer"):
+        CompressionConfig(latency_saving=0.5)
+    with pytest.raises(ValidationError, match="set one of them to 0"):
+        CompressionConfig(bit_budget=8.0, latency_budget=1.0, latency_saving=0.5)
+    assert CompressionConfig(bit_budget=8.0, latency_saving=1.0).latency_saving == 1.0
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)

@@ -47,6 +47,25 @@ def test_uniform_seeds_become_budgets_in_a_per_layer_space():
     assert all("bit_budget" not in s for s in seed_configs(SearchSpace.default()))
 
 
+def test_per_layer_seeds_follow_the_hardware_probe_as_uniform_ones_do():
+    from search._seeds import space_precisions
+
+    space = SearchSpace.preset("decoder").per_layer_precision(5.5, 32.0)
+    # The allocation chooses among int8 and int4 too: the probe times them.
+    assert space_precisions(space) == (32, 8, 4)
+    seeds = seed_configs(space)
+    assert seeds[0]["bit_budget"] == 32.0  # the teacher: every layer fp32
+    # Where int8 ran slower than fp32, the seeds that prune are seeded at fp32 (32 bits),
+    # exactly the structures a uniform space then seeds at quant_bits 32.
+    slow = seed_configs(space, skip_bits=(8, 4))
+    uniform = seed_configs(SearchSpace.preset("decoder"), skip_bits=(8, 4))
+    def structure(s):
+        return (s.get("depth_prune_ratio"), s.get("ffn_prune_ratio"), s.get("embed_bits"))
+    at_fp32 = [structure(s) for s in slow if s["bit_budget"] == 32.0]
+    assert at_fp32 == [structure(s) for s in uniform if s["quant_bits"] == 32]
+    assert all(space.contains({**s, "quant_bits": 32}) for s in slow)
+
+
 def test_new_study_evaluates_seeds_first(searched):
     url, name, _ = searched
     study = optuna.load_study(study_name=name, storage=url)

@@ -27,23 +27,26 @@ def _space() -> SearchSpace:
     )
 
 
-def test_latency_budget_is_searched_and_each_trial_records_its_time_share(
-    ray_session, digits_task, tmp_path
+@pytest.mark.parametrize(("name", "bounds"), [("latency_budget", (0.5, 1.5)),
+                                              ("latency_saving", (0.0, 1.0))])
+def test_latency_bound_is_searched_and_each_trial_records_its_time_share(
+    ray_session, digits_task, tmp_path, name, bounds
 ):
     url = f"sqlite:///{tmp_path / 'study.db'}"
-    space = _space().per_layer_precision(6.0, 12.0, latency=(0.5, 1.5))
+    key = "latency" if name == "latency_budget" else "saving"
+    space = _space().per_layer_precision(6.0, 12.0, **{key: bounds})
     Search(digits_task, space, storage=url, study_name="timed", n_trials=2,
            max_accuracy_drop=0.05, seed=1, progress=False, seed_configs=False,
            retime_rounds=0).run()
     study = optuna.load_study(study_name="timed", storage=url)
     profile = LayerProfile.from_dict(study.user_attrs[ATTR_BASELINE]["layer_profile"])
+    assert len(study.trials) == 2
     for t in study.trials:
-        assert 0.5 <= t.params["latency_budget"] <= 1.5
-        config = CompressionConfig(bit_budget=t.params["bit_budget"],
-                                   latency_budget=t.params["latency_budget"])
+        assert bounds[0] <= t.params[name] <= bounds[1]
+        config = CompressionConfig(bit_budget=t.params["bit_budget"], **{name: t.params[name]})
         # The trial allocated by the stored profile under both budgets.
         again = allocate(pruned_copy(digits_task, config), profile, config.bit_budget,
-                         config.latency_budget)
+                         config.latency_budget, config.latency_saving)
         assert json.loads(t.user_attrs["layer_bits"]) == again.layer_bits
         assert t.user_attrs["layer_time_share"] == pytest.approx(again.time_share)
 

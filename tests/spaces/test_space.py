@@ -103,6 +103,11 @@ def test_contains():
         ("{}", "empty search space"),
         ("{bit_budget: {low: 0, high: 16}, quant_bits: 32}", "bit_budget.low: 0 is not a budget"),
         ("{bit_budget: {low: 0.0, high: 8.0}}", "fix bit_budget at 0 and search quant_bits"),
+        ("{latency_saving: {low: 0.0, high: 1.0}}", "latency_saving shapes a per-layer"),
+        ("{bit_budget: {low: 6, high: 16}, latency_saving: {low: 0, high: 1}, "
+         "latency_budget: {low: 0.5, high: 1}}", "search one of them"),
+        ("{bit_budget: {low: 6, high: 16}, latency_saving: {low: 0, high: 1.5}}",
+         "latency_saving.high"),
         ("prune_ratio: {low: 0.0, high: [", "not valid YAML"),
     ],
 )
@@ -136,3 +141,16 @@ def test_a_positive_budget_range_is_a_space():
     # 0.5 is below any teacher's int4 bits: the pre-flight check refuses it (it probes
     # the low end), naming the minimum; see tests/objectives/test_allocation.py.
     assert space.parameters["bit_budget"].low == 0.5
+
+
+def test_per_layer_precision_reaches_fp32_on_a_log_scale_and_searches_a_saving():
+    space = SearchSpace.preset("decoder").per_layer_precision(saving=(0.0, 1.0))
+    budget = space.parameters["bit_budget"]
+    assert (budget.low, budget.high, budget.log) == (5.5, 32.0, True)
+    saving = space.parameters["latency_saving"]
+    assert (saving.low, saving.high) == (0.0, 1.0) and "latency_budget" not in space
+    # Switching to a latency budget replaces the saving, never keeps both.
+    again = space.per_layer_precision(latency=(0.5, 1.5))
+    assert "latency_saving" not in again and again.parameters["latency_budget"].high == 1.5
+    with pytest.raises(SpaceError, match="give one"):
+        space.per_layer_precision(latency=(0.5, 1.5), saving=(0.0, 1.0))
