@@ -388,11 +388,16 @@ class Search:
     ) -> None:
         if self.seed_configs:
             slower = slower_precisions(baseline)
+            allocates = _allocates(space)
             for bits, ratio in slower.items():
                 logger.warning(
-                    "quant_bits=%d ran %.1fx slower than fp32 on the teacher on this hardware "
-                    "(%s); it stays searchable but is not among the seed configs",
-                    bits, ratio, baseline.get("hardware", "?"),
+                    "%s ran %.1fx slower than fp32 on the teacher on this hardware (%s); %s",
+                    f"int{bits} (every layer)" if allocates else f"quant_bits={bits}", ratio,
+                    baseline.get("hardware", "?"),
+                    "the allocation may still choose it per layer; its seeds that prune are "
+                    "seeded at fp32 (32 bits, where the bit_budget range reaches it)"
+                    if allocates
+                    else "it stays searchable but is not among the seed configs",
                 )
             enqueue(study, seed_configs(space, skip_bits=tuple(slower)), "seed")
         if self.warm_start:
