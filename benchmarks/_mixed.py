@@ -57,7 +57,9 @@ def _int8_reference(task: Task, space: SearchSpace) -> TrialResult:
     the settings a search seeds it with (``space``'s fixed values, the rest as
     ``seed_configs`` fills them) — evaluated here: every equal-size reading compares
     with it. Not read from the uniform study, whose search leaves that seed out on
-    hardware where int8 runs slower than fp32."""
+    hardware where int8 runs slower than fp32. The seeds are not public API; they are read
+    from the function the search enqueues them with (``search._seeds``), so the
+    reference is exactly that seed."""
     def plain(config: dict) -> bool:
         return (config.get("quant_bits") == 8 and config.get("embed_bits", 32) == 32
                 and not config.get("prune_vocab", False)
