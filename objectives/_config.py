@@ -163,20 +163,14 @@ class CompressionConfig(BaseModel):
             raise PydanticCustomError(
                 "catalog", "layer_bits: per-layer precisions come from a bit_budget > 0", {}
             )
-        if self.latency_budget > 0 and self.bit_budget <= 0:
-            raise PydanticCustomError(
-                "catalog",
-                "latency_budget: {v} shapes a per-layer allocation, which needs a "
-                "bit_budget > 0; set bit_budget or latency_budget to 0",
-                {"v": self.latency_budget},
-            )
-        if self.latency_saving > 0 and self.bit_budget <= 0:
-            raise PydanticCustomError(
-                "catalog",
-                "latency_saving: {v} shapes a per-layer allocation, which needs a "
-                "bit_budget > 0; set bit_budget or latency_saving to 0",
-                {"v": self.latency_saving},
-            )
+        for name in ("latency_budget", "latency_saving"):
+            if getattr(self, name) > 0 and self.bit_budget <= 0:
+                raise PydanticCustomError(
+                    "catalog",
+                    "{n}: {v} shapes a per-layer allocation, which needs a bit_budget > 0; "
+                    "set bit_budget or {n} to 0",
+                    {"n": name, "v": getattr(self, name)},
+                )
         if self.latency_saving > 0 and self.latency_budget > 0:
             raise PydanticCustomError(
                 "catalog",

@@ -200,16 +200,22 @@ def _brute_force(model, profile, budget, time_cap=None):
     return best_s, best_t
 
 
+def _timed(measured, int8, int4):
+    """``measured`` with a timing table where each layer costs in proportion to its
+    weights at fp32, ``int8`` and ``int4`` times that at those precisions."""
+    table = {n: {32: w / 1000, 8: int8 * w / 1000, 4: int4 * w / 1000}
+             for n, w in measured.weights.items()}
+    profile = LayerProfile(weights=measured.weights, sensitivity=measured.sensitivity,
+                           rows=measured.rows, latency_ms=table)
+    return profile, sum(t[32] for t in table.values())
+
+
 def test_latency_budget_trades_sensitivity_for_measured_time():
     model = _fragile(_mlp((64, 48, 80, 32, 10), seed=3), 4)
     measured = measure_sensitivity(model, _inputs())
     # A timing table where int8 halves a layer's time and int4 triples it (as on a CPU
     # without int4 kernels), layers costing in proportion to their weights.
-    table = {n: {32: w / 1000, 8: w / 2000, 4: 3 * w / 1000}
-             for n, w in measured.weights.items()}
-    profile = LayerProfile(weights=measured.weights, sensitivity=measured.sensitivity,
-                           rows=measured.rows, latency_ms=table)
-    fp32_time = sum(t[32] for t in table.values())
+    profile, fp32_time = _timed(measured, 0.5, 3)
     for budget in (6.0, 8.0, 9.5, 13.0):
         free = allocate(tag_origins(copy.deepcopy(model)), profile, budget)
         assert free.sensitivity == pytest.approx(_brute_force(model, profile, budget)[0],
@@ -238,11 +244,7 @@ def test_latency_saving_moves_between_the_least_sensitive_and_the_fastest_alloca
     measured = measure_sensitivity(model, _inputs())
     # As on a CPU where every quantized layer is slower than fp32 (dynamic int8 pays its
     # activation quantization, int4 has no kernel): int8 2x, int4 6x fp32's time.
-    table = {n: {32: w / 1000, 8: 2 * w / 1000, 4: 6 * w / 1000}
-             for n, w in measured.weights.items()}
-    profile = LayerProfile(weights=measured.weights, sensitivity=measured.sensitivity,
-                           rows=measured.rows, latency_ms=table)
-    fp32_time = sum(t[32] for t in table.values())
+    profile, fp32_time = _timed(measured, 2, 6)
     for budget in (6.0, 8.0, 10.0, 13.0):
         least = allocate(tag_origins(copy.deepcopy(model)), profile, budget)
         fastest = _brute_force(model, profile, budget)[1] / fp32_time
