@@ -82,7 +82,7 @@ class CompressionConfig(BaseModel):
             value means something where ``latency_budget``'s shares of fp32 do not (on a
             CPU where every quantized layer is slower than fp32, any share below 1 is
             unreachable). Not together with ``latency_budget``.
-        layer_bits: The per-layer precisions themselves (layer name → 32, 8 or 4), as a
+        layer_bits: The per-layer precisions themselves (layer name → 32, 16, 8 or 4), as a
             trial chose them under ``bit_budget``; not searched. A recipe carries them so
             it re-applies exactly that allocation; None: chosen from ``bit_budget``.
 
@@ -139,10 +139,10 @@ class CompressionConfig(BaseModel):
         if value is None:
             return None
         for name, bits in value.items():
-            if bits not in (32, 8, 4):
+            if bits not in (32, 16, 8, 4):
                 raise PydanticCustomError(
                     "catalog", "layer_bits: {name}: {bits} is not supported; allowed: one of "
-                    "32, 8, 4", {"name": name, "bits": bits},
+                    "32, 16, 8, 4", {"name": name, "bits": bits},
                 )
         return dict(value)
 

@@ -137,10 +137,10 @@ def seed_configs(space: SearchSpace, skip_bits: tuple[int, ...] = ()) -> list[di
     return out
 
 
-BUDGET_OF_BITS = {32: 32.0, 8: 8.5, 4: 4.5}
+BUDGET_OF_BITS = {32: 32.0, 16: 16.0, 8: 8.5, 4: 4.5}
 """The ``bit_budget`` a uniform-precision seed becomes in a per-layer precision space:
-about that precision's size (the stored scales add a fraction of a bit per weight); 32
-bits is every layer at fp32."""
+about that precision's size (the stored int8/int4 scales add a fraction of a bit per
+weight; bf16 stores none); 32 bits is every layer at fp32."""
 
 
 def _as_budget(seed: dict[str, Any], space: SearchSpace) -> dict[str, Any]:

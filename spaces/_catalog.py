@@ -188,8 +188,8 @@ CATALOG: dict[str, ParamSpec] = {
             "bit_budget",
             "float",
             "per-layer precision: effective bits per weight of the Linear layers, each "
-            "layer at fp32, int8 or int4 by measured sensitivity (0 = off: quant_bits for "
-            "all; replaces quant_bits, which must then be 32)",
+            "layer at fp32, bf16, int8 or int4 by measured sensitivity (0 = off: quant_bits "
+            "for all; replaces quant_bits, which must then be 32)",
             low=0.0,
             high=32.0,
         ),

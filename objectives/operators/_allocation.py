@@ -66,20 +66,21 @@ from torch import nn
 
 from objectives._errors import TaskError
 from objectives.operators._conv1d import ORIGIN_ATTR, linearize_conv1d
-from objectives.operators._linear_quant import int4_weight_only, int8_dynamic
+from objectives.operators._linear_quant import bf16_linear, int4_weight_only, int8_dynamic
 from objectives.operators._quantized_state import canonicalize, plain_tensors
 from objectives.operators._static_int8 import conv_names
 
 if TYPE_CHECKING:
     from objectives._task import Inputs, Task
 
-LAYER_BITS: tuple[int, ...] = (32, 8, 4)
-"""The precisions one layer may get: fp32, int8 dynamic, int4 weight-only."""
+LAYER_BITS: tuple[int, ...] = (32, 16, 8, 4)
+"""The precisions one layer may get: fp32, bf16 (``BFloat16Linear``), int8 dynamic, int4
+weight-only."""
 
 SENSITIVITY_ROWS = 64
 """Calibration rows (the first training rows) the sensitivity is averaged over."""
 
-PROFILE_VERSION = 3
+PROFILE_VERSION = 4
 
 MILP_TIME_LIMIT_S = 30.0
 """Seconds HiGHS may search for the optimal allocation of one trial."""
@@ -132,8 +133,9 @@ class LayerProfile:
             TaskError: ``data`` is not a profile this version wrote.
         """
         try:
-            # Version 2 profiles (stored on studies before the timing table) still read.
-            if int(data["version"]) not in (2, PROFILE_VERSION):
+            # Profiles stored on studies by earlier versions still read: version 2 has no
+            # timing table, 2 and 3 no bf16 (16) entries, which the allocation then skips.
+            if int(data["version"]) not in (2, 3, PROFILE_VERSION):
                 raise ValueError(f"version {data['version']}")
             return cls(
                 weights={str(n): int(w) for n, w in data["weights"].items()},
@@ -217,12 +219,14 @@ def allocatable(model: nn.Module) -> list[str]:
 def quantize_layer(layer: nn.Linear, bits: int) -> nn.Module:
     """A copy of ``layer`` stored at ``bits`` exactly as ``quantize`` stores it."""
     holder = nn.Sequential(copy.deepcopy(layer).float().cpu().eval())
-    if bits == 8:
+    if bits == 16:
+        holder = bf16_linear(holder, {"0"})
+    elif bits == 8:
         holder = int8_dynamic(holder, {"0"})
     elif bits == 4:
         holder = int4_weight_only(holder, {"0"})
     elif bits != 32:
-        raise TaskError(f"layer precision {bits} is not supported; allowed: 32, 8, 4")
+        raise TaskError(f"layer precision {bits} is not supported; allowed: 32, 16, 8, 4")
     return canonicalize(holder)[0]
 
 
@@ -248,15 +252,17 @@ def layer_costs(model: nn.Module, names: list[str]) -> dict[str, dict[int, int]]
 
 
 def _kl(reference: torch.Tensor, logits: torch.Tensor) -> float:
-    p = F.log_softmax(reference.float(), dim=-1)
-    q = F.log_softmax(logits.float(), dim=-1)
+    # In float64: a bf16 layer moves the logits by ~1e-3 of their size, a KL near 1e-9,
+    # which float32's log-softmax (~1e-7 absolute error) would round to noise.
+    p = F.log_softmax(reference.double(), dim=-1)
+    q = F.log_softmax(logits.double(), dim=-1)
     kl = (p.exp() * (p - q)).sum(-1)
     return float(kl.mean())
 
 
 @torch.inference_mode()
 def measure_sensitivity(
-    model: nn.Module, calibration: Inputs, *, bits: tuple[int, ...] = (8, 4)
+    model: nn.Module, calibration: Inputs, *, bits: tuple[int, ...] = LAYER_BITS[1:]
 ) -> LayerProfile:
     """The KL divergence of ``model``'s outputs when each layer alone is stored at ``bits``.
 
@@ -472,8 +478,13 @@ def allocate(
         if origin in profile.latency_ms:
             timed[n] = {b: profile.latency_ms[origin].get(b, math.inf) * share
                         for b in LAYER_BITS}
-    # Time is usable only where the table covers every layer.
+    # Time is usable only where the table covers every layer; a precision the table
+    # lacks (a profile stored before it was added) is then not an option.
     times = timed if timed and len(timed) == len(names) else None
+    if times is not None:
+        for n in names:
+            scaled[n] = {b: s if math.isfinite(times[n][b]) else math.inf
+                         for b, s in scaled[n].items()}
     if not 0.0 <= latency_saving <= 1.0:
         raise TaskError(f"latency_saving={latency_saving:g} is not a share; allowed: 0 to 1")
     if latency_saving > 0 and latency_budget > 0:
@@ -542,7 +553,8 @@ def _solve(
     import numpy as np
     from scipy.optimize import Bounds, LinearConstraint, milp
 
-    options = [(n, b) for n in names for b in LAYER_BITS if math.isfinite(sensitivity[n][b])]
+    options = [(n, b) for n in names for b in LAYER_BITS
+               if math.isfinite(sensitivity[n].get(b, math.inf))]
     s = np.array([sensitivity[n][b] for n, b in options])
     c = np.array([costs[n][b] for n, b in options], dtype=float)
     # Ties in sensitivity go to the smaller layer file, never outweighing a real difference.
@@ -579,7 +591,8 @@ def _solve(
     while sum(costs[n][choice[n]] for n in names) > capacity:
         best = None
         for n in names:
-            lower = [b for b in order if b < choice[n] and math.isfinite(sensitivity[n][b])]
+            lower = [b for b in order
+                     if b < choice[n] and math.isfinite(sensitivity[n].get(b, math.inf))]
             if not lower:
                 continue
             b = lower[0]

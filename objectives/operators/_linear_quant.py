@@ -1,4 +1,4 @@
-"""int8 dynamic and int4 weight-only quantization of named ``nn.Linear`` layers.
+"""bf16, int8 dynamic and int4 weight-only quantization of named ``nn.Linear`` layers.
 
 The leaf both ``_quantize`` (whole models) and ``_allocation`` (one layer at a time, to
 measure its sensitivity and its bytes) build on, so a layer is stored the same way in
@@ -8,6 +8,7 @@ both.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from objectives._imports import import_torchao
@@ -34,6 +35,44 @@ def int4_group_size(in_features: int) -> int:
         if in_features % group == 0:
             return group
     return in_features
+
+
+class BFloat16Linear(nn.Module):
+    """An ``nn.Linear`` whose weight is stored and multiplied in bf16.
+
+    The input is cast to bf16 for the matrix product and the result back to the input's
+    dtype; the bias stays fp32 and is added after (as int8 dynamic and int4 layers keep
+    theirs), so only the weight's precision differs from the fp32 layer. Not an
+    ``nn.Linear`` subclass: code that looks for float ``nn.Linear`` layers (pruning,
+    quantization, allocation) must not take it for one. The model file stores the weight
+    as a plain bf16 tensor (two bytes per element).
+    """
+
+    def __init__(self, layer: nn.Linear) -> None:
+        super().__init__()
+        self.in_features = layer.in_features
+        self.out_features = layer.out_features
+        self.weight = nn.Parameter(layer.weight.detach().to(torch.bfloat16), requires_grad=False)
+        self.bias = (None if layer.bias is None
+                     else nn.Parameter(layer.bias.detach().float(), requires_grad=False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.linear(x.to(torch.bfloat16), self.weight).to(x.dtype)
+        return out if self.bias is None else out + self.bias.to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}, dtype=bfloat16")
+
+
+def bf16_linear(model: nn.Module, names: set[str]) -> nn.Module:
+    """``model`` with the named ``nn.Linear`` layers replaced by ``BFloat16Linear``, in
+    place."""
+    for name in sorted(names):
+        parent, _, attr = name.rpartition(".")
+        owner = model.get_submodule(parent) if parent else model
+        setattr(owner, attr, BFloat16Linear(getattr(owner, attr)))
+    return model
 
 
 def int8_dynamic(model: nn.Module, names: set[str]) -> nn.Module:

@@ -13,6 +13,7 @@ from objectives._errors import TaskError
 from objectives.operators._allocation import LAYER_BITS, allocatable, refuse_unallocatable
 from objectives.operators._conv1d import linearize_conv1d
 from objectives.operators._linear_quant import (
+    bf16_linear,
     int4_weight_only,
     int8_dynamic,
     linear_names,
@@ -87,9 +88,11 @@ def quantize(
     quantizes them like the rest.
 
     ``layer_bits`` (with ``bits=32``) gives each named ``nn.Linear`` its own precision,
-    32, 8 or 4, stored exactly as above (``objectives.operators._allocation`` chooses it);
-    every Linear must be named, and a model with convolutions or LSTM/GRU layers is
-    refused.
+    32, 16 (a ``BFloat16Linear``: bf16 weight and product, fp32 bias and activations
+    between layers), 8 or 4, the last two stored exactly as above
+    (``objectives.operators._allocation`` chooses them); every Linear must be named, and a
+    model with convolutions or LSTM/GRU layers is refused. Layers at 8 or 4 run on CPU
+    only; an allocation of only 32 and 16 runs anywhere.
 
     Args:
         model: The float model (put in eval mode; may be modified in place).
@@ -164,7 +167,9 @@ def _quantize_per_layer(
     bad = {n: b for n, b in layer_bits.items() if int(b) not in LAYER_BITS}
     if bad:
         name, b = next(iter(bad.items()))
-        raise TaskError(f"layer {name!r}: precision {b!r} is not supported; allowed: 32, 8, 4")
+        raise TaskError(
+            f"layer {name!r}: precision {b!r} is not supported; allowed: 32, 16, 8, 4"
+        )
     model = linearize_conv1d(model)
     refuse_unallocatable(model)
     names = set(allocatable(model))
@@ -176,12 +181,13 @@ def _quantize_per_layer(
             + (f"; missing {missing[:3]}" if missing else "")
             + (f"; unknown {unknown[:3]}" if unknown else "")
         )
-    low = {n for n, b in layer_bits.items() if int(b) < 32}
+    low = {n for n, b in layer_bits.items() if int(b) < 16}
     if low and torch.device(device).type != "cpu":
         raise TaskError(
             f"int8/int4 layers run on CPU only, not on {device}; search quant_bits over "
             "[32, 16] for GPU searches"
         )
+    model = bf16_linear(model, {n for n, b in layer_bits.items() if int(b) == 16})
     if not low:
         return model
     model = int8_dynamic(model.cpu(), {n for n in low if int(layer_bits[n]) == 8})

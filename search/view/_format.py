@@ -143,7 +143,7 @@ def precision(
     effective bits and layer counts, ``"6.2: 1×int4 1×int8 1×fp32"``."""
     if layer_bits is None:
         return str(params.get("quant_bits", 32))
-    label = {32: "fp32", 8: "int8", 4: "int4"}
+    label = {32: "fp32", 16: "bf16", 8: "int8", 4: "int4"}
     counts: dict[int, int] = {}
     for bits in layer_bits.values():
         counts[int(bits)] = counts.get(int(bits), 0) + 1

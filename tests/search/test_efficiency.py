@@ -51,8 +51,8 @@ def test_per_layer_seeds_follow_the_hardware_probe_as_uniform_ones_do():
     from search._seeds import space_precisions
 
     space = SearchSpace.preset("decoder").per_layer_precision(5.5, 32.0)
-    # The allocation chooses among int8 and int4 too: the probe times them.
-    assert space_precisions(space) == (32, 8, 4)
+    # The allocation chooses among bf16, int8 and int4 too: the probe times them.
+    assert space_precisions(space) == (32, 16, 8, 4)
     seeds = seed_configs(space)
     assert seeds[0]["bit_budget"] == 32.0  # the teacher: every layer fp32
     # Where int8 ran slower than fp32, the seeds that prune are seeded at fp32 (32 bits),
