@@ -24,8 +24,8 @@ def main() -> None:
                         help="mixed, trust: a study database to run in "
                              "(finished studies are reused)")
     parser.add_argument("--arms", nargs="*", default=None,
-                        help="mixed: the arms to run (default all: 'uniform', 'uniform, same "
-                             "menu', 'per-layer', 'per-layer, latency budget')")
+                        help="mixed: the arms to run (default all: 'uniform', 'per-layer', "
+                             "'per-layer, latency saving')")
     args = parser.parse_args()
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)

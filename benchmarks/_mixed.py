@@ -1,14 +1,14 @@
 """Per-layer precision (``bit_budget``) against uniform precision, side by side.
 
-For each task and seed, three searches run one after the other on the same machine, with
-the same space except for precision:
+For each task and seed, the arms' searches run one after the other on the same machine,
+with the same space except for precision:
 
-* **uniform** — ``quant_bits`` over every precision the task's space allows it (fp32,
-  bf16, int8, int4): what a search without allocation can do;
-* **uniform, same menu** — ``quant_bits`` over fp32, int8, int4 only: the precisions an
-  allocation chooses from, so the difference to the next arm is the allocation alone;
+* **uniform** — ``quant_bits`` over fp32, bf16, int8, int4: what a search without
+  allocation can do, with the same precisions an allocation chooses from (so the
+  difference to the next arms is the allocation alone);
 * **per-layer** — ``bit_budget`` over [5.5, 32] effective bits per weight, log-scaled
-  (``SearchSpace.per_layer_precision``), each layer at fp32/int8/int4 by sensitivity;
+  (``SearchSpace.per_layer_precision``), each layer at fp32/bf16/int8/int4 by
+  sensitivity;
 * **per-layer, latency saving** — that, plus ``latency_saving`` over [0, 1]: the
   allocation also gives up sensitivity for time (the per-layer timing table measured on
   this machine), from none (0) to the fastest allocation of the budget's size (1).
@@ -37,7 +37,7 @@ from search import Search
 from search._seeds import seed_configs
 from spaces import SearchSpace
 
-ARMS = ("uniform", "uniform, same menu", "per-layer", "per-layer, latency saving")
+ARMS = ("uniform", "per-layer", "per-layer, latency saving")
 
 
 def _spaces(task: Task) -> dict[str, SearchSpace]:
@@ -46,7 +46,6 @@ def _spaces(task: Task) -> dict[str, SearchSpace]:
         base = base.drop("edge_bits")
     return {
         "uniform": base.narrow("quant_bits", choices=[32, 16, 8, 4]),
-        "uniform, same menu": base.narrow("quant_bits", choices=[32, 8, 4]),
         "per-layer": base.per_layer_precision(5.5, 32.0),
         "per-layer, latency saving": base.per_layer_precision(5.5, 32.0, saving=(0.0, 1.0)),
     }
@@ -163,9 +162,10 @@ def run(task_factory: Callable[[], Task], task_label: str, *, n_trials: int = 30
         f"all. "
         f"Machine: {machine()}.",
         "",
-        "Arms: *uniform* searches `quant_bits` over fp32/bf16/int8/int4; *uniform, same "
-        "menu* over fp32/int8/int4; *per-layer* searches `bit_budget` in [5.5, 32] "
-        "effective bits (log scale), each Linear at fp32/int8/int4 by measured sensitivity; "
+        "Arms: *uniform* searches `quant_bits` over fp32/bf16/int8/int4; *per-layer* "
+        "searches `bit_budget` in [5.5, 32] effective bits (log scale), each Linear at "
+        "fp32/bf16/int8/int4 by measured sensitivity (bf16 a layer's precision since "
+        "95481e7); "
         "*per-layer, latency saving* also searches `latency_saving` in [0, 1] (the share "
         "of the time the allocation could save at that size, by the per-layer timing "
         "table, that it must save). All other "
