@@ -1,0 +1,73 @@
+"""The benchmarks' own arithmetic: hypervolume, the shared normalisation, the arms check.
+
+Benchmarks run on demand and write docs/benchmarks.md; what they compute from a study is
+checked here on hand-built studies whose answers are known.
+"""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from optuna.trial import TrialState, create_trial
+
+from benchmarks._hypervolume import REFERENCE, common_baseline, hypervolume
+
+BASE = {"accuracy": 1.0, "latency_ms": 10.0, "size_bytes": 1000.0}
+
+
+def _study(points, *, base=BASE, infeasible=(), failed=0):
+    """A (maximise accuracy, minimise latency, minimise size) study holding ``points``."""
+    study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
+    study.set_user_attr("slimsearch_baseline", dict(base))
+    for p in points:
+        study.add_trial(create_trial(values=list(p), constraints={"drop": 0.0}))
+    for p in infeasible:
+        study.add_trial(create_trial(values=list(p), constraints={"drop": 0.01}))
+    for _ in range(failed):
+        study.add_trial(create_trial(state=TrialState.FAIL))
+    return study
+
+
+def test_hypervolume_of_one_point_is_its_box_to_the_reference():
+    # Normalised (-0.95, 0.5, 0.5) against (-0.9, 1.5, 1.5): 0.05 x 1 x 1.
+    study = _study([(0.95, 5.0, 500.0)])
+    assert hypervolume(study) == pytest.approx(0.05)
+    assert list(REFERENCE) == [-0.9, 1.5, 1.5]
+
+
+def test_hypervolume_counts_feasible_complete_trials_inside_the_reference_only():
+    dominated = (0.92, 6.0, 600.0)  # inside the first point's box: adds nothing
+    outside = (0.99, 20.0, 100.0)  # 2x the teacher's latency: beyond the reference
+    study = _study([(0.95, 5.0, 500.0), dominated, outside],
+                   infeasible=[(0.99, 1.0, 100.0)], failed=2)
+    assert hypervolume(study) == pytest.approx(0.05)
+    # Two points that do not dominate each other: the union of their boxes.
+    two = _study([(0.95, 5.0, 500.0), (0.92, 2.5, 500.0)])
+    assert hypervolume(two) == pytest.approx(0.05 + 0.02 * 0.25)
+    # Only the first trials count with ``upto``.
+    assert hypervolume(two, upto=1) == pytest.approx(0.05)
+    assert hypervolume(_study([])) == 0.0
+
+
+def test_a_shared_baseline_normalises_every_study_by_one_teacher_latency():
+    fast = _study([(0.95, 5.0, 500.0)], base={**BASE, "latency_ms": 8.0})
+    slow = _study([(0.95, 5.0, 500.0)], base={**BASE, "latency_ms": 12.0})
+    mid = _study([(0.95, 5.0, 500.0)], base={**BASE, "latency_ms": 10.0})
+    # Each study's own teacher latency moves the same front.
+    assert hypervolume(fast) < hypervolume(mid) < hypervolume(slow)
+    common = common_baseline([fast, slow, mid])
+    assert common == {"accuracy": 1.0, "size_bytes": 1000.0, "latency_ms": 10.0}
+    assert hypervolume(fast, baseline=common) == hypervolume(slow, baseline=common)
+    other = _study([], base={**BASE, "size_bytes": 2000.0})
+    with pytest.raises(ValueError, match="studies of different teachers: size_bytes"):
+        common_baseline([fast, other])
+
+
+def test_mixed_benchmark_refuses_arms_it_cannot_compare():
+    from benchmarks._mixed import ARMS, run
+
+    assert ARMS == ("uniform", "per-layer", "per-layer, latency saving")
+    for arms in (("uniform",), ("per-layer",), ("uniform", "per-layer, latency budget")):
+        with pytest.raises(ValueError, match="choose at least one uniform and one per-layer"):
+            run(lambda: pytest.fail("the task is built only after the arms are checked"),
+                "t", arms=arms)
