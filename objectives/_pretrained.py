@@ -44,6 +44,7 @@ from objectives._imports import import_transformers
 from objectives._serialize import load_weights, save_weights
 from objectives._tokenizer import load_tokenizer
 from objectives.operators._embedding_quant import quantize_embeddings
+from objectives.operators._linear_quant import BFloat16Linear
 from objectives.operators._qtypes import dynamic_int8_modules
 from objectives.operators._quantize import BFloat16Module, quantize
 from objectives.operators._transformer_pruning import attention_modules
@@ -64,6 +65,8 @@ def _linear_shape(m: nn.Module) -> tuple[int, int, bool] | None:
     if isinstance(m, dynamic_int8_modules()):
         w = m.weight()
         return int(w.shape[1]), int(w.shape[0]), m.bias() is not None
+    if isinstance(m, BFloat16Linear):  # a per-layer bf16 layer: rebuilt as nn.Linear first
+        return m.in_features, m.out_features, m.bias is not None
     return None
 
 

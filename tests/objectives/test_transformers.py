@@ -269,6 +269,32 @@ def test_pretrained_directory_reloads_without_the_task(text_task, tmp_path, bits
     assert acc == pytest.approx(result.accuracy)
 
 
+def test_pretrained_directory_reloads_a_per_layer_allocation(text_task, tmp_path):
+    """Pruned layers at all four per-layer precisions (bf16 ones too) keep their shapes
+    and values through the directory."""
+    from objectives.operators._allocation import allocatable
+
+    base = FULL.model_copy(update={"quant_bits": 32, "bit_budget": 32.0, "prune_vocab": False})
+    names = allocatable(pruned_copy(text_task, base))
+    bits = {n: (32, 16, 8, 4)[i % 4] for i, n in enumerate(names)}
+    cfg = base.model_copy(update={"layer_bits": bits})
+    result = evaluate(text_task, cfg, seed=0, output_dir=tmp_path / "trial")
+    assert result.layer_bits == bits
+    trained = load_compressed(text_task, cfg, tmp_path / "trial" / MODEL_FILE)
+    out = save_pretrained_compressed(
+        trained, tmp_path / "model", tokenizer_dir=text_task.tokenizer_dir,
+        quant_bits=32, embed_bits=cfg.embed_bits, layer_bits=bits,
+    )
+    structure = json.loads((out / "slimsearch.json").read_text())
+    assert set(structure["linears"]) >= set(names)  # bf16 layers' pruned shapes too
+    loaded = load_pretrained_compressed(out)
+    kinds = [type(loaded.get_submodule(n)) for n in names]
+    assert kinds == [type(trained.get_submodule(n)) for n in names]
+    assert len(set(kinds)) == 3  # nn.Linear (fp32, int4), BFloat16Linear, dynamic int8
+    x = text_task.val.inputs
+    torch.testing.assert_close(forward(loaded, x), forward(trained, x))
+
+
 def test_pretrained_directory_without_vocab_pruning_keeps_the_tokenizer(text_task, tmp_path):
     from transformers import AutoTokenizer
 
