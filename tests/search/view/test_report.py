@@ -137,3 +137,11 @@ def test_report_bad_input_is_one_line_exit_2(searched, tmp_path, capsys, args, n
     err = capsys.readouterr().err
     assert needle in err and len(err.strip().splitlines()) == 1
     assert not out.exists() and not (tmp_path / "missing.db").exists()
+
+
+def test_precision_column_names_each_per_layer_precision():
+    from search.view._format import precision
+
+    assert precision({"quant_bits": 8}) == "8"
+    bits = {"a": 16, "b": 8, "c": 16, "d": 32, "e": 4}
+    assert precision({}, bits, 12.04) == "12.0: 1×int4 1×int8 2×bf16 1×fp32"
