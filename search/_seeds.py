@@ -9,10 +9,9 @@ half the FFN neurons pruned; for decoders a third of the layers removed with int
 with half the MLP and int8 embeddings, and half the layers removed with int8 and int8
 embeddings; with ``bit_budget`` 8.5 effective bits (about int8's size), that with prune
 0.25, and 6.0. In a space that searches ``bit_budget`` instead of ``quant_bits``, an int8
-(bf16, int4) seed is seeded at a budget of 8.5 (16, 4.5) bits instead — at
-``latency_saving`` 1 where that is searched — and an fp32 one at 32 bits (every layer
-fp32) where the range reaches it; there the probe times bf16, int8 and int4 too, so
-where they are slower than fp32 the seeds that prune are seeded at 32 bits, as a
+(int4) seed is seeded at a budget of 8.5 (4.5) bits instead, and an fp32 one at 32 bits
+(every layer fp32) where the range reaches it; there the probe times int8 and int4 too,
+so where they are slower than fp32 the seeds that prune are seeded at 32 bits, as a
 uniform space seeds them at fp32. Parameters a
 seed does not name take the trial config's default when the space allows it, else the
 middle of the range (geometric middle for log ranges) or the middle choice.
@@ -150,27 +149,15 @@ def _as_budget(seed: dict[str, Any], space: SearchSpace) -> dict[str, Any]:
     precision's size (``BUDGET_OF_BITS``; fp32 — the teacher, and a pruning seed kept at
     fp32 where int8 is slower — becomes 32 bits where the range reaches it), so its
     structure (pruning, depth, embeddings) is seeded there too, with the allocation
-    choosing the precisions.
-
-    Where the space also searches ``latency_saving``, a seed below 32 bits is seeded at
-    ``latency_saving`` 1 (the fastest allocation of its size) when the range allows it:
-    a uniform low-precision seed is a fast point as well as a small one, and the least
-    sensitive allocation of int8's size can be far slower (on MiniLM with AMX, where
-    int4 is slower than fp32, 113 ms against uniform int8's 63 ms: it spends the size
-    on int4 layers to keep int8 off the outlier-prone ones). The sampler explores the
-    slower, less sensitive side from there."""
+    choosing the precisions."""
     bits = seed.get("quant_bits")
     budget = space.parameters.get("bit_budget")
     if (bits not in BUDGET_OF_BITS or "bit_budget" in seed or not isinstance(budget, FloatRange)
             or (bits != 32 and space.allows("quant_bits", bits))
             or not space.allows("bit_budget", BUDGET_OF_BITS[bits])):
         return seed
-    out = {**{k: v for k, v in seed.items() if k != "quant_bits"},
-           "bit_budget": BUDGET_OF_BITS[bits]}
-    saving = space.parameters.get("latency_saving")
-    if bits != 32 and isinstance(saving, FloatRange) and space.allows("latency_saving", 1.0):
-        out["latency_saving"] = 1.0
-    return out
+    return {**{k: v for k, v in seed.items() if k != "quant_bits"},
+            "bit_budget": BUDGET_OF_BITS[bits]}
 
 
 def warm_start_configs(

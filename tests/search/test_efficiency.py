@@ -66,23 +66,6 @@ def test_per_layer_seeds_follow_the_hardware_probe_as_uniform_ones_do():
     assert all(space.contains({**s, "quant_bits": 32}) for s in slow)
 
 
-def test_per_layer_seeds_take_the_fastest_allocation_where_latency_saving_is_searched():
-    space = SearchSpace.preset("transformer").per_layer_precision(saving=(0.0, 1.0))
-    seeds = seed_configs(space)
-    assert seeds[0]["bit_budget"] == 32.0 and seeds[0]["latency_saving"] == 0.0  # teacher
-    plain = [(s["bit_budget"], s["latency_saving"]) for s in seeds
-             if not s["prune_vocab"] and not s["attn_prune_ratio"]]
-    # The uniform int8 and bf16 seeds are fast points: their budgets' fastest
-    # allocations; the per-layer seed of int8's size stays the least sensitive one.
-    assert plain == [(32.0, 0.0), (8.5, 1.0), (16.0, 1.0), (8.5, 0.0), (6.0, 0.0)]
-    assert all(space.contains({**s, "quant_bits": 32}) for s in seeds)
-    # Not where the range stops short of 1, nor without latency_saving.
-    capped = SearchSpace.preset("transformer").per_layer_precision(saving=(0.0, 0.5))
-    assert all(s["latency_saving"] != 1.0 for s in seed_configs(capped))
-    without = SearchSpace.preset("transformer").per_layer_precision()
-    assert all("latency_saving" not in s for s in seed_configs(without))
-
-
 def test_new_study_evaluates_seeds_first(searched):
     url, name, _ = searched
     study = optuna.load_study(study_name=name, storage=url)
