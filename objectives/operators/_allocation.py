@@ -77,6 +77,9 @@ LAYER_BITS: tuple[int, ...] = (32, 16, 8, 4)
 """The precisions one layer may get: fp32, bf16 (``BFloat16Linear``), int8 dynamic, int4
 weight-only."""
 
+ALLOWED = ", ".join(map(str, LAYER_BITS))
+"""``LAYER_BITS`` as error messages name them."""
+
 SENSITIVITY_ROWS = 64
 """Calibration rows (the first training rows) the sensitivity is averaged over."""
 
@@ -226,7 +229,7 @@ def quantize_layer(layer: nn.Linear, bits: int) -> nn.Module:
     elif bits == 4:
         holder = int4_weight_only(holder, {"0"})
     elif bits != 32:
-        raise TaskError(f"layer precision {bits} is not supported; allowed: 32, 16, 8, 4")
+        raise TaskError(f"layer precision {bits} is not supported; allowed: {ALLOWED}")
     return canonicalize(holder)[0]
 
 

@@ -10,7 +10,12 @@ import torch
 from torch import nn
 
 from objectives._errors import TaskError
-from objectives.operators._allocation import LAYER_BITS, allocatable, refuse_unallocatable
+from objectives.operators._allocation import (
+    ALLOWED,
+    LAYER_BITS,
+    allocatable,
+    refuse_unallocatable,
+)
 from objectives.operators._conv1d import linearize_conv1d
 from objectives.operators._linear_quant import (
     bf16_linear,
@@ -168,7 +173,7 @@ def _quantize_per_layer(
     if bad:
         name, b = next(iter(bad.items()))
         raise TaskError(
-            f"layer {name!r}: precision {b!r} is not supported; allowed: 32, 16, 8, 4"
+            f"layer {name!r}: precision {b!r} is not supported; allowed: {ALLOWED}"
         )
     model = linearize_conv1d(model)
     refuse_unallocatable(model)
