@@ -66,10 +66,11 @@ class CompressionConfig(BaseModel):
         embed_bits: 32 keeps embedding tables fp32; 8 stores them int8 per row (a model
             without ``nn.Embedding`` tables raises ``TaskError`` for 8).
         bit_budget: 0 (off) or the effective bits per weight element the ``nn.Linear``
-            layers may take: each layer is stored at fp32, int8 or int4, the allocation
-            with the least measured sensitivity within the budget
-            (``objectives.operators._allocation``). Replaces ``quant_bits`` (which must
-            then be 32) and ``edge_bits`` (0).
+            layers may take: each layer is stored at fp32, bf16, int8 or int4, the
+            allocation with the least measured sensitivity within the budget
+            (``objectives.operators._allocation``). Replaces ``edge_bits`` (0), and
+            ``quant_bits`` becomes the *base* the rest of the model runs in: 32 (fp32) or
+            16 (the whole model bf16, fp32/int8/int4 layers computed in fp32 islands).
         latency_budget: 0 (off) or, with ``bit_budget``, the allocated layers' time as a
             fraction of their time at fp32, from the per-layer timing table measured on
             this hardware (e.g. 1.0: no slower than fp32 in sum; 0.8: 20 % faster). Where
@@ -151,12 +152,12 @@ class CompressionConfig(BaseModel):
         """``bit_budget``/``layer_bits`` choose every Linear's precision: quant_bits and
         edge_bits must then not choose one too (a setting that would do nothing)."""
         per_layer = self.bit_budget > 0 or self.layer_bits is not None
-        if per_layer and (self.quant_bits != 32 or self.edge_bits != 0):
+        if per_layer and (self.quant_bits not in (32, 16) or self.edge_bits != 0):
             raise PydanticCustomError(
                 "catalog",
-                "bit_budget: per-layer precision replaces quant_bits and edge_bits; got "
-                "quant_bits={q}, edge_bits={e} — set quant_bits to 32 and edge_bits to 0, or "
-                "bit_budget to 0",
+                "bit_budget: per-layer precision replaces edge_bits and runs on a base of "
+                "quant_bits 32 or 16; got quant_bits={q}, edge_bits={e} — set quant_bits to "
+                "32 or 16 and edge_bits to 0, or bit_budget to 0",
                 {"q": self.quant_bits, "e": self.edge_bits},
             )
         if self.layer_bits is not None and self.bit_budget <= 0:

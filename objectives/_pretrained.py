@@ -44,7 +44,7 @@ from objectives._imports import import_transformers
 from objectives._serialize import load_weights, save_weights
 from objectives._tokenizer import load_tokenizer
 from objectives.operators._embedding_quant import quantize_embeddings
-from objectives.operators._linear_quant import BFloat16Linear
+from objectives.operators._linear_quant import BFloat16Linear, Float32Island
 from objectives.operators._qtypes import dynamic_int8_modules
 from objectives.operators._quantize import BFloat16Module, quantize
 from objectives.operators._transformer_pruning import attention_modules
@@ -67,7 +67,17 @@ def _linear_shape(m: nn.Module) -> tuple[int, int, bool] | None:
         return int(w.shape[1]), int(w.shape[0]), m.bias() is not None
     if isinstance(m, BFloat16Linear):  # a per-layer bf16 layer: rebuilt as nn.Linear first
         return m.in_features, m.out_features, m.bias is not None
+    if isinstance(m, Float32Island):  # a layer of a bf16 base: rebuilt as nn.Linear first
+        return _linear_shape(m.inner)
     return None
+
+
+def _linears(model: nn.Module) -> dict[str, list[int | bool]]:
+    """Each Linear-like layer's (in, out, bias) by name; an island's inner layer is
+    recorded under the island's name (what ``quantize`` rebuilds it from)."""
+    islands = {f"{n}.inner" for n, m in model.named_modules() if isinstance(m, Float32Island)}
+    return {name: list(shape) for name, m in model.named_modules()
+            if name not in islands and (shape := _linear_shape(m)) is not None}
 
 
 def save_pretrained_compressed(
@@ -140,18 +150,14 @@ def save_pretrained_compressed(
         "embed_bits": int(embed_bits),
         "edge_bits": int(edge_bits),
         "layer_bits": None if layer_bits is None else {k: int(v) for k, v in layer_bits.items()},
-        "linears": {
-            name: list(shape)
-            for name, m in inner.named_modules()
-            if (shape := _linear_shape(m)) is not None
-        },
+        "linears": _linears(inner),
         "attention_heads": {
             name: int(m.num_attention_heads) for name, m in attention_modules(inner)
         },
     }
     (out / STRUCTURE_FILE).write_text(json.dumps(structure, indent=1), encoding="utf-8")
     # Same module tree as load_pretrained_compressed rebuilds (bf16 keeps its wrapper).
-    save_weights(BFloat16Module(inner) if isinstance(model, BFloat16Module) else inner,
+    save_weights(BFloat16Module(inner, cast=False) if isinstance(model, BFloat16Module) else inner,
                  out / WEIGHTS_FILE)
     return out
 

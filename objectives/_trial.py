@@ -17,6 +17,7 @@ from torch import nn
 from objectives._config import CompressionConfig
 from objectives._coverage import quantization_coverage
 from objectives._early_stop import EarlyStopping
+from objectives._errors import TaskError
 from objectives._serialize import count_parameters, load_weights, save_weights
 from objectives._task import Task
 from objectives._task import accuracy as accuracy_metric
@@ -194,7 +195,11 @@ def precisions(
     (None when the config has no budget).
 
     ``config.layer_bits`` (a recipe's) is used as given; otherwise the allocation is
-    computed from ``profile`` (default: ``task_profile(task)``, measured once per task).
+    computed from ``profile`` (default: ``task_profile(task, base=config.quant_bits)``,
+    measured once per task and base).
+
+    Raises:
+        TaskError: ``profile`` was measured on another base than ``config.quant_bits``.
     """
     if config.bit_budget <= 0:
         return None
@@ -209,8 +214,14 @@ def precisions(
             weights=weights,
             sensitivity=float("nan"),
         )
-    return allocate(student, profile or task_profile(task), config.bit_budget,
-                    config.latency_budget, config.latency_saving)
+    if profile is not None and profile.base != config.quant_bits:
+        raise TaskError(
+            f"the layer profile was measured on a base of {profile.base} bits and this "
+            f"config allocates on quant_bits={config.quant_bits}; pass that base's profile "
+            f"(task_profile(task, base={config.quant_bits}))"
+        )
+    return allocate(student, profile or task_profile(task, base=config.quant_bits),
+                    config.bit_budget, config.latency_budget, config.latency_saving)
 
 
 def _quantized(

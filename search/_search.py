@@ -500,7 +500,7 @@ class Search:
         return measure_baseline_remote(
             self.task, gpus_per_trial=self.gpus_per_trial, measurement_lock=self._lock_path(),
             precisions=space_precisions(space) if self.seed_configs else (),
-            sensitivity=_allocates(space),
+            bases=_allocation_bases(space),
         )
 
     def _run_round(
@@ -569,6 +569,16 @@ def _one_line_error(exc: BaseException) -> str:
 def _positive_int(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise SearchArgumentError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _allocation_bases(space: SearchSpace) -> tuple[int, ...]:
+    """The bases (``quant_bits`` values) trials of ``space`` allocate on; () without a
+    ``bit_budget``."""
+    if not _allocates(space):
+        return ()
+    bits = space.parameters.get("quant_bits")
+    values = getattr(bits, "choices", None) or [getattr(bits, "value", 32)]
+    return tuple(sorted({int(v) for v in values}, reverse=True))
 
 
 def _allocates(space: SearchSpace) -> bool:

@@ -10,7 +10,8 @@ with half the MLP and int8 embeddings, and half the layers removed with int8 and
 embeddings; with ``bit_budget`` 8.5 effective bits (about int8's size), that with prune
 0.25, and 6.0. In a space that searches ``bit_budget`` instead of ``quant_bits``, an int8
 (int4) seed is seeded at a budget of 8.5 (4.5) bits instead, and an fp32 one at 32 bits
-(every layer fp32) where the range reaches it; there the probe times int8 and int4 too,
+(every layer fp32) where the range reaches it, and a bf16 seed at 16 bits on a bf16 base
+where the space searches one; there the probe times int8 and int4 too,
 so where they are slower than fp32 the seeds that prune are seeded at 32 bits, as a
 uniform space seeds them at fp32. Parameters a
 seed does not name take the trial config's default when the space allows it, else the
@@ -149,9 +150,14 @@ def _as_budget(seed: dict[str, Any], space: SearchSpace) -> dict[str, Any]:
     precision's size (``BUDGET_OF_BITS``; fp32 — the teacher, and a pruning seed kept at
     fp32 where int8 is slower — becomes 32 bits where the range reaches it), so its
     structure (pruning, depth, embeddings) is seeded there too, with the allocation
-    choosing the precisions."""
+    choosing the precisions. Where the space also searches a bf16 base (``quant_bits``
+    16 beside a budget), a bf16 seed becomes a budget of 16 bits on that base: every
+    layer bf16 in a bf16 model, exactly uniform bf16."""
     bits = seed.get("quant_bits")
     budget = space.parameters.get("bit_budget")
+    if (bits == 16 and "bit_budget" not in seed and isinstance(budget, FloatRange)
+            and space.allows("quant_bits", 16) and space.allows("bit_budget", 16.0)):
+        return {**seed, "bit_budget": 16.0}
     if (bits not in BUDGET_OF_BITS or "bit_budget" in seed or not isinstance(budget, FloatRange)
             or (bits != 32 and space.allows("quant_bits", bits))
             or not space.allows("bit_budget", BUDGET_OF_BITS[bits])):

@@ -189,7 +189,7 @@ CATALOG: dict[str, ParamSpec] = {
             "float",
             "per-layer precision: effective bits per weight of the Linear layers, each "
             "layer at fp32, bf16, int8 or int4 by measured sensitivity (0 = off: quant_bits "
-            "for all; replaces quant_bits, which must then be 32)",
+            "for all; quant_bits is then the base the rest of the model runs in: 32 or 16)",
             low=0.0,
             high=32.0,
         ),

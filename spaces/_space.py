@@ -269,12 +269,17 @@ class SearchSpace:
         log: bool = True,
         latency: tuple[float, float] | None = None,
         saving: tuple[float, float] | None = None,
+        bases: tuple[int, ...] = (32,),
     ) -> SearchSpace:
         """Return a copy that searches ``bit_budget`` over ``[low, high]`` effective bits
         per weight (log-scaled by default: a bit matters more near int4 than near fp32)
-        instead of one precision for all layers: ``quant_bits`` fixed at 32, ``edge_bits``
-        dropped (per-layer allocation replaces both). The default range reaches 32 bits,
-        every layer fp32, so the fp32 structures a uniform search tries stay reachable.
+        instead of one precision for all layers: ``edge_bits`` dropped (per-layer
+        allocation replaces it) and ``quant_bits`` the *base* the model runs in around
+        the allocated layers — fixed at 32 by default; ``bases=(32, 16)`` searches it
+        over fp32 and bf16 (on hardware with native bf16 a bf16 base is what makes a
+        mostly-bf16 allocation as fast as uniform bf16). The default range reaches 32
+        bits, every layer fp32, so the fp32 structures a uniform search tries stay
+        reachable.
 
         With ``saving``, it also searches ``latency_saving`` over that range (within
         [0, 1]: how much of the time the allocation could save at that size it must
@@ -282,7 +287,8 @@ class SearchSpace:
         measured time as a fraction of theirs at fp32). Not both.
 
         Raises:
-            SpaceError: both ``latency`` and ``saving``, or a range the catalog refuses.
+            SpaceError: both ``latency`` and ``saving``, a base other than 32 and 16, or
+                a range the catalog refuses.
 
         Example:
             >>> s = SearchSpace.default().per_layer_precision(6.0, 12.0)
@@ -296,7 +302,12 @@ class SearchSpace:
             k: v for k, v in self._params.items()
             if k not in ("quant_bits", "edge_bits", "latency_budget", "latency_saving")
         }
-        params["quant_bits"] = {"value": 32}
+        if not bases or not set(bases) <= {32, 16}:
+            raise SpaceError(f"per_layer_precision: bases={bases!r}; allowed: 32, 16 "
+                             "(fp32, bf16) or both")
+        ordered = sorted(set(bases), reverse=True)
+        params["quant_bits"] = ({"value": ordered[0]} if len(ordered) == 1
+                                else {"choices": ordered})
         params["bit_budget"] = {"low": low, "high": high, "log": log}
         if latency is not None:
             params["latency_budget"] = {"low": latency[0], "high": latency[1]}
@@ -467,10 +478,12 @@ def _check_one_precision_rule(params: Mapping[str, Param]) -> None:
             "over budgets only, or run a separate search with quant_bits"
         )
     bits = params.get("quant_bits")
-    if bits is not None and _values(bits) != (32,):
+    if bits is not None and not set(_values(bits) or ()) <= {32, 16}:
         raise SpaceError(
-            "bit_budget and quant_bits both choose the Linear layers' precision; fix "
-            "quant_bits at 32 (or drop it) when searching bit_budget"
+            "bit_budget chooses the Linear layers' precision and quant_bits is then the "
+            f"base the model runs in, 32 or 16 (got {list(_values(bits) or [])}); fix "
+            "quant_bits at 32, or search it over [32, 16] "
+            "(SearchSpace.per_layer_precision(..., bases=(32, 16)))"
         )
     edge = params.get("edge_bits")
     if edge is not None and _values(edge) != (0,):

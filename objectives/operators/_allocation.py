@@ -34,6 +34,20 @@ Three steps, each measured rather than assumed:
    bytes. If HiGHS stops at the time limit with a feasible allocation it is used and a
    warning says it may not be the optimum; without one the trial fails (``TaskError``).
 
+**Base precision** (``quant_bits`` with a budget, one of ``BASES``): 32 — the model is
+fp32 and a bf16 layer is a ``BFloat16Linear`` (cast in, cast out); 16 — the whole model
+runs in bf16 (embeddings, norms, attention arithmetic: ``BFloat16Module``), a bf16 layer
+is the base's own, and an fp32, int8 or int4 layer is a ``Float32Island`` (its input cast
+to fp32 and its output back, since those kernels take no bf16 activations). On hardware
+with native bf16 the bf16 base is what reaches uniform bf16's speed: a per-layer bf16
+layer in an fp32 model leaves everything between the layers in fp32 (on MiniLM with
+AMX, 36 of 38 layers bf16 on an fp32 base took 62 ms against uniform bf16's 39 ms).
+Sensitivity and time are measured on the base the trial runs on (one profile per base):
+on a bf16 base, sensitivity is the *change* in KL divergence from the fp32 teacher when
+one layer leaves the all-bf16 model — 0 at 16, negative where an fp32 island brings the
+output nearer the teacher — and time is each layer's on the bf16 activation it sees,
+casts included. Byte costs do not depend on the base.
+
 After pruning, a layer keeps its teacher sensitivity scaled by the share of its weight
 elements that remain (quantization noise adds up over the weights a layer keeps), its
 time is scaled by the same share (an estimate: a matmul's work is proportional to its
@@ -66,7 +80,12 @@ from torch import nn
 
 from objectives._errors import TaskError
 from objectives.operators._conv1d import ORIGIN_ATTR, linearize_conv1d
-from objectives.operators._linear_quant import bf16_linear, int4_weight_only, int8_dynamic
+from objectives.operators._linear_quant import (
+    Float32Island,
+    bf16_linear,
+    int4_weight_only,
+    int8_dynamic,
+)
 from objectives.operators._quantized_state import canonicalize, plain_tensors
 from objectives.operators._static_int8 import conv_names
 
@@ -79,6 +98,20 @@ weight-only."""
 
 ALLOWED = ", ".join(map(str, LAYER_BITS))
 """``LAYER_BITS`` as error messages name them."""
+
+BASES: tuple[int, ...] = (32, 16)
+"""The precisions an allocation may start from (``quant_bits`` with a ``bit_budget``): the
+model's own dtype, which everything outside the allocated layers runs in."""
+
+
+def check_base(base: int) -> int:
+    """``base`` if it is one of ``BASES``; else ``TaskError`` naming what is allowed."""
+    if base not in BASES:
+        raise TaskError(
+            f"per-layer precision runs on a base of quant_bits 32 or 16, not {base!r}; "
+            "set quant_bits to 32 or 16 with bit_budget"
+        )
+    return int(base)
 
 SENSITIVITY_ROWS = 64
 """Calibration rows (the first training rows) the sensitivity is averaged over."""
@@ -104,6 +137,8 @@ class LayerProfile:
             activation it sees in the task's latency measurement (``measure_layer_latency``);
             empty when not measured (a ``latency_budget`` then cannot be allocated).
         hardware: Where ``latency_ms`` was measured (``describe_hardware``).
+        base: The precision the rest of the model ran in while it was measured
+            (``BASES``); allocations on another base need their own profile.
     """
 
     weights: dict[str, int]
@@ -112,6 +147,7 @@ class LayerProfile:
     version: int = PROFILE_VERSION
     latency_ms: dict[str, dict[int, float]] = field(default_factory=dict)
     hardware: str = ""
+    base: int = 32
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (precisions as string keys)."""
@@ -126,6 +162,7 @@ class LayerProfile:
                 n: {str(b): float(v) for b, v in t.items()} for n, t in self.latency_ms.items()
             },
             "hardware": self.hardware,
+            "base": self.base,
         }
 
     @classmethod
@@ -152,8 +189,9 @@ class LayerProfile:
                     for n, t in data.get("latency_ms", {}).items()
                 },
                 hardware=str(data.get("hardware", "")),
+                base=check_base(int(data.get("base", 32))),
             )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, TaskError) as exc:
             raise TaskError(f"not a layer sensitivity profile: {exc}") from None
 
 
@@ -219,8 +257,14 @@ def allocatable(model: nn.Module) -> list[str]:
     ]
 
 
-def quantize_layer(layer: nn.Linear, bits: int) -> nn.Module:
-    """A copy of ``layer`` stored at ``bits`` exactly as ``quantize`` stores it."""
+def quantize_layer(layer: nn.Linear, bits: int, base: int = 32) -> nn.Module:
+    """A copy of ``layer`` (fp32) stored at ``bits`` exactly as ``quantize`` stores it in a
+    model of precision ``base``: on a bf16 base, a bf16 ``nn.Linear`` at 16 and a
+    ``Float32Island`` around the fp32-base layer otherwise."""
+    if check_base(base) == 16 and bits in LAYER_BITS:
+        if bits == 16:
+            return copy.deepcopy(layer).float().cpu().eval().to(torch.bfloat16)
+        return Float32Island(quantize_layer(layer, bits))
     holder = nn.Sequential(copy.deepcopy(layer).float().cpu().eval())
     if bits == 16:
         holder = bf16_linear(holder, {"0"})
@@ -265,9 +309,16 @@ def _kl(reference: torch.Tensor, logits: torch.Tensor) -> float:
 
 @torch.inference_mode()
 def measure_sensitivity(
-    model: nn.Module, calibration: Inputs, *, bits: tuple[int, ...] = LAYER_BITS[1:]
+    model: nn.Module, calibration: Inputs, *, bits: tuple[int, ...] | None = None,
+    base: int = 32,
 ) -> LayerProfile:
-    """The KL divergence of ``model``'s outputs when each layer alone is stored at ``bits``.
+    """The KL divergence of ``model``'s outputs when each layer alone is stored at ``bits``
+    (default: every precision of ``LAYER_BITS`` but ``base``).
+
+    With ``base`` 32 it is the KL divergence from ``model`` itself (≥ 0). With ``base`` 16
+    the copy runs in bf16 and a layer's value is the KL divergence from ``model`` (fp32)
+    with that layer changed, minus the all-bf16 copy's: the change the layer makes to the
+    base's divergence, 0 at 16 and negative where fp32 brings the output nearer.
 
     ``model`` (the teacher) is not modified: a linearized copy is perturbed one layer at a
     time and restored.
@@ -277,27 +328,42 @@ def measure_sensitivity(
     """
     from objectives._task import forward
 
+    check_base(base)
     work = linearize_conv1d(copy.deepcopy(model)).float().cpu().eval()
     refuse_unallocatable(work)
     reference = forward(work, calibration)
     # Every Linear, tied ones too: a tied output projection is not allocated while its
     # weight is shared, but becomes a layer of its own once the table is stored int8.
     names = [n for n, m in work.named_modules() if isinstance(m, nn.Linear)]
+    run, tree = _on_base(work, base)
+    start = 0.0 if base == 32 else _kl(reference, forward(run, calibration))
     sensitivity: dict[str, dict[int, float]] = {}
     for name in names:
         parent, _, attr = name.rpartition(".")
-        owner = work.get_submodule(parent) if parent else work
+        owner = tree.get_submodule(parent) if parent else tree
         original = getattr(owner, attr)
-        sensitivity[name] = {32: 0.0}
-        for b in bits:
-            setattr(owner, attr, quantize_layer(original, b))
+        sensitivity[name] = {base: 0.0}
+        for b in bits if bits is not None else [b for b in LAYER_BITS if b != base]:
+            setattr(owner, attr, quantize_layer(work.get_submodule(name), b, base))
             try:
-                sensitivity[name][b] = max(0.0, _kl(reference, forward(work, calibration)))
+                change = _kl(reference, forward(run, calibration)) - start
             finally:
                 setattr(owner, attr, original)
+            sensitivity[name][b] = max(0.0, change) if base == 32 else change
     rows = calibration_rows(calibration)
     weights = {n: work.get_submodule(n).weight.numel() for n in names}
-    return LayerProfile(weights=weights, sensitivity=sensitivity, rows=rows)
+    return LayerProfile(weights=weights, sensitivity=sensitivity, rows=rows, base=base)
+
+
+def _on_base(work: nn.Module, base: int) -> tuple[nn.Module, nn.Module]:
+    """``(model to run, module tree whose layers are swapped)`` for ``work`` (fp32, left
+    unchanged) on ``base``: ``work`` itself at 32, a bf16 copy (``BFloat16Module``) at 16."""
+    if base == 32:
+        return work, work
+    from objectives.operators._quantize import BFloat16Module
+
+    run = BFloat16Module(copy.deepcopy(work))
+    return run, run.module
 
 
 LAYER_TIMING_REPEATS = 30
@@ -310,11 +376,14 @@ def measure_layer_latency(
     *,
     threads: int = 1,
     last_position: bool = False,
+    base: int = 32,
 ) -> dict[str, dict[int, float]]:
-    """Median ms of each ``nn.Linear`` of ``model`` alone at each of ``LAYER_BITS``, on CPU.
+    """Median ms of each ``nn.Linear`` of ``model`` alone at each of ``LAYER_BITS``, on CPU,
+    as it is stored in a model of precision ``base`` (``quantize_layer``).
 
     Each layer is timed on the activation it receives when ``model`` runs on ``inputs``
-    (captured by a forward hook); with ``last_position`` only the last sequence position
+    (on a bf16 base, the bf16 copy's: casts in and out of fp32 islands are timed with
+    them), captured by a forward hook; with ``last_position`` only the last sequence position
     of it (``[..., -1:, :]``: one generated token's row, for decode latency). The
     precisions' samples are interleaved (``measure_latencies``); layers of the same shape
     on the same activation shape are timed once.
@@ -322,17 +391,19 @@ def measure_layer_latency(
     from objectives._task import forward
     from objectives.measure._latency import measure_latencies
 
+    check_base(base)
     work = linearize_conv1d(copy.deepcopy(model)).float().cpu().eval()
     names = [n for n, m in work.named_modules() if isinstance(m, nn.Linear)]
+    run, tree = _on_base(work, base)
     seen: dict[str, torch.Tensor] = {}
     hooks = []
     for name in names:
         def hook(_m: nn.Module, args: tuple[Any, ...], name: str = name) -> None:
             if name not in seen and args and isinstance(args[0], torch.Tensor):
-                seen[name] = args[0].detach().float()
-        hooks.append(work.get_submodule(name).register_forward_pre_hook(hook))
+                seen[name] = args[0].detach()
+        hooks.append(tree.get_submodule(name).register_forward_pre_hook(hook))
     try:
-        forward(work, inputs)
+        forward(run, inputs)
     finally:
         for h in hooks:
             h.remove()
@@ -346,10 +417,12 @@ def measure_layer_latency(
         x = seen[name]
         if last_position and x.dim() >= 3:
             x = x[..., -1:, :].contiguous()
-        key = (layer.in_features, layer.out_features, layer.bias is not None, tuple(x.shape))
+        key = (layer.in_features, layer.out_features, layer.bias is not None, tuple(x.shape),
+               x.dtype)
         if key not in timed:
             stats = measure_latencies(
-                [(quantize_layer(layer, b), "cpu") for b in LAYER_BITS], x, threads=threads,
+                [(quantize_layer(layer, b, base), "cpu") for b in LAYER_BITS], x,
+                threads=threads,
                 repeats=LAYER_TIMING_REPEATS, warmup=3,
             )
             timed[key] = {b: st.median_ms for b, st in zip(LAYER_BITS, stats, strict=True)}
@@ -366,19 +439,22 @@ def calibration_rows(inputs: Inputs) -> int:
 _PROFILES: dict[str, LayerProfile] = {}
 
 
-def task_profile(task: Task, cache: str | Path | None = None) -> LayerProfile:
+def task_profile(
+    task: Task, cache: str | Path | None = None, *, base: int = 32
+) -> LayerProfile:
     """``measure_sensitivity`` of ``task``'s teacher on its first ``SENSITIVITY_ROWS``
     calibration rows, with the per-layer timing table (``measure_layer_latency`` on the
-    task's latency inputs, or its decode prompt's last position for decode latency),
-    computed once per task fingerprint and machine (in this process and on disk under
-    ``cache/sensitivity``)."""
+    task's latency inputs, or its decode prompt's last position for decode latency), both
+    on ``base`` (``BASES``), computed once per task fingerprint, base and machine (in this
+    process and on disk under ``cache/sensitivity``)."""
     from objectives._cache import cache_dir
     from objectives._task import take
     from objectives.measure._hardware import describe_hardware
 
     key = hashlib.sha256(f"{task.fingerprint}|{SENSITIVITY_ROWS}|{LAYER_BITS}|"
                          f"{PROFILE_VERSION}|{torch.__version__}|"
-                         f"{describe_hardware('cpu', task.threads)}".encode()).hexdigest()[:20]
+                         f"{describe_hardware('cpu', task.threads)}|"
+                         f"base{check_base(base)}".encode()).hexdigest()[:20]
     if key in _PROFILES:
         return _PROFILES[key]
     file = (Path(cache) if cache is not None else cache_dir()) / "sensitivity" / f"{key}.json"
@@ -388,17 +464,19 @@ def task_profile(task: Task, cache: str | Path | None = None) -> LayerProfile:
             profile = LayerProfile.from_dict(json.loads(file.read_text(encoding="utf-8")))
         except (OSError, ValueError, TaskError):
             profile = None  # a damaged cache entry is measured again
+        if profile is not None and profile.base != base:
+            profile = None
     if profile is None:
         rows = min(SENSITIVITY_ROWS, len(task.train))
         calibration = take(task.calibration_inputs, slice(0, rows))
         previous = torch.get_num_threads()
         torch.set_num_threads(task.threads)
         try:
-            profile = measure_sensitivity(task.teacher, calibration)
+            profile = measure_sensitivity(task.teacher, calibration, base=base)
             decode = task.latency_mode == "decode"
             latency = measure_layer_latency(
                 task.teacher, task.decode_prompt if decode else task.latency_inputs,
-                threads=task.threads, last_position=decode,
+                threads=task.threads, last_position=decode, base=base,
             )
         finally:
             torch.set_num_threads(previous)
@@ -406,7 +484,7 @@ def task_profile(task: Task, cache: str | Path | None = None) -> LayerProfile:
 
         profile = LayerProfile(
             weights=profile.weights, sensitivity=profile.sensitivity, rows=profile.rows,
-            latency_ms=latency, hardware=describe_hardware("cpu", task.threads),
+            latency_ms=latency, hardware=describe_hardware("cpu", task.threads), base=base,
         )
         file.parent.mkdir(parents=True, exist_ok=True)
         tmp = file.with_suffix(".tmp")

@@ -65,6 +65,23 @@ class BFloat16Linear(nn.Module):
                 f"bias={self.bias is not None}, dtype=bfloat16")
 
 
+class Float32Island(nn.Module):
+    """A layer that computes in fp32 inside a bf16 model (a per-layer allocation on a bf16
+    base, ``quantize(..., 16, layer_bits=...)``): the input is cast to fp32, ``inner``
+    (an fp32 ``nn.Linear``, a dynamic int8 or an int4 weight-only layer, none of which
+    takes bf16 activations) runs on it and the result is cast back to the input's dtype.
+    The casts are part of the layer's measured time. ``inner`` keeps its own storage
+    (``inner.weight`` in the file); a bf16 cast of the enclosing model must not reach it,
+    so islands are put in after the model is cast."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x.float()).to(x.dtype)
+
+
 def bf16_linear(model: nn.Module, names: set[str]) -> nn.Module:
     """``model`` with the named ``nn.Linear`` layers replaced by ``BFloat16Linear``, in
     place."""

@@ -14,6 +14,8 @@ from objectives.operators._allocation import (
     ALLOWED,
     LAYER_BITS,
     allocatable,
+    check_base,
+    quantize_layer,
     refuse_unallocatable,
 )
 from objectives.operators._conv1d import linearize_conv1d
@@ -35,11 +37,15 @@ if TYPE_CHECKING:
 
 
 class BFloat16Module(nn.Module):
-    """Runs a bf16 copy of a model: floating inputs are cast in, logits cast back to fp32."""
+    """Runs a bf16 copy of a model: floating inputs are cast in, logits cast back to fp32.
 
-    def __init__(self, module: nn.Module) -> None:
+    ``module`` is cast to bf16 in place; with ``cast=False`` it is wrapped as it is (a
+    model already in bf16 whose ``Float32Island`` layers must stay fp32).
+    """
+
+    def __init__(self, module: nn.Module, *, cast: bool = True) -> None:
         super().__init__()
-        self.module = module.to(torch.bfloat16)
+        self.module = module.to(torch.bfloat16) if cast else module
 
     def forward(self, *args: object, **kwargs: object) -> object:
         def cast(x: object) -> object:
@@ -92,12 +98,15 @@ def quantize(
     precision when ``bits`` is 8 or 4 (mixed precision); 0, or a value not above ``bits``,
     quantizes them like the rest.
 
-    ``layer_bits`` (with ``bits=32``) gives each named ``nn.Linear`` its own precision,
-    32, 16 (a ``BFloat16Linear``: bf16 weight and product, fp32 bias and activations
-    between layers), 8 or 4, the last two stored exactly as above
-    (``objectives.operators._allocation`` chooses them); every Linear must be named, and a
-    model with convolutions or LSTM/GRU layers is refused. Layers at 8 or 4 run on CPU
-    only; an allocation of only 32 and 16 runs anywhere.
+    ``layer_bits`` gives each named ``nn.Linear`` its own precision, 32, 16, 8 or 4 (the
+    last two stored exactly as above; ``objectives.operators._allocation`` chooses them),
+    on a base of ``bits`` 32 or 16: with 32 the model stays fp32 and a 16 layer is a
+    ``BFloat16Linear`` (bf16 weight and product, fp32 bias and activations between
+    layers); with 16 the whole model runs in bf16 (``BFloat16Module``), a 16 layer is a
+    plain bf16 ``nn.Linear`` and a 32, 8 or 4 layer a ``Float32Island`` (cast to fp32 and
+    back around it). Every Linear must be named, and a model with convolutions or
+    LSTM/GRU layers is refused. Layers at 8 or 4 run on CPU only; an allocation of only
+    32 and 16 runs anywhere.
 
     Args:
         model: The float model (put in eval mode; may be modified in place).
@@ -165,10 +174,7 @@ def quantize(
 def _quantize_per_layer(
     model: nn.Module, bits: int, layer_bits: Mapping[str, int], device: torch.device | str
 ) -> nn.Module:
-    if bits != 32:
-        raise TaskError(
-            f"per-layer precisions replace quant_bits, which must then be 32 (got {bits})"
-        )
+    check_base(bits)
     bad = {n: b for n, b in layer_bits.items() if int(b) not in LAYER_BITS}
     if bad:
         name, b = next(iter(bad.items()))
@@ -192,9 +198,27 @@ def _quantize_per_layer(
             f"int8/int4 layers run on CPU only, not on {device}; search quant_bits over "
             "[32, 16] for GPU searches"
         )
+    if bits == 16:
+        return _on_bf16_base(model, layer_bits)
     model = bf16_linear(model, {n for n, b in layer_bits.items() if int(b) == 16})
     if not low:
         return model
     model = int8_dynamic(model.cpu(), {n for n in low if int(layer_bits[n]) == 8})
     model = int4_weight_only(model, {n for n in low if int(layer_bits[n]) == 4})
     return canonicalize(model)
+
+
+def _on_bf16_base(model: nn.Module, layer_bits: Mapping[str, int]) -> BFloat16Module:
+    """``model`` (fp32, checked by ``_quantize_per_layer``) in bf16 with the layers not
+    at 16 put back as ``Float32Island`` layers built from their fp32 weights, each
+    exactly as ``quantize_layer`` builds it (the layer the allocation measured)."""
+    islands = {n: quantize_layer(model.get_submodule(n), int(b), 16)
+               for n, b in layer_bits.items() if int(b) != 16}
+    for name, island in islands.items():  # fp32 islands run where the model is
+        if int(layer_bits[name]) == 32:
+            island.to(model.get_submodule(name).weight.device)
+    wrapped = BFloat16Module(model)  # casts in place: the islands come after
+    for name, island in islands.items():
+        parent, _, attr = name.rpartition(".")
+        setattr(wrapped.module.get_submodule(parent) if parent else wrapped.module, attr, island)
+    return wrapped

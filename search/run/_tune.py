@@ -82,7 +82,7 @@ def run_round(
             gpus=gpus_per_trial,
             early_stopping=stopping,
             measurement_lock=measurement_lock,
-            layer_profile=info.baseline.get("layer_profile"),
+            layer_profiles=stored_profiles(info.baseline),
             baseline_latency_ms=float(info.baseline["latency_ms"]),
         ),
         dict(resources),
@@ -155,7 +155,7 @@ def measure_baseline_remote(
     gpus_per_trial: float,
     measurement_lock: str | None,
     precisions: tuple[int, ...] = (),
-    sensitivity: bool = False,
+    bases: tuple[int, ...] = (),
 ) -> dict[str, Any]:
     """Measure the teacher in a Ray worker exactly as trials are measured.
 
@@ -163,9 +163,9 @@ def measure_baseline_remote(
         The baseline as stored on the study: the report's measurements plus the task's
         ``threads`` and ``latency_batch_size``, and ``precision_latency_ms``: the
         teacher's latency at each of ``precisions`` (keys are the bit-widths as strings).
-        With ``sensitivity``, also ``layer_profile``: the teacher's per-layer sensitivity
-        to quantization (``objectives.task_profile``), which trials allocate
-        ``bit_budget`` by; stored on the study, so a resumed study reuses it.
+        With ``bases``, also the teacher's per-layer sensitivity to quantization on each
+        base (``objectives.task_profile``; keys in ``PROFILE_KEYS``), which trials
+        allocate ``bit_budget`` by; stored on the study, so a resumed study reuses it.
     """
     import ray
 
@@ -175,8 +175,8 @@ def measure_baseline_remote(
         num_cpus=task.threads, num_gpus=gpus_per_trial, max_retries=1
     )
     try:
-        report, probe, profile = ray.get(
-            remote.remote(task, gpus_per_trial, measurement_lock, precisions, sensitivity)
+        report, probe, profiles = ray.get(
+            remote.remote(task, gpus_per_trial, measurement_lock, precisions, bases)
         )
     except TrialFailed as exc:  # e.g. a GPU worker that sees no GPU: nothing is written
         from search._errors import SearchArgumentError
@@ -189,8 +189,18 @@ def measure_baseline_remote(
         "threads": task.threads,
         "latency_batch_size": task.latency_batch_size,
         "precision_latency_ms": {str(b): ms for b, ms in sorted(probe.items(), reverse=True)},
-        **({"layer_profile": profile} if profile is not None else {}),
+        **{PROFILE_KEYS[b]: p for b, p in profiles.items()},
     }
+
+
+PROFILE_KEYS = {32: "layer_profile", 16: "layer_profile_16"}
+"""The baseline's key of the layer profile measured on each base (32: as studies stored
+it before bf16 bases existed)."""
+
+
+def stored_profiles(baseline: Mapping[str, Any]) -> dict[int, Mapping[str, Any]]:
+    """The layer profiles a study's baseline holds, by base."""
+    return {b: baseline[k] for b, k in PROFILE_KEYS.items() if k in baseline}
 
 
 def retime_remote(

@@ -183,7 +183,7 @@ def run_trial(
     gpus: float = 0.0,
     early_stopping: EarlyStoppingSpec | None = None,
     measurement_lock: str | None = None,
-    layer_profile: Mapping[str, Any] | None = None,
+    layer_profiles: Mapping[int, Mapping[str, Any]] | None = None,
     baseline_latency_ms: float | None = None,
 ) -> None:
     """Ray Tune function trainable: compress with ``fixed | config`` and report a ``TrialReport``.
@@ -196,8 +196,9 @@ def run_trial(
         early_stopping: Stop hopeless trials early (reported with ``stopped``).
         measurement_lock: Path of the machine-wide lock that keeps latency timing free
             of other trials' work (see ``objectives.MeasurementLock``); None: no lock.
-        layer_profile: The study's stored per-layer sensitivity (``LayerProfile.to_dict``)
-            that ``bit_budget`` trials allocate by; None: measured here if needed.
+        layer_profiles: The study's stored per-layer sensitivity profiles by base
+            (``LayerProfile.to_dict``) that ``bit_budget`` trials allocate by, the one of
+            the trial's ``quant_bits``; a base not stored is measured here if needed.
         baseline_latency_ms: The study's baseline latency: the objective is read
             relative to the teacher timed beside the artifact (``report_of``).
     """
@@ -215,7 +216,8 @@ def run_trial(
                 max_accuracy_drop=early_stopping.max_accuracy_drop,
                 finished=finished_trials(early_stopping),
             )
-        profile = None if layer_profile is None else LayerProfile.from_dict(layer_profile)
+        stored = (layer_profiles or {}).get(cfg.quant_bits) if cfg.bit_budget > 0 else None
+        profile = None if stored is None else LayerProfile.from_dict(stored)
         result = evaluate(task, cfg, seed=seed, device=device, early_stopping=rule,
                           layer_profile=profile)
         report = report_of(result, seed=seed, device=device,
@@ -249,16 +251,16 @@ def measure_baseline(
     gpus: float = 0.0,
     measurement_lock: str | None = None,
     precisions: tuple[int, ...] = (),
-    sensitivity: bool = False,
-) -> tuple[TrialReport, dict[int, float], dict[str, Any] | None]:
+    bases: tuple[int, ...] = (),
+) -> tuple[TrialReport, dict[int, float], dict[int, dict[str, Any]]]:
     """The teacher's metrics, measured exactly as a trial's (run as a Ray task), its
     median latency (ms) at each of ``precisions`` on this worker's device (the probe),
-    and with ``sensitivity`` its per-layer sensitivity profile (``task_profile``)."""
+    and its per-layer sensitivity profile (``task_profile``) on each of ``bases``."""
     device = worker_device(gpus)
     use_measurement_lock(measurement_lock, device)
     report = report_of(evaluate_teacher(task, device=device), seed=0, device=device)
-    profile = task_profile(task).to_dict() if sensitivity else None
-    return report, precision_latencies(task, precisions, device=device), profile
+    profiles = {b: task_profile(task, base=b).to_dict() for b in bases}
+    return report, precision_latencies(task, precisions, device=device), profiles
 
 
 def retime_configs(

@@ -152,11 +152,12 @@ def test_refusals_name_the_problem():
     with pytest.raises(TaskError, match="no measured sensitivity"):
         allocate(tag_origins(_mlp((64, 32, 10))), LayerProfile(
             weights={"x": 1}, sensitivity={"x": {32: 0.0, 8: 1.0, 4: 2.0}}, rows=1), 8.0)
-    with pytest.raises(ValidationError, match="replaces quant_bits"):
+    with pytest.raises(ValidationError, match="runs on a base of quant_bits 32 or 16; got "
+                                              "quant_bits=8"):
         CompressionConfig(bit_budget=8.0, quant_bits=8)
     with pytest.raises(ValidationError, match="layer_bits"):
         CompressionConfig(bit_budget=8.0, layer_bits={"net.0": 3})
-    with pytest.raises(SpaceError, match="bit_budget and quant_bits"):
+    with pytest.raises(SpaceError, match=r"base the model runs in, 32 or 16 \(got \[32, 16, 8\]\)"):
         SearchSpace.default().fix("bit_budget", 8.0)
     with pytest.raises(TaskError, match="precision 2"):
         quantize(_mlp(), 32, layer_bits={"0": 2})
@@ -443,3 +444,90 @@ def test_a_profile_stored_before_bf16_allocates_among_the_others():
     for budget in (6.0, 16.0, 20.0):
         alloc = allocate(tag_origins(copy.deepcopy(model)), old, budget)
         assert 16 not in alloc.layer_bits.values() and alloc.effective_bits <= budget
+
+
+def _island_weight_bytes(model: nn.Module, names: list[str]) -> int:
+    """Stored weight bytes of ``names`` in a bf16-base model (``module.`` prefix; an
+    island's layer under ``.inner``)."""
+    tensors = plain_tensors(model)
+    return sum(t.numel() * t.element_size() for k, t in tensors.items()
+               for n in names if k.startswith((f"module.{n}.weight", f"module.{n}.inner.weight")))
+
+
+def test_bf16_base_runs_the_model_in_bf16_with_fp32_islands(tmp_path):
+    from objectives._serialize import load_weights, save_weights
+    from objectives.operators._linear_quant import Float32Island
+    from objectives.operators._quantize import BFloat16Module
+
+    model = _fragile(_mlp(), 2)
+    names = ["0", "2", "4", "6"]
+    x = _inputs(16)
+    # Every layer at the base's own precision is exactly uniform bf16.
+    uniform = quantize(copy.deepcopy(model), 16)
+    same = quantize(copy.deepcopy(model), 16, layer_bits=dict.fromkeys(names, 16))
+    assert torch.equal(uniform(x), same(x))
+    bits = {"0": 32, "2": 16, "4": 8, "6": 4}
+    q = quantize(copy.deepcopy(model), 16, layer_bits=bits)
+    assert isinstance(q, BFloat16Module)
+    inner = q.module
+    # The base layer is a bf16 nn.Linear; the others compute in fp32 islands.
+    assert isinstance(inner[2], nn.Linear) and inner[2].weight.dtype == torch.bfloat16
+    for i in (0, 4, 6):
+        assert isinstance(inner[i], Float32Island)
+    assert inner[0].inner.weight.dtype == torch.float32
+    assert torch.equal(inner[0].inner.weight, model[0].weight)  # not rounded through bf16
+    # Each layer stores what the allocation counts for it, at every precision.
+    costs = layer_costs(model, names)
+    for n, b in bits.items():
+        assert _island_weight_bytes(q, [n]) == costs[n][b], (n, b)
+    save_weights(q, tmp_path / "m.safetensors")
+    fresh = quantize(_mlp(seed=5), 16, layer_bits=bits)
+    load_weights(fresh, tmp_path / "m.safetensors")
+    assert torch.equal(fresh(x), q(x))
+    assert fresh(x).dtype == torch.float32
+    with pytest.raises(TaskError, match="base of quant_bits 32 or 16, not 8"):
+        quantize(copy.deepcopy(model), 8, layer_bits=bits)
+
+
+def test_bf16_base_profile_measures_change_from_the_bf16_model():
+    model = _fragile(_mlp(), 2)
+    profile = measure_sensitivity(model, _inputs(), base=16)
+    assert profile.base == 16
+    assert LayerProfile.from_dict(profile.to_dict()) == profile
+    names = ["0", "2", "4", "6"]
+    for n in names:
+        s = profile.sensitivity[n]
+        assert set(s) == set(LAYER_BITS) and s[16] == 0.0
+        # Leaving the bf16 model for int8/int4 adds divergence from the teacher.
+        assert s[4] > 0 and s[8] > 0
+        # An fp32 island takes away at most the divergence of the all-bf16 model.
+        assert s[32] < 1e-4
+    others = max(profile.sensitivity[n][8] for n in names if n != "2")
+    assert profile.sensitivity["2"][8] > 10 * others
+    # Under a budget with room, the fragile layer stays in floating point, and the budget
+    # holds in stored bytes.
+    alloc = allocate(tag_origins(copy.deepcopy(model)), profile, 10.0)
+    assert alloc.layer_bits["2"] >= 16 and alloc.effective_bits <= 10.0
+    q = quantize(copy.deepcopy(model), 16, layer_bits=alloc.layer_bits)
+    assert _island_weight_bytes(q, names) == alloc.weight_bytes
+    # The timing table of the bf16 base: each layer as it runs there, casts included.
+    table = measure_layer_latency(model, _inputs(), base=16)
+    assert sorted(table) == names
+    assert all(set(t) == set(LAYER_BITS) and min(t.values()) > 0 for t in table.values())
+    with pytest.raises(TaskError, match="not a layer sensitivity profile"):
+        LayerProfile.from_dict({**profile.to_dict(), "base": 8})
+
+
+def test_a_bf16_base_trial_allocates_by_its_own_profile(digits_task):
+    config = CompressionConfig(quant_bits=16, bit_budget=12.0, learning_rate=1e-4)
+    student = pruned_copy(digits_task, config)
+    with pytest.raises(TaskError, match="measured on a base of 32 bits"):
+        precisions(digits_task, config, student, task_profile(digits_task))
+    profile = task_profile(digits_task, base=16)
+    assert profile.base == 16 and profile is not task_profile(digits_task)
+    result = evaluate(digits_task, config)
+    assert result.layer_bits == precisions(digits_task, config, student, profile).layer_bits
+    assert result.effective_bits <= 12.0
+    again = evaluate(digits_task, config.model_copy(update={"layer_bits": result.layer_bits}))
+    assert again.size_bytes == result.size_bytes
+    assert again.accuracy == pytest.approx(result.accuracy)

@@ -107,3 +107,49 @@ def test_budget_below_int4_is_refused_before_the_study_is_written(digits_task, t
         Search(digits_task, space, storage=url, study_name="low", n_trials=1,
                progress=False).run()
     assert optuna.get_all_study_names(url) == []
+
+
+def test_a_search_over_both_bases_stores_a_profile_for_each_and_trials_use_their_own(
+    ray_session, digits_task, tmp_path
+):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    name = "bases"
+    space = _space().per_layer_precision(6.0, 12.0, bases=(32, 16))
+    Search(digits_task, space, storage=url, study_name=name, n_trials=1,
+           max_accuracy_drop=0.05, seed=1, progress=False, seed_configs=False).run()
+    study = optuna.load_study(study_name=name, storage=url)
+    baseline = dict(study.user_attrs[ATTR_BASELINE])
+    fp32, bf16 = (LayerProfile.from_dict(baseline[k])
+                  for k in ("layer_profile", "layer_profile_16"))
+    assert (fp32.base, bf16.base) == (32, 16)
+    assert all(s[16] == 0.0 for s in bf16.sensitivity.values())
+    # Tamper with the bf16 base's stored profile only: the big middle layer becomes free
+    # to quantize there. A bf16-base trial that allocated by the fp32 profile (or a
+    # re-measured one) would keep it above int4.
+    budget = 9.0
+    teacher = CompressionConfig(bit_budget=budget, quant_bits=16)
+    assert allocate(pruned_copy(digits_task, teacher), bf16, budget).layer_bits["net.2"] != 4
+    tampered = bf16.to_dict()
+    tampered["sensitivity"]["net.2"] = {"32": 0.0, "16": 0.0, "8": 0.0, "4": 0.0}
+    baseline["layer_profile_16"] = tampered
+    study.set_user_attr(ATTR_BASELINE, baseline)
+    for bits in (16, 32):
+        study.enqueue_trial({"quant_bits": bits, "bit_budget": budget,
+                             "distill_temperature": 4.0, "distill_alpha": 0.5})
+    Search(digits_task, storage=url, study_name=name, n_trials=3, progress=False).run()
+    on16, on32 = optuna.load_study(study_name=name, storage=url).trials[-2:]
+    assert on16.params["quant_bits"] == 16 and on32.params["quant_bits"] == 32
+    assert json.loads(on16.user_attrs["layer_bits"])["net.2"] == 4
+    fp32_alloc = allocate(pruned_copy(digits_task, CompressionConfig(bit_budget=budget)),
+                          fp32, budget)
+    assert json.loads(on32.user_attrs["layer_bits"]) == fp32_alloc.layer_bits
+
+    # The bf16-base trial's recipe (on the front or not) re-applies its base and
+    # precisions exactly.
+    front, info = load_front(url, name)
+    candidate = next(c for c in front.trials if c.trial == on16.number)
+    recipe = Recipe.from_candidate(candidate, info)
+    assert recipe.compression.quant_bits == 16
+    applied = Recipe.load(recipe.save(tmp_path / "recipe.yaml")).apply(digits_task)
+    assert applied.result.layer_bits == json.loads(on16.user_attrs["layer_bits"])
+    assert applied.result.size_bytes == candidate.size_bytes

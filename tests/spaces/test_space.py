@@ -154,3 +154,21 @@ def test_per_layer_precision_reaches_fp32_on_a_log_scale_and_searches_a_saving()
     assert "latency_saving" not in again and again.parameters["latency_budget"].high == 1.5
     with pytest.raises(SpaceError, match="give one"):
         space.per_layer_precision(latency=(0.5, 1.5), saving=(0.0, 1.0))
+
+
+def test_per_layer_precision_searches_a_bf16_base_beside_fp32():
+    from search._seeds import seed_configs
+
+    space = SearchSpace.default().per_layer_precision(bases=(32, 16))
+    assert space.parameters["quant_bits"].choices == (32, 16)
+    assert SearchSpace.default().per_layer_precision().parameters["quant_bits"].value == 32
+    # The bf16 seed is uniform bf16 itself: every layer at the bf16 base's precision.
+    seeds = seed_configs(space)
+    assert {"quant_bits": 16, "bit_budget": 16.0}.items() <= seeds[2].items()
+    assert all(s["quant_bits"] == 32 for i, s in enumerate(seeds) if i != 2)
+    with pytest.raises(SpaceError, match=r"bases=\(32, 8\); allowed: 32, 16"):
+        SearchSpace.default().per_layer_precision(bases=(32, 8))
+    # A base is a precision the model runs in, not a second allocation: 8 is refused.
+    with pytest.raises(SpaceError, match=r"32 or 16 \(got \[16, 8\]\)"):
+        SearchSpace({"bit_budget": {"low": 6.0, "high": 16.0},
+                     "quant_bits": {"choices": [16, 8]}})
