@@ -8,7 +8,8 @@ with the same space except for precision:
   difference to the next arms is the allocation alone);
 * **per-layer** — ``bit_budget`` over [5.5, 32] effective bits per weight, log-scaled
   (``SearchSpace.per_layer_precision``), each layer at fp32/bf16/int8/int4 by
-  sensitivity;
+  sensitivity, on a base (``quant_bits``) searched over fp32 and bf16 — the precision
+  the rest of the model runs in, as the uniform arm's bf16 runs all of it;
 * **per-layer, latency saving** — that, plus ``latency_saving`` over [0, 1]: the
   allocation also gives up sensitivity for time (the per-layer timing table measured on
   this machine), from none (0) to the fastest allocation of the budget's size (1).
@@ -46,8 +47,9 @@ def _spaces(task: Task) -> dict[str, SearchSpace]:
         base = base.drop("edge_bits")
     return {
         "uniform": base.narrow("quant_bits", choices=[32, 16, 8, 4]),
-        "per-layer": base.per_layer_precision(5.5, 32.0),
-        "per-layer, latency saving": base.per_layer_precision(5.5, 32.0, saving=(0.0, 1.0)),
+        "per-layer": base.per_layer_precision(5.5, 32.0, bases=(32, 16)),
+        "per-layer, latency saving": base.per_layer_precision(5.5, 32.0, saving=(0.0, 1.0),
+                                                              bases=(32, 16)),
     }
 
 
@@ -165,7 +167,8 @@ def run(task_factory: Callable[[], Task], task_label: str, *, n_trials: int = 30
         "Arms: *uniform* searches `quant_bits` over fp32/bf16/int8/int4; *per-layer* "
         "searches `bit_budget` in [5.5, 32] effective bits (log scale), each Linear at "
         "fp32/bf16/int8/int4 by measured sensitivity (bf16 a layer's precision since "
-        "95481e7); "
+        "95481e7), on a base `quant_bits` searched over fp32 and bf16 (the rest of the "
+        "model in bf16 with fp32 islands around fp32/int8/int4 layers, since 2e6c768); "
         "*per-layer, latency saving* also searches `latency_saving` in [0, 1] (the share "
         "of the time the allocation could save at that size, by the per-layer timing "
         "table, that it must save). All other "

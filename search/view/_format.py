@@ -140,7 +140,8 @@ def precision(
     effective_bits: float | None = None,
 ) -> str:
     """A trial's weight precision: ``"8"`` (uniform), or for a per-layer allocation its
-    effective bits and layer counts, ``"6.2: 1×int4 1×int8 1×fp32"``."""
+    effective bits and layer counts, ``"6.2: 1×int4 1×int8 1×fp32"``, on a bf16 base
+    (``quant_bits`` 16) followed by ``" on bf16"``."""
     if layer_bits is None:
         return str(params.get("quant_bits", 32))
     label = {32: "fp32", 16: "bf16", 8: "int8", 4: "int4"}
@@ -149,4 +150,5 @@ def precision(
         counts[int(bits)] = counts.get(int(bits), 0) + 1
     summary = " ".join(f"{n}×{label.get(b, b)}" for b, n in sorted(counts.items()))
     head = "" if effective_bits is None else f"{float(effective_bits):.1f}: "
-    return head + summary
+    base = " on bf16" if int(params.get("quant_bits", 32)) == 16 else ""
+    return head + summary + base

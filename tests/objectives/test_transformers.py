@@ -269,12 +269,13 @@ def test_pretrained_directory_reloads_without_the_task(text_task, tmp_path, bits
     assert acc == pytest.approx(result.accuracy)
 
 
-def test_pretrained_directory_reloads_a_per_layer_allocation(text_task, tmp_path):
+@pytest.mark.parametrize("on", [32, 16])
+def test_pretrained_directory_reloads_a_per_layer_allocation(text_task, tmp_path, on):
     """Pruned layers at all four per-layer precisions (bf16 ones too) keep their shapes
-    and values through the directory."""
+    and values through the directory, on an fp32 and on a bf16 base (fp32 islands)."""
     from objectives.operators._allocation import allocatable
 
-    base = FULL.model_copy(update={"quant_bits": 32, "bit_budget": 32.0, "prune_vocab": False})
+    base = FULL.model_copy(update={"quant_bits": on, "bit_budget": 32.0, "prune_vocab": False})
     names = allocatable(pruned_copy(text_task, base))
     bits = {n: (32, 16, 8, 4)[i % 4] for i, n in enumerate(names)}
     cfg = base.model_copy(update={"layer_bits": bits})
@@ -283,14 +284,24 @@ def test_pretrained_directory_reloads_a_per_layer_allocation(text_task, tmp_path
     trained = load_compressed(text_task, cfg, tmp_path / "trial" / MODEL_FILE)
     out = save_pretrained_compressed(
         trained, tmp_path / "model", tokenizer_dir=text_task.tokenizer_dir,
-        quant_bits=32, embed_bits=cfg.embed_bits, layer_bits=bits,
+        quant_bits=on, embed_bits=cfg.embed_bits, layer_bits=bits,
     )
     structure = json.loads((out / "slimsearch.json").read_text())
     assert set(structure["linears"]) >= set(names)  # bf16 layers' pruned shapes too
+    assert not any(n.endswith(".inner") for n in structure["linears"])
     loaded = load_pretrained_compressed(out)
-    kinds = [type(loaded.get_submodule(n)) for n in names]
-    assert kinds == [type(trained.get_submodule(n)) for n in names]
-    assert len(set(kinds)) == 3  # nn.Linear (fp32, int4), BFloat16Linear, dynamic int8
+
+    def layer(model, n):
+        return (model.module if on == 16 else model).get_submodule(n)
+
+    kinds = [type(layer(loaded, n)) for n in names]
+    assert kinds == [type(layer(trained, n)) for n in names]
+    # fp32 base: nn.Linear (fp32, int4), BFloat16Linear, dynamic int8; bf16 base: bf16
+    # nn.Linear and Float32Island (around fp32, int8 and int4 layers).
+    assert len(set(kinds)) == (3 if on == 32 else 2)
+    if on == 16:
+        inner = [type(layer(loaded, n).inner) for n, b in bits.items() if b != 16]
+        assert inner == [type(layer(trained, n).inner) for n, b in bits.items() if b != 16]
     x = text_task.val.inputs
     torch.testing.assert_close(forward(loaded, x), forward(trained, x))
 

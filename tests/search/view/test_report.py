@@ -145,3 +145,6 @@ def test_precision_column_names_each_per_layer_precision():
     assert precision({"quant_bits": 8}) == "8"
     bits = {"a": 16, "b": 8, "c": 16, "d": 32, "e": 4}
     assert precision({}, bits, 12.04) == "12.0: 1×int4 1×int8 2×bf16 1×fp32"
+    # On a bf16 base the rest of the model runs in bf16 too: the label says so.
+    assert precision({"quant_bits": 16}, bits, 12.04) == (
+        "12.0: 1×int4 1×int8 2×bf16 1×fp32 on bf16")
