@@ -71,3 +71,24 @@ def test_mixed_benchmark_refuses_arms_it_cannot_compare():
         with pytest.raises(ValueError, match="choose at least one uniform and one per-layer"):
             run(lambda: pytest.fail("the task is built only after the arms are checked"),
                 "t", arms=arms)
+
+
+def test_equal_size_readings_pick_the_trials_they_name():
+    from benchmarks._mixed import NEAR, readings
+
+    study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
+    for values, test, drop in [((0.97, 5.0, 900.0), 0.95, 0.0), ((0.96, 5.0, 400.0), 0.94, 0.0),
+                               ((0.969, 5.0, 700.0), 0.96, 0.0), ((0.90, 5.0, 100.0), 0.88, 0.0),
+                               ((0.99, 1.0, 50.0), 0.99, 0.01)]:
+        study.add_trial(create_trial(values=list(values), constraints={"drop": drop},
+                                     user_attrs={"test_accuracy": test}))
+    r = readings(study, int8_size=800.0, int8_accuracy=0.97)
+    # No larger than 800: the most accurate is 0.969 (the infeasible 0.99 never counts).
+    assert (r["acc_at_int8_size"], r["test_at_int8_size"]) == (0.969, 0.96)
+    # At least 0.97: only the 900-byte trial; within half a point (>= 0.965): the
+    # 700-byte one (0.96, a point below, is not).
+    assert (r["size_at_int8_acc"], r["test_at_int8_acc"]) == (900.0, 0.95)
+    assert NEAR == 0.005
+    assert (r["size_near_int8_acc"], r["test_near_int8_acc"]) == (700.0, 0.96)
+    none = readings(study, int8_size=50.0, int8_accuracy=0.999)
+    assert none["acc_at_int8_size"] is None and none["size_near_int8_acc"] is None
