@@ -43,10 +43,10 @@ with native bf16 the bf16 base is what reaches uniform bf16's speed: a per-layer
 layer in an fp32 model leaves everything between the layers in fp32 (on MiniLM with
 AMX, 36 of 38 layers bf16 on an fp32 base took 62 ms against uniform bf16's 39 ms).
 Sensitivity and time are measured on the base the trial runs on (one profile per base):
-on a bf16 base, sensitivity is the *change* in KL divergence from the fp32 teacher when
-one layer leaves the all-bf16 model — 0 at 16, negative where an fp32 island brings the
-output nearer the teacher — and time is each layer's on the bf16 activation it sees,
-casts included. Byte costs do not depend on the base.
+on a bf16 base, sensitivity is the KL divergence from the all-bf16 model when one layer
+leaves it, and time is each layer's on the bf16 activation it sees, casts included; a
+bf16 base offers 16, 8 and 4 (``BASE_BITS``: fp32 islands were measured slow for
+noise-level changes). Byte costs do not depend on the base.
 
 After pruning, a layer keeps its teacher sensitivity scaled by the share of its weight
 elements that remain (quantization noise adds up over the weights a layer keeps), its
@@ -103,6 +103,15 @@ BASES: tuple[int, ...] = (32, 16)
 """The precisions an allocation may start from (``quant_bits`` with a ``bit_budget``): the
 model's own dtype, which everything outside the allocated layers runs in."""
 
+BASE_BITS: dict[int, tuple[int, ...]] = {32: LAYER_BITS, 16: (16, 8, 4)}
+"""The precisions an allocation offers a layer on each base. A bf16 base offers no fp32
+layer: on ``minilm_text`` (AMX) an fp32 island took 5–7x a bf16 layer's time, and the
+change it made to the KL divergence from the fp32 teacher ranged from −6e-6 to +1.3e-5
+across layers — as often worse as better, so an allocation that offered it spent bits
+and time on noise (at bf16's size it put 6 layers in fp32 and 3 in int4: 75 ms against
+uniform bf16's 46 ms). ``quantize`` still builds an fp32 island for an explicit
+``layer_bits`` of 32."""
+
 
 def check_base(base: int) -> int:
     """``base`` if it is one of ``BASES``; else ``TaskError`` naming what is allowed."""
@@ -116,7 +125,7 @@ def check_base(base: int) -> int:
 SENSITIVITY_ROWS = 64
 """Calibration rows (the first training rows) the sensitivity is averaged over."""
 
-PROFILE_VERSION = 4
+PROFILE_VERSION = 5
 
 MILP_TIME_LIMIT_S = 30.0
 """Seconds HiGHS may search for the optimal allocation of one trial."""
@@ -174,8 +183,9 @@ class LayerProfile:
         """
         try:
             # Profiles stored on studies by earlier versions still read: version 2 has no
-            # timing table, 2 and 3 no bf16 (16) entries, which the allocation then skips.
-            if int(data["version"]) not in (2, 3, PROFILE_VERSION):
+            # timing table, 2 and 3 no bf16 (16) entries, which the allocation then skips;
+            # 4 has no base (always 32). 5 adds bf16-base profiles.
+            if int(data["version"]) not in (2, 3, 4, PROFILE_VERSION):
                 raise ValueError(f"version {data['version']}")
             return cls(
                 weights={str(n): int(w) for n, w in data["weights"].items()},
@@ -313,12 +323,13 @@ def measure_sensitivity(
     base: int = 32,
 ) -> LayerProfile:
     """The KL divergence of ``model``'s outputs when each layer alone is stored at ``bits``
-    (default: every precision of ``LAYER_BITS`` but ``base``).
+    (default: every precision ``base`` offers, ``BASE_BITS``, but ``base`` itself; a
+    precision without a value is not offered by ``allocate``).
 
-    With ``base`` 32 it is the KL divergence from ``model`` itself (≥ 0). With ``base`` 16
-    the copy runs in bf16 and a layer's value is the KL divergence from ``model`` (fp32)
-    with that layer changed, minus the all-bf16 copy's: the change the layer makes to the
-    base's divergence, 0 at 16 and negative where fp32 brings the output nearer.
+    The divergence is from ``model`` as it runs on ``base``: itself at 32; its bf16 copy
+    (``BFloat16Module``, every layer at 16) at 16, where the copy is perturbed. So a
+    layer's value is what storing it lower adds to what the base already does, 0 at the
+    base's own precision and > 0 below it on either base.
 
     ``model`` (the teacher) is not modified: a linearized copy is perturbed one layer at a
     time and restored.
@@ -331,25 +342,23 @@ def measure_sensitivity(
     check_base(base)
     work = linearize_conv1d(copy.deepcopy(model)).float().cpu().eval()
     refuse_unallocatable(work)
-    reference = forward(work, calibration)
     # Every Linear, tied ones too: a tied output projection is not allocated while its
     # weight is shared, but becomes a layer of its own once the table is stored int8.
     names = [n for n, m in work.named_modules() if isinstance(m, nn.Linear)]
     run, tree = _on_base(work, base)
-    start = 0.0 if base == 32 else _kl(reference, forward(run, calibration))
+    reference = forward(run, calibration)
     sensitivity: dict[str, dict[int, float]] = {}
     for name in names:
         parent, _, attr = name.rpartition(".")
         owner = tree.get_submodule(parent) if parent else tree
         original = getattr(owner, attr)
         sensitivity[name] = {base: 0.0}
-        for b in bits if bits is not None else [b for b in LAYER_BITS if b != base]:
+        for b in bits if bits is not None else [b for b in BASE_BITS[base] if b != base]:
             setattr(owner, attr, quantize_layer(work.get_submodule(name), b, base))
             try:
-                change = _kl(reference, forward(run, calibration)) - start
+                sensitivity[name][b] = max(0.0, _kl(reference, forward(run, calibration)))
             finally:
                 setattr(owner, attr, original)
-            sensitivity[name][b] = max(0.0, change) if base == 32 else change
     rows = calibration_rows(calibration)
     weights = {n: work.get_submodule(n).weight.numel() for n in names}
     return LayerProfile(weights=weights, sensitivity=sensitivity, rows=rows, base=base)
