@@ -190,7 +190,7 @@ def run(task_factory: Callable[[], Task], task_label: str, *, n_trials: int = 30
         "searches `bit_budget` in [5.5, 32] effective bits (log scale), each Linear at "
         "fp32/bf16/int8/int4 by measured sensitivity (bf16 a layer's precision since "
         "95481e7), on a base `quant_bits` searched over fp32 and bf16 (the rest of the "
-        "model in bf16 with fp32 islands around fp32/int8/int4 layers, since 2e6c768); "
+        "model in bf16, int8/int4 layers in fp32 islands, since dd89607); "
         "*per-layer, latency saving* also searches `latency_saving` in [0, 1] (the share "
         "of the time the allocation could save at that size, by the per-layer timing "
         "table, that it must save). All other "

@@ -70,7 +70,8 @@ class CompressionConfig(BaseModel):
             allocation with the least measured sensitivity within the budget
             (``objectives.operators._allocation``). Replaces ``edge_bits`` (0), and
             ``quant_bits`` becomes the *base* the rest of the model runs in: 32 (fp32) or
-            16 (the whole model bf16, fp32/int8/int4 layers computed in fp32 islands).
+            16 (the whole model bf16; each layer bf16, int8 or int4, the last two
+            computed in fp32 islands).
         latency_budget: 0 (off) or, with ``bit_budget``, the allocated layers' time as a
             fraction of their time at fp32, from the per-layer timing table measured on
             this hardware (e.g. 1.0: no slower than fp32 in sum; 0.8: 20 % faster). Where

@@ -151,10 +151,8 @@ def _as_budget(seed: dict[str, Any], space: SearchSpace) -> dict[str, Any]:
     fp32 where int8 is slower — becomes 32 bits where the range reaches it), so its
     structure (pruning, depth, embeddings) is seeded there too, with the allocation
     choosing the precisions. Where the space also searches a bf16 base (``quant_bits``
-    16 beside a budget), a bf16 seed becomes a budget of 16 bits on that base: bf16's
-    size, allocated like any budget — the least sensitive allocation of that size, which
-    is every layer bf16 (uniform bf16 itself) unless the profile finds fp32 islands on
-    some layers worth int4 on others."""
+    16 beside a budget), a bf16 seed becomes a budget of 16 bits on that base: every
+    layer bf16 (the base offers nothing above 16), uniform bf16 itself."""
     bits = seed.get("quant_bits")
     budget = space.parameters.get("bit_budget")
     if (bits == 16 and "bit_budget" not in seed and isinstance(budget, FloatRange)

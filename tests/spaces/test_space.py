@@ -162,7 +162,7 @@ def test_per_layer_precision_searches_a_bf16_base_beside_fp32():
     space = SearchSpace.default().per_layer_precision(bases=(32, 16))
     assert space.parameters["quant_bits"].choices == (32, 16)
     assert SearchSpace.default().per_layer_precision().parameters["quant_bits"].value == 32
-    # The bf16 seed is bf16's size on the bf16 base.
+    # The bf16 seed is bf16's size on the bf16 base: every layer bf16, uniform bf16.
     seeds = seed_configs(space)
     assert {"quant_bits": 16, "bit_budget": 16.0}.items() <= seeds[2].items()
     assert all(s["quant_bits"] == 32 for i, s in enumerate(seeds) if i != 2)
