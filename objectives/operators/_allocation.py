@@ -570,11 +570,18 @@ def allocate(
                         for b in LAYER_BITS}
     # Time is usable only where the table covers every layer; a precision the table
     # lacks (a profile stored before it was added) is then not an option.
-    times = timed if timed and len(timed) == len(names) else None
-    if times is not None:
+    full = timed if timed and len(timed) == len(names) else None
+    times = None
+    if full is not None:
+        # An option needs both a sensitivity and a time: a precision the table lacks (a
+        # profile stored before it was added), or one the base does not offer (fp32 on a
+        # bf16 base, timed but not measured for sensitivity), is in neither solve.
+        times = {}
         for n in names:
-            scaled[n] = {b: s if math.isfinite(times[n][b]) else math.inf
+            scaled[n] = {b: s if math.isfinite(full[n][b]) else math.inf
                          for b, s in scaled[n].items()}
+            times[n] = {b: t if math.isfinite(scaled[n][b]) else math.inf
+                        for b, t in full[n].items()}
     if not 0.0 <= latency_saving <= 1.0:
         raise TaskError(f"latency_saving={latency_saving:g} is not a share; allowed: 0 to 1")
     if latency_saving > 0 and latency_budget > 0:
@@ -597,7 +604,7 @@ def allocate(
             "bit_budget's low bound"
         )
     time_cap = None
-    fp32_time = None if times is None else sum(times[n][32] for n in names)
+    fp32_time = None if full is None else sum(full[n][32] for n in names)
     if (latency_budget > 0 or latency_saving > 0) and times is not None and fp32_time:
         fastest = _solve(names, costs, times, capacity)  # least time within the size
         reachable = sum(times[n][fastest[n]] for n in names)

@@ -536,3 +536,30 @@ def test_a_bf16_base_trial_allocates_by_its_own_profile(digits_task):
     again = evaluate(digits_task, config.model_copy(update={"layer_bits": result.layer_bits}))
     assert again.size_bytes == result.size_bytes
     assert again.accuracy == pytest.approx(result.accuracy)
+
+
+def test_bf16_base_never_allocates_fp32_even_where_fp32_is_the_fastest():
+    """The timing table times fp32 on a bf16 base too; where it is the fastest option of
+    a layer (a small head, per-call overhead), the fastest allocation must still be one
+    the base offers, or a latency_saving of 1 has no solution."""
+    model = _fragile(_mlp(), 2)
+    measured = measure_sensitivity(model, _inputs(), base=16)
+    table = {n: {32: w / 1000, 16: 2 * w / 1000, 8: 3 * w / 1000, 4: 4 * w / 1000}
+             for n, w in measured.weights.items()}  # fp32 fastest on every layer
+    profile = LayerProfile(weights=measured.weights, sensitivity=measured.sensitivity,
+                           rows=measured.rows, latency_ms=table, base=16)
+    fp32_time = sum(t[32] for t in table.values())
+    for budget in (8.0, 12.0, 16.0, 24.0):
+        for saving in (0.0, 0.5, 1.0):
+            alloc = allocate(tag_origins(copy.deepcopy(model)), profile, budget,
+                             latency_saving=saving)
+            assert 32 not in alloc.layer_bits.values(), (budget, saving)
+            assert alloc.effective_bits <= budget
+            # The share is of the layers' fp32 time, which a bf16 base never reaches.
+            assert alloc.time_share > 1.0
+        fastest = allocate(tag_origins(copy.deepcopy(model)), profile, budget, 1e-6)
+        assert 32 not in fastest.layer_bits.values()
+        if budget >= 16.0:  # every layer bf16 is the fastest allocation the base offers
+            assert set(fastest.layer_bits.values()) == {16}
+            assert fastest.time_share == pytest.approx(
+                sum(t[16] for t in table.values()) / fp32_time)
