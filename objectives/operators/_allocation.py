@@ -81,6 +81,7 @@ from torch import nn
 from objectives._errors import TaskError
 from objectives.operators._conv1d import ORIGIN_ATTR, linearize_conv1d
 from objectives.operators._linear_quant import (
+    BFloat16Module,
     Float32Island,
     bf16_linear,
     int4_weight_only,
@@ -369,8 +370,6 @@ def _on_base(work: nn.Module, base: int) -> tuple[nn.Module, nn.Module]:
     unchanged) on ``base``: ``work`` itself at 32, a bf16 copy (``BFloat16Module``) at 16."""
     if base == 32:
         return work, work
-    from objectives.operators._quantize import BFloat16Module
-
     run = BFloat16Module(copy.deepcopy(work))
     return run, run.module
 

@@ -37,6 +37,31 @@ def int4_group_size(in_features: int) -> int:
     return in_features
 
 
+class BFloat16Module(nn.Module):
+    """Runs a bf16 copy of a model: floating inputs are cast in, logits cast back to fp32.
+
+    ``module`` is cast to bf16 in place; with ``cast=False`` it is wrapped as it is (a
+    model already in bf16 whose ``Float32Island`` layers must stay fp32).
+    """
+
+    def __init__(self, module: nn.Module, *, cast: bool = True) -> None:
+        super().__init__()
+        self.module = module.to(torch.bfloat16) if cast else module
+
+    def forward(self, *args: object, **kwargs: object) -> object:
+        def cast(x: object) -> object:
+            if isinstance(x, torch.Tensor) and x.is_floating_point():
+                return x.to(torch.bfloat16)
+            return x
+
+        out = self.module(*[cast(a) for a in args], **{k: cast(v) for k, v in kwargs.items()})
+        if isinstance(out, torch.Tensor):
+            return out.float()
+        if hasattr(out, "logits"):
+            out.logits = out.logits.float()
+        return out
+
+
 class BFloat16Linear(nn.Module):
     """An ``nn.Linear`` whose weight is stored and multiplied in bf16.
 

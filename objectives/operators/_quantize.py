@@ -20,6 +20,7 @@ from objectives.operators._allocation import (
 )
 from objectives.operators._conv1d import linearize_conv1d
 from objectives.operators._linear_quant import (
+    BFloat16Module,
     bf16_linear,
     int4_weight_only,
     int8_dynamic,
@@ -34,31 +35,6 @@ from objectives.operators._static_int8 import (
 
 if TYPE_CHECKING:
     from objectives._task import Inputs
-
-
-class BFloat16Module(nn.Module):
-    """Runs a bf16 copy of a model: floating inputs are cast in, logits cast back to fp32.
-
-    ``module`` is cast to bf16 in place; with ``cast=False`` it is wrapped as it is (a
-    model already in bf16 whose ``Float32Island`` layers must stay fp32).
-    """
-
-    def __init__(self, module: nn.Module, *, cast: bool = True) -> None:
-        super().__init__()
-        self.module = module.to(torch.bfloat16) if cast else module
-
-    def forward(self, *args: object, **kwargs: object) -> object:
-        def cast(x: object) -> object:
-            if isinstance(x, torch.Tensor) and x.is_floating_point():
-                return x.to(torch.bfloat16)
-            return x
-
-        out = self.module(*[cast(a) for a in args], **{k: cast(v) for k, v in kwargs.items()})
-        if isinstance(out, torch.Tensor):
-            return out.float()
-        if hasattr(out, "logits"):
-            out.logits = out.logits.float()
-        return out
 
 
 _LAYER_LIST = "nn.Linear, nn.Conv1d/2d/3d, nn.LSTM or nn.GRU"
