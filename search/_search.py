@@ -349,9 +349,7 @@ class Search:
         """Refuse settings that cannot run on the requested device, before any work."""
         if self.gpus_per_trial <= 0:
             return
-        bits = space.parameters.get("quant_bits")
-        values = getattr(bits, "choices", None) or [getattr(bits, "value", 32)]
-        cpu_only = sorted({int(v) for v in values} & {8, 4}, reverse=True)
+        cpu_only = sorted(set(_quant_bits_values(space)) & {8, 4}, reverse=True)
         if cpu_only:
             raise SearchArgumentError(
                 f"quant_bits={cpu_only[0]} runs on CPU only here (int8 dynamic / int4 "
@@ -576,9 +574,13 @@ def _allocation_bases(space: SearchSpace) -> tuple[int, ...]:
     ``bit_budget``."""
     if not _allocates(space):
         return ()
+    return tuple(sorted(set(_quant_bits_values(space)), reverse=True))
+
+
+def _quant_bits_values(space: SearchSpace) -> list[int]:
+    """The ``quant_bits`` values trials of ``space`` may get (32 when it is not in it)."""
     bits = space.parameters.get("quant_bits")
-    values = getattr(bits, "choices", None) or [getattr(bits, "value", 32)]
-    return tuple(sorted({int(v) for v in values}, reverse=True))
+    return [int(v) for v in getattr(bits, "choices", None) or [getattr(bits, "value", 32)]]
 
 
 def _allocates(space: SearchSpace) -> bool:

@@ -111,10 +111,14 @@ def bf16_linear(model: nn.Module, names: set[str]) -> nn.Module:
     """``model`` with the named ``nn.Linear`` layers replaced by ``BFloat16Linear``, in
     place."""
     for name in sorted(names):
-        parent, _, attr = name.rpartition(".")
-        owner = model.get_submodule(parent) if parent else model
-        setattr(owner, attr, BFloat16Linear(getattr(owner, attr)))
+        set_layer(model, name, BFloat16Linear(model.get_submodule(name)))
     return model
+
+
+def set_layer(model: nn.Module, name: str, layer: nn.Module) -> None:
+    """Put ``layer`` at the qualified ``name`` of ``model`` (in place)."""
+    parent, _, attr = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, attr, layer)
 
 
 def int8_dynamic(model: nn.Module, names: set[str]) -> nn.Module:

@@ -25,6 +25,7 @@ from objectives.operators._linear_quant import (
     int4_weight_only,
     int8_dynamic,
     linear_names,
+    set_layer,
 )
 from objectives.operators._quantized_state import canonicalize
 from objectives.operators._static_int8 import (
@@ -195,6 +196,5 @@ def _on_bf16_base(model: nn.Module, layer_bits: Mapping[str, int]) -> BFloat16Mo
             island.to(model.get_submodule(name).weight.device)
     wrapped = BFloat16Module(model)  # casts in place: the islands come after
     for name, island in islands.items():
-        parent, _, attr = name.rpartition(".")
-        setattr(wrapped.module.get_submodule(parent) if parent else wrapped.module, attr, island)
+        set_layer(wrapped.module, name, island)
     return wrapped
