@@ -19,7 +19,10 @@ def main() -> None:
                         help="task for the hypervolume, mixed and trust benchmarks")
     parser.add_argument("--trials", type=int, default=None,
                         help="trials per search (default: each benchmark's own)")
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=3, help="how many seeds")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="the first seed (seeds run from it on): finish an earlier "
+                             "run's seeds in another session")
     parser.add_argument("--storage", default=None,
                         help="mixed, trust: a study database to run in "
                              "(finished studies are reused)")
@@ -27,6 +30,10 @@ def main() -> None:
                         help="mixed: the arms to run (default all: 'uniform', 'per-layer', "
                              "'per-layer, latency saving')")
     args = parser.parse_args()
+    if args.seeds < 1 or args.first_seed < 0:
+        parser.error(f"--seeds {args.seeds} --first-seed {args.first_seed}: need at least one "
+                     "seed and a first seed of 0 or more")
+    seeds = tuple(range(args.first_seed, args.first_seed + args.seeds))
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     try:
@@ -35,7 +42,7 @@ def main() -> None:
             from objectives.tasks import get_task
 
             run(lambda: get_task(args.task), args.task, n_trials=args.trials or 90,
-                seeds=tuple(range(args.seeds)))
+                seeds=seeds)
         if "noise" in args.only:
             from benchmarks._noise import run as run_noise
 
@@ -62,18 +69,18 @@ def main() -> None:
 
             run_mixed(lambda: get_task(args.task), args.task,
                       n_trials=args.trials or 30,
-                      seeds=tuple(range(args.seeds)), storage=args.storage,
+                      seeds=seeds, storage=args.storage,
                       **({"arms": tuple(args.arms)} if args.arms else {}))
         if "trust" in args.only:
             from benchmarks._trust import run as run_trust
             from objectives.tasks import get_task
 
             if args.task == "digits":
-                run_trust(n_trials=args.trials or 24, seeds=tuple(range(args.seeds)),
+                run_trust(n_trials=args.trials or 24, seeds=seeds,
                           storage=args.storage)
             else:
                 run_trust(lambda: get_task(args.task), args.task,
-                          n_trials=args.trials or 24, seeds=tuple(range(args.seeds)),
+                          n_trials=args.trials or 24, seeds=seeds,
                           storage=args.storage)
         if "logit_cache" in args.only:
             from benchmarks._logit_cache import run as run_logit_cache

@@ -175,12 +175,17 @@ def run(task_factory: Callable[[], Task], task_label: str, *, n_trials: int = 30
         for uni in (a for a in arms if a.startswith("uniform")):
             k = sum(p["hv"] > u["hv"] for p, u in zip(results[per], results[uni], strict=True))
             wins.append(f"{per} higher than {uni} in {k} of {len(seeds)} seeds")
+    per_seed = "; ".join(
+        f"seed {seed}: " + ", ".join(f"{arm} {results[arm][i]['hv']:.4f}" for arm in arms)
+        for i, seed in enumerate(seeds))
+    first_flag = f" --first-seed {seeds[0]}" if seeds[0] else ""
     arms_flag = "" if arms == ARMS else " --arms " + " ".join(f"'{a}'" for a in arms)
     body = "\n".join([
         f"## Per-layer precision against uniform precision ({task_label})",
         "",
         f"`python -m benchmarks --only mixed --task {task_label} --trials {n_trials} "
-        f"--seeds {len(seeds)}{arms_flag}` — {len(seeds)} seeds × {n_trials} trials per arm, "
+        f"--seeds {len(seeds)}{first_flag}{arms_flag}` — {len(seeds)} seeds "
+        f"({', '.join(map(str, seeds))}) × {n_trials} trials per arm, "
         f"{workers} trials at a time, max accuracy drop {drop} (90 % lower bound), the "
         f"arms of a seed run one after the other. Searches took {minutes:.0f} min in "
         f"all. "
@@ -211,6 +216,6 @@ def run(task_factory: Callable[[], Task], task_label: str, *, n_trials: int = 30
         table(["arm", "hypervolume", "val acc at int8 size", "test", "KiB at int8 acc",
                "test", f"KiB within {100 * NEAR:g} pt of int8 acc", "test"], rows),
         "",
-        "Hypervolume, seed by seed: " + "; ".join(wins) + ".",
+        "Hypervolume, seed by seed: " + "; ".join(wins) + " (" + per_seed + ").",
     ])
     write_section(f"mixed-{task_label}", body)
