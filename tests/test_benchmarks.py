@@ -92,3 +92,17 @@ def test_equal_size_readings_pick_the_trials_they_name():
     assert (r["size_near_int8_acc"], r["test_near_int8_acc"]) == (700.0, 0.96)
     none = readings(study, int8_size=50.0, int8_accuracy=0.999)
     assert none["acc_at_int8_size"] is None and none["size_near_int8_acc"] is None
+
+
+@pytest.mark.parametrize("args", [["--seeds", "0"], ["--first-seed", "-1"]])
+def test_benchmark_cli_refuses_an_empty_seed_range_in_one_line(args):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    done = subprocess.run([sys.executable, "-m", "benchmarks", "--only", "mixed", *args],
+                          capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 2
+    assert "need at least one seed and a first seed of 0 or more" in done.stderr
+    assert "Traceback" not in done.stderr
