@@ -184,7 +184,8 @@ def run(task_factory: Callable[[], Task], task_label: str, *, n_trials: int = 30
         f"## Per-layer precision against uniform precision ({task_label})",
         "",
         f"`python -m benchmarks --only mixed --task {task_label} --trials {n_trials} "
-        f"--seeds {len(seeds)}{first_flag}{arms_flag}` — {len(seeds)} seeds "
+        f"--seeds {len(seeds)}{first_flag}{arms_flag}` — {len(seeds)} "
+        f"seed{'s' if len(seeds) > 1 else ''} "
         f"({', '.join(map(str, seeds))}) × {n_trials} trials per arm, "
         f"{workers} trials at a time, max accuracy drop {drop} (90 % lower bound), the "
         f"arms of a seed run one after the other. Searches took {minutes:.0f} min in "
