@@ -21,8 +21,8 @@ def main() -> None:
                         help="trials per search (default: each benchmark's own)")
     parser.add_argument("--seeds", type=int, default=3, help="how many seeds")
     parser.add_argument("--first-seed", type=int, default=0,
-                        help="the first seed (seeds run from it on): finish an earlier "
-                             "run's seeds in another session")
+                        help="mixed: the first seed (seeds run from it on), to finish an "
+                             "earlier run's seeds in another session")
     parser.add_argument("--storage", default=None,
                         help="mixed, trust: a study database to run in "
                              "(finished studies are reused)")
@@ -33,6 +33,9 @@ def main() -> None:
     if args.seeds < 1 or args.first_seed < 0:
         parser.error(f"--seeds {args.seeds} --first-seed {args.first_seed}: need at least one "
                      "seed and a first seed of 0 or more")
+    if args.first_seed and set(args.only) - {"mixed"}:
+        parser.error(f"--first-seed {args.first_seed}: only the mixed benchmark's section "
+                     "records a first seed; run the others from seed 0 (--only mixed)")
     seeds = tuple(range(args.first_seed, args.first_seed + args.seeds))
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
