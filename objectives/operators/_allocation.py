@@ -86,6 +86,7 @@ from objectives.operators._linear_quant import (
     bf16_linear,
     int4_weight_only,
     int8_dynamic,
+    set_layer,
 )
 from objectives.operators._quantized_state import canonicalize, plain_tensors
 from objectives.operators._static_int8 import conv_names
@@ -350,16 +351,14 @@ def measure_sensitivity(
     reference = forward(run, calibration)
     sensitivity: dict[str, dict[int, float]] = {}
     for name in names:
-        parent, _, attr = name.rpartition(".")
-        owner = tree.get_submodule(parent) if parent else tree
-        original = getattr(owner, attr)
+        original = tree.get_submodule(name)
         sensitivity[name] = {base: 0.0}
         for b in bits if bits is not None else [b for b in BASE_BITS[base] if b != base]:
-            setattr(owner, attr, quantize_layer(work.get_submodule(name), b, base))
+            set_layer(tree, name, quantize_layer(work.get_submodule(name), b, base))
             try:
                 sensitivity[name][b] = max(0.0, _kl(reference, forward(run, calibration)))
             finally:
-                setattr(owner, attr, original)
+                set_layer(tree, name, original)
     rows = calibration_rows(calibration)
     weights = {n: work.get_submodule(n).weight.numel() for n in names}
     return LayerProfile(weights=weights, sensitivity=sensitivity, rows=rows, base=base)
