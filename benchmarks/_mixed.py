@@ -12,7 +12,12 @@ with the same space except for precision:
   the rest of the model runs in, as the uniform arm's bf16 runs all of it;
 * **per-layer, latency saving** — that, plus ``latency_saving`` over [0, 1]: the
   allocation also gives up sensitivity for time (the per-layer timing table measured on
-  this machine), from none (0) to the fastest allocation of the budget's size (1).
+  this machine), from none (0) to the fastest allocation of the budget's size (1);
+* **per-layer or uniform** — that, with uniform int8 and int4 as ``quant_bits`` choices
+  beside the two bases (``per_layer_precision(uniform=(8, 4))``): a trial is uniform
+  int8/int4 or an allocation, so every point of the uniform arm's space is in this one
+  (uniform fp32/bf16 are the budgets of 32 and 16 bits on their base) and the int8
+  seeds are uniform int8 as in the uniform arm.
 
 Reported: hypervolume (as ``benchmarks._hypervolume``), and two equal-size readings
 chosen on validation with test beside: the best validation accuracy among feasible
@@ -39,7 +44,7 @@ from search import Search
 from search._seeds import seed_configs
 from spaces import SearchSpace
 
-ARMS = ("uniform", "per-layer", "per-layer, latency saving")
+ARMS = ("uniform", "per-layer", "per-layer, latency saving", "per-layer or uniform")
 
 NEAR = 0.005
 """Accuracy (a fraction) below the int8 reference that the 'within' size reading allows."""
@@ -54,6 +59,8 @@ def _spaces(task: Task) -> dict[str, SearchSpace]:
         "per-layer": base.per_layer_precision(5.5, 32.0, bases=(32, 16)),
         "per-layer, latency saving": base.per_layer_precision(5.5, 32.0, saving=(0.0, 1.0),
                                                               bases=(32, 16)),
+        "per-layer or uniform": base.per_layer_precision(5.5, 32.0, saving=(0.0, 1.0),
+                                                         bases=(32, 16), uniform=(8, 4)),
     }
 
 
@@ -200,7 +207,10 @@ def run(task_factory: Callable[[], Task], task_label: str, *, n_trials: int = 30
         "since dd89607); "
         "*per-layer, latency saving* also searches `latency_saving` in [0, 1] (the share "
         "of the time the allocation could save at that size, by the per-layer timing "
-        "table, that it must save). All other "
+        "table, that it must save); *per-layer or uniform* is that with uniform int8 "
+        "and int4 as `quant_bits` choices beside the bases (a trial is uniform int8/int4, "
+        "drawing no budget, or an allocation: `per_layer_precision(uniform=(8, 4))`). "
+        "All other "
         "parameters as the task's preset. Hypervolume as in the hypervolume section "
         "(reference (−0.9, 1.5, 1.5) of the teacher), with the arms of a seed normalised "
         "by one teacher latency, the median of the arms' studies' own (each study times "

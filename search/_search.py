@@ -35,7 +35,7 @@ from search.study import (
     wait_for_others,
 )
 from search.view import Progress, quiet_libraries
-from spaces import SearchSpace
+from spaces import ALLOCATION_BASES, SearchSpace
 
 if TYPE_CHECKING:
     from ray.tune import Callback
@@ -386,15 +386,17 @@ class Search:
     ) -> None:
         if self.seed_configs:
             slower = slower_precisions(baseline)
-            allocates = _allocates(space)
+            uniform = set(_quant_bits_values(space))
             for bits, ratio in slower.items():
+                # Beside an allocation, a precision is also uniform where quant_bits offers it.
+                allocated_only = _allocates(space) and bits not in uniform
                 logger.warning(
                     "%s ran %.1fx slower than fp32 on the teacher on this hardware (%s); %s",
-                    f"int{bits} (every layer)" if allocates else f"quant_bits={bits}", ratio,
-                    baseline.get("hardware", "?"),
+                    f"int{bits} (every layer)" if allocated_only else f"quant_bits={bits}",
+                    ratio, baseline.get("hardware", "?"),
                     "the allocation may still choose it per layer; its seeds that prune are "
                     "seeded at fp32 (32 bits, where the bit_budget range reaches it)"
-                    if allocates
+                    if allocated_only
                     else "it stays searchable but is not among the seed configs",
                 )
             enqueue(study, seed_configs(space, skip_bits=tuple(slower)), "seed")
@@ -518,6 +520,7 @@ class Search:
             info=info,
             distributions=space.distributions(),
             fixed=space.fixed_values(),
+            conditions=space.conditions(),
             n_trials=self.n_trials,
             remaining=remaining,
             max_concurrent_trials=self.max_concurrent_trials,
@@ -571,10 +574,12 @@ def _positive_int(name: str, value: object) -> None:
 
 def _allocation_bases(space: SearchSpace) -> tuple[int, ...]:
     """The bases (``quant_bits`` values) trials of ``space`` allocate on; () without a
-    ``bit_budget``."""
+    ``bit_budget``. Uniform int8/int4 beside them (``SearchSpace.conditions``) are not
+    bases: those trials allocate nothing."""
     if not _allocates(space):
         return ()
-    return tuple(sorted(set(_quant_bits_values(space)), reverse=True))
+    bases = set(_quant_bits_values(space)) & set(ALLOCATION_BASES)
+    return tuple(sorted(bases, reverse=True))
 
 
 def _quant_bits_values(space: SearchSpace) -> list[int]:

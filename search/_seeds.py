@@ -11,7 +11,9 @@ embeddings; with ``bit_budget`` 8.5 effective bits (about int8's size), that wit
 0.25, and 6.0. In a space that searches ``bit_budget`` instead of ``quant_bits``, an int8
 (int4) seed is seeded at a budget of 8.5 (4.5) bits instead, and an fp32 one at 32 bits
 (every layer fp32) where the range reaches it, and a bf16 seed at 16 bits on a bf16 base
-where the space searches one; there the probe times int8 and int4 too,
+where the space searches one; where it also offers uniform int8 (``quant_bits`` 8 beside
+the bases: ``SearchSpace.per_layer_precision(uniform=...)``), an int8 seed stays uniform
+int8, without the allocation's parameters. There the probe times int8 and int4 too,
 so where they are slower than fp32 the seeds that prune are seeded at 32 bits, as a
 uniform space seeds them at fp32. Parameters a
 seed does not name take the trial config's default when the space allows it, else the
@@ -133,9 +135,17 @@ def seed_configs(space: SearchSpace, skip_bits: tuple[int, ...] = ()) -> list[di
                 config[name] = value
             if not ok:
                 break
+        config = _used(space, config)
         if ok and config not in out:
             out.append(config)
     return out
+
+
+def _used(space: SearchSpace, config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` without the parameters its trial would not draw (``SearchSpace.active``:
+    a uniform int8 trial beside per-layer allocation has no ``bit_budget``)."""
+    active = set(space.active(config))
+    return {k: v for k, v in config.items() if k in active}
 
 
 BUDGET_OF_BITS = {32: 32.0, 16: 16.0, 8: 8.5, 4: 4.5}
@@ -177,7 +187,7 @@ def warm_start_configs(
         for t in study.best_trials:
             config = {k: v for k, v in t.params.items() if k in searched}
             if set(config) != searched:
-                config = {**_base(space), **config}
+                config = _used(space, {**_base(space), **config})
             if all(space.allows(k, v) for k, v in config.items()) and config not in out:
                 out.append(config)
     return out

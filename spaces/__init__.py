@@ -11,9 +11,19 @@ from __future__ import annotations
 
 from spaces._catalog import CATALOG, PRESETS, ParamSpec
 from spaces._errors import SpaceError
-from spaces._space import Choice, Fixed, FloatRange, Param, SearchSpace
+from spaces._space import (
+    ALLOCATION_BASES,
+    ALLOCATION_PARAMS,
+    Choice,
+    Fixed,
+    FloatRange,
+    Param,
+    SearchSpace,
+)
 
 __all__ = [
+    "ALLOCATION_BASES",
+    "ALLOCATION_PARAMS",
     "CATALOG",
     "PRESETS",
     "Choice",

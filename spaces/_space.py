@@ -45,6 +45,15 @@ class Fixed(BaseModel):
 
 Param = FloatRange | Choice | Fixed
 
+ALLOCATION_BASES: tuple[int, ...] = (32, 16)
+"""The ``quant_bits`` values a per-layer allocation (``bit_budget``) runs on: the base
+precision the rest of the model stays in (objectives' ``BASES``, which refuses others)."""
+
+ALLOCATION_PARAMS: tuple[str, ...] = ("bit_budget", "latency_budget", "latency_saving")
+"""The parameters that shape a per-layer allocation. Beside uniform precisions (a
+``quant_bits`` outside ``ALLOCATION_BASES``), they apply only to the trials whose
+``quant_bits`` is a base (``SearchSpace.conditions``)."""
+
 _FORMS = (
     "a mapping with low/high[/log] (a range), with choices (a list), with value (fixed), "
     "or a bare number (fixed)"
@@ -270,6 +279,7 @@ class SearchSpace:
         latency: tuple[float, float] | None = None,
         saving: tuple[float, float] | None = None,
         bases: tuple[int, ...] = (32,),
+        uniform: tuple[int, ...] = (),
     ) -> SearchSpace:
         """Return a copy that searches ``bit_budget`` over ``[low, high]`` effective bits
         per weight (log-scaled by default: a bit matters more near int4 than near fp32)
@@ -286,9 +296,17 @@ class SearchSpace:
         save); with ``latency``, ``latency_budget`` instead (the allocated layers'
         measured time as a fraction of theirs at fp32). Not both.
 
+        With ``uniform`` (8, 4 or both), ``quant_bits`` also offers those precisions for
+        *every* layer beside the bases: a trial that draws one is uniform int8 (int4),
+        as in a uniform search, and draws no ``bit_budget`` or latency parameter (they
+        are conditional on a base: ``conditions``). The allocation rarely lands on these
+        corners by itself — under a budget of int8's size the least sensitive mix puts
+        some layers in int4 and others higher, which can be slower — and on small models
+        all-int4 can lie below any budget the range starts from.
+
         Raises:
-            SpaceError: both ``latency`` and ``saving``, a base other than 32 and 16, or
-                a range the catalog refuses.
+            SpaceError: both ``latency`` and ``saving``, a base other than 32 and 16, a
+                uniform precision other than 8 and 4, or a range the catalog refuses.
 
         Example:
             >>> s = SearchSpace.default().per_layer_precision(6.0, 12.0)
@@ -305,7 +323,10 @@ class SearchSpace:
         if not bases or not set(bases) <= {32, 16}:
             raise SpaceError(f"per_layer_precision: bases={bases!r}; allowed: 32, 16 "
                              "(fp32, bf16) or both")
-        ordered = sorted(set(bases), reverse=True)
+        if not set(uniform) <= {8, 4}:
+            raise SpaceError(f"per_layer_precision: uniform={uniform!r}; allowed: 8, 4 "
+                             "(int8, int4 for every layer; fp32 and bf16 are the bases)")
+        ordered = sorted(set(bases) | set(uniform), reverse=True)
         params["quant_bits"] = ({"value": ordered[0]} if len(ordered) == 1
                                 else {"choices": ordered})
         params["bit_budget"] = {"low": low, "high": high, "log": log}
@@ -364,9 +385,35 @@ class SearchSpace:
             return not math.isnan(float(value)) and p.low <= float(value) <= p.high
         return False
 
+    def conditions(self) -> dict[str, tuple[str, tuple[Scalar, ...]]]:
+        """Conditional parameters: ``{name: (parent, values)}`` — a trial draws ``name``
+        only when its ``parent`` took one of ``values``.
+
+        The one condition: beside uniform precisions (``quant_bits`` searched over a base
+        and 8 or 4, see ``per_layer_precision(uniform=...)``), the allocation's
+        parameters (``ALLOCATION_PARAMS``) apply to the trials on a base only; a uniform
+        trial has none of them and runs with their default, 0 (off). Empty otherwise.
+        """
+        bits = self._params.get("quant_bits")
+        values = _values(bits) if bits is not None else None
+        if not isinstance(bits, Choice) or set(values or ()) <= set(ALLOCATION_BASES):
+            return {}
+        bases = tuple(v for v in bits.choices if v in ALLOCATION_BASES)
+        return {name: ("quant_bits", bases) for name in ALLOCATION_PARAMS
+                if name in self._params and not isinstance(self._params[name], Fixed)}
+
+    def active(self, config: Mapping[str, object]) -> list[str]:
+        """The parameters a trial with ``config``'s values uses: all of this space's,
+        less the conditional ones (``conditions``) whose parent's value in ``config``
+        does not enable them."""
+        cond = self.conditions()
+        return [k for k in self._params
+                if k not in cond or config.get(cond[k][0]) in cond[k][1]]
+
     def contains(self, config: Mapping[str, object]) -> bool:
-        """Whether ``config`` (searched + fixed values) is a point of this space."""
-        if set(config) != set(self._params):
+        """Whether ``config`` (searched + fixed values) is a point of this space: every
+        parameter the point uses (``active``), each allowed, and nothing else."""
+        if set(config) != set(self.active(config)):
             return False
         return all(self.allows(k, v) for k, v in config.items())
 
@@ -478,13 +525,27 @@ def _check_one_precision_rule(params: Mapping[str, Param]) -> None:
             "over budgets only, or run a separate search with quant_bits"
         )
     bits = params.get("quant_bits")
-    if bits is not None and not set(_values(bits) or ()) <= {32, 16}:
+    values = set(_values(bits) or ()) if bits is not None else {32}
+    if not values & set(ALLOCATION_BASES):
         raise SpaceError(
             "bit_budget chooses the Linear layers' precision and quant_bits is then the "
-            f"base the model runs in, 32 or 16 (got {list(_values(bits) or [])}); fix "
+            f"base the model runs in, 32 or 16 (got {sorted(values, reverse=True)}); fix "
             "quant_bits at 32, or search it over [32, 16] "
             "(SearchSpace.per_layer_precision(..., bases=(32, 16)))"
         )
+    if not values <= set(ALLOCATION_BASES):
+        # Uniform precisions beside the bases: the allocation's parameters become
+        # conditional on a base, which only searched parameters can be.
+        for name in ALLOCATION_PARAMS:
+            p = params.get(name)
+            if isinstance(p, Fixed) and p.value != 0:
+                raise SpaceError(
+                    f"{name}: fixed at {p.value:g}, but quant_bits "
+                    f"{sorted(values - set(ALLOCATION_BASES), reverse=True)} gives every "
+                    f"layer one precision, where {name} cannot apply; search {name} (it "
+                    "is then drawn on the bases 32/16 only) or search quant_bits over "
+                    "32 and 16 only"
+                )
     edge = params.get("edge_bits")
     if edge is not None and _values(edge) != (0,):
         raise SpaceError(

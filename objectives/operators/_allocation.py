@@ -90,6 +90,7 @@ from objectives.operators._linear_quant import (
 )
 from objectives.operators._quantized_state import canonicalize, plain_tensors
 from objectives.operators._static_int8 import conv_names
+from spaces import ALLOCATION_BASES
 
 if TYPE_CHECKING:
     from objectives._task import Inputs, Task
@@ -101,9 +102,10 @@ weight-only."""
 ALLOWED = ", ".join(map(str, LAYER_BITS))
 """``LAYER_BITS`` as error messages name them."""
 
-BASES: tuple[int, ...] = (32, 16)
+BASES: tuple[int, ...] = ALLOCATION_BASES
 """The precisions an allocation may start from (``quant_bits`` with a ``bit_budget``): the
-model's own dtype, which everything outside the allocated layers runs in."""
+model's own dtype, which everything outside the allocated layers runs in (the search
+space's ``ALLOCATION_BASES``: one list for both sides)."""
 
 BASE_BITS: dict[int, tuple[int, ...]] = {32: LAYER_BITS, 16: (16, 8, 4)}
 """The precisions an allocation offers a layer on each base. A bf16 base offers no fp32

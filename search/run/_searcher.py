@@ -29,6 +29,7 @@ import logging
 import math
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -82,6 +83,9 @@ class StudySearcher(Searcher):
         study: The study, loaded with the sampler to use this round.
         storage: The raw storage the study lives in (``search.study.open_storage``).
         space: The searched parameters' Optuna distributions.
+        conditions: Conditional parameters of ``space`` (``SearchSpace.conditions``):
+            ``{name: (parent, values)}`` — ``name`` is drawn (after the others, by the
+            trial's public ``suggest_*``) only when ``parent`` took one of ``values``.
         baseline_accuracy: The teacher's validation metric.
         max_accuracy_drop: The study's constraint, or None.
         accuracy_confidence: Judge the constraint on the paired lower bound at this
@@ -99,12 +103,15 @@ class StudySearcher(Searcher):
         max_accuracy_drop: float | None,
         n_trials: int | None = None,
         accuracy_confidence: float | None = None,
+        conditions: Mapping[str, tuple[str, tuple[Any, ...]]] | None = None,
     ) -> None:
         super().__init__()  # no metric/mode: the study holds the objectives' directions
         self._study = study
         self._storage = storage
         self._study_id = storage.get_study_id_from_name(study.study_name)
-        self._space = dict(space)
+        self._conditions = dict(conditions or {})
+        self._space = {k: v for k, v in space.items() if k not in self._conditions}
+        self._conditional = {k: v for k, v in space.items() if k in self._conditions}
         self._baseline_accuracy = baseline_accuracy
         self._max_drop = max_accuracy_drop
         self._confidence = accuracy_confidence
@@ -138,6 +145,10 @@ class StudySearcher(Searcher):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=_HEARTBEAT_WARNING)
             trial = self._study.ask(fixed_distributions=self._space)
+            for name, dist in self._conditional.items():
+                parent, values = self._conditions[name]
+                if trial.params.get(parent) in values:
+                    _suggest(trial, name, dist)
         trial_db_id = self._storage.get_trial_id_from_study_id_trial_number(
             self._study_id, trial.number
         )
@@ -306,3 +317,22 @@ class HeartbeatCallback(Callback):
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self._searcher.close()
+
+
+def _suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> None:
+    """Draw ``name`` from ``dist`` with the trial's public ``suggest_*`` (an enqueued or
+    re-queued trial's own value, if it has one)."""
+    from optuna.distributions import (
+        CategoricalDistribution,
+        FloatDistribution,
+        IntDistribution,
+    )
+
+    if isinstance(dist, FloatDistribution):
+        trial.suggest_float(name, dist.low, dist.high, step=dist.step, log=dist.log)
+    elif isinstance(dist, IntDistribution):
+        trial.suggest_int(name, dist.low, dist.high, step=dist.step, log=dist.log)
+    elif isinstance(dist, CategoricalDistribution):
+        trial.suggest_categorical(name, dist.choices)
+    else:  # pragma: no cover - SearchSpace makes only these three
+        raise TypeError(f"{name}: no public suggest_* for {type(dist).__name__}")

@@ -31,6 +31,7 @@ def run_round(
     info: StudyInfo,
     distributions: Mapping[str, BaseDistribution],
     fixed: Mapping[str, Any],
+    conditions: Mapping[str, tuple[str, tuple[Any, ...]]] | None = None,
     n_trials: int,
     remaining: int,
     max_concurrent_trials: int,
@@ -62,6 +63,7 @@ def run_round(
         max_accuracy_drop=info.max_accuracy_drop,
         n_trials=n_trials,
         accuracy_confidence=info.accuracy_confidence,
+        conditions=conditions,
     )
     stopping = (
         EarlyStoppingSpec(

@@ -160,3 +160,21 @@ def test_early_stopping_compares_a_probe_with_finished_trials_raw_medians(search
     study = optuna.load_study(study_name=name, storage=url)
     raw = {t.user_attrs["latency_raw_ms"] for t in study.get_trials(states=(TrialState.COMPLETE,))}
     assert finished and all(f.latency_ms in raw for f in finished)
+
+
+def test_uniform_int8_seeds_stay_uniform_beside_the_allocation():
+    space = SearchSpace.preset("decoder").per_layer_precision(
+        5.5, 32.0, bases=(32, 16), uniform=(8, 4), saving=(0.0, 1.0))
+    seeds = seed_configs(space)
+    assert all(space.contains(s | space.fixed_values()) for s in seeds)
+    int8 = [s for s in seeds if s["quant_bits"] == 8]
+    # Every uniform int8 structure is seeded as uniform int8, without a budget ...
+    uniform = [s for s in seed_configs(SearchSpace.preset("decoder")) if s["quant_bits"] == 8]
+    def structure(s):
+        return (s.get("depth_prune_ratio"), s.get("ffn_prune_ratio"), s.get("embed_bits"))
+    assert [structure(s) for s in int8] == [structure(s) for s in uniform]
+    assert all("bit_budget" not in s and "latency_saving" not in s for s in int8)
+    # ... beside the teacher (32 bits on fp32), bf16 (16 bits on bf16) and the budgets.
+    assert {"quant_bits": 32, "bit_budget": 32.0}.items() <= seeds[0].items()
+    assert {"quant_bits": 16, "bit_budget": 16.0}.items() <= seeds[2].items()
+    assert [s["bit_budget"] for s in seeds if s.get("bit_budget") in (8.5, 6.0)] == [8.5, 6.0]

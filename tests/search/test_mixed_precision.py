@@ -153,3 +153,34 @@ def test_a_search_over_both_bases_stores_a_profile_for_each_and_trials_use_their
     applied = Recipe.load(recipe.save(tmp_path / "recipe.yaml")).apply(digits_task)
     assert applied.result.layer_bits == json.loads(on16.user_attrs["layer_bits"])
     assert applied.result.size_bytes == candidate.size_bytes
+
+
+def test_uniform_int8_beside_the_allocation_runs_uniform_and_its_recipe_reapplies_it(
+    ray_session, digits_task, tmp_path
+):
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    space = _space().per_layer_precision(6.0, 12.0, uniform=(8, 4))
+    assert space.parameters["quant_bits"].choices == (32, 8, 4)
+    Search(digits_task, space, storage=url, study_name="corners", n_trials=1,
+           max_accuracy_drop=0.05, seed=1, progress=False, seed_configs=False,
+           retime_rounds=0).run()
+    study = optuna.load_study(study_name="corners", storage=url)
+    fit = {"distill_temperature": 4.0, "distill_alpha": 0.5}
+    study.enqueue_trial({"quant_bits": 32, "bit_budget": 9.0, **fit})
+    study.enqueue_trial({"quant_bits": 8, **fit})
+    Search(digits_task, storage=url, study_name="corners", n_trials=3, progress=False,
+           retime_rounds=0).run()
+    allocated, uniform = optuna.load_study(study_name="corners", storage=url).trials[1:]
+    assert allocated.params["bit_budget"] == 9.0 and "layer_bits" in allocated.user_attrs
+    assert uniform.params["quant_bits"] == 8 and "bit_budget" not in uniform.params
+    assert "layer_bits" not in uniform.user_attrs
+
+    front, info = load_front(url, "corners")
+    candidate = next(c for c in front.trials if c.trial == uniform.number)
+    assert candidate.layer_bits is None and candidate.params["quant_bits"] == 8
+    recipe = Recipe.from_candidate(candidate, info)
+    assert recipe.compression.bit_budget == 0 and recipe.compression.quant_bits == 8
+    applied = Recipe.load(recipe.save(tmp_path / "recipe.yaml")).apply(digits_task)
+    assert applied.result.layer_bits is None
+    assert applied.result.size_bytes == candidate.size_bytes
+    assert applied.result.accuracy == pytest.approx(candidate.accuracy, abs=1e-6)

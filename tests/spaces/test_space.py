@@ -168,7 +168,37 @@ def test_per_layer_precision_searches_a_bf16_base_beside_fp32():
     assert all(s["quant_bits"] == 32 for i, s in enumerate(seeds) if i != 2)
     with pytest.raises(SpaceError, match=r"bases=\(32, 8\); allowed: 32, 16"):
         SearchSpace.default().per_layer_precision(bases=(32, 8))
-    # A base is a precision the model runs in, not a second allocation: 8 is refused.
-    with pytest.raises(SpaceError, match=r"32 or 16 \(got \[16, 8\]\)"):
+    # An allocation needs a base the model runs in: int8 and int4 alone are refused.
+    with pytest.raises(SpaceError, match=r"32 or 16 \(got \[8, 4\]\)"):
         SearchSpace({"bit_budget": {"low": 6.0, "high": 16.0},
-                     "quant_bits": {"choices": [16, 8]}})
+                     "quant_bits": {"choices": [8, 4]}})
+
+
+def test_per_layer_precision_offers_uniform_int8_and_int4_beside_the_allocation():
+    space = SearchSpace.default().per_layer_precision(bases=(32, 16), uniform=(8, 4),
+                                                      saving=(0.0, 1.0))
+    assert space.parameters["quant_bits"].choices == (32, 16, 8, 4)
+    # The allocation's parameters are drawn on a base only: a uniform trial has none.
+    assert space.conditions() == {"bit_budget": ("quant_bits", (32, 16)),
+                                  "latency_saving": ("quant_bits", (32, 16))}
+    point = {k: v.low if isinstance(v, FloatRange) else v.choices[0]
+             for k, v in space.parameters.items() if k not in ("bit_budget", "latency_saving")}
+    uniform = {**point, "quant_bits": 8}
+    assert space.contains(uniform)
+    assert not space.contains({**uniform, "bit_budget": 8.5})
+    allocated = {**point, "quant_bits": 16, "bit_budget": 8.5, "latency_saving": 0.5}
+    assert space.contains(allocated)
+    assert not space.contains({**allocated, "latency_saving": 2.0})
+    assert not space.contains({k: v for k, v in allocated.items() if k != "bit_budget"})
+    assert SearchSpace.from_yaml(space.to_yaml()) == space
+    assert SearchSpace.from_yaml(space.to_yaml()).conditions() == space.conditions()
+    # Without uniform precisions nothing is conditional.
+    assert SearchSpace.default().per_layer_precision(bases=(32, 16)).conditions() == {}
+    with pytest.raises(SpaceError, match=r"uniform=\(16,\); allowed: 8, 4"):
+        SearchSpace.default().per_layer_precision(uniform=(16,))
+    # A fixed budget cannot sit beside uniform trials, where it could not apply.
+    with pytest.raises(SpaceError, match=r"bit_budget: fixed at 8.5, but quant_bits \[8\]"):
+        SearchSpace({"bit_budget": 8.5, "quant_bits": {"choices": [32, 8]}})
+    with pytest.raises(SpaceError, match="latency_saving: fixed at 1"):
+        SearchSpace({"bit_budget": {"low": 6.0, "high": 16.0}, "latency_saving": 1.0,
+                     "quant_bits": {"choices": [32, 8]}})
