@@ -28,7 +28,8 @@ def main() -> None:
                              "(finished studies are reused)")
     parser.add_argument("--arms", nargs="*", default=None,
                         help="mixed: the arms to run (default all: 'uniform', 'per-layer', "
-                             "'per-layer, latency saving', 'per-layer or uniform')")
+                             "'per-layer, latency saving', 'per-layer or uniform', "
+                             "'per-layer, fp32 reachable')")
     args = parser.parse_args()
     if args.seeds < 1 or args.first_seed < 0:
         parser.error(f"--seeds {args.seeds} --first-seed {args.first_seed}: need at least one "

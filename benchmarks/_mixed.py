@@ -17,7 +17,12 @@ with the same space except for precision:
   beside the two bases (``per_layer_precision(uniform=(8, 4))``): a trial is uniform
   int8/int4 or an allocation, so every point of the uniform arm's space is in this one
   (uniform fp32/bf16 are the budgets of 32 and 16 bits on their base) and the int8
-  seeds are uniform int8 as in the uniform arm.
+  seeds are uniform int8 as in the uniform arm;
+* **per-layer, fp32 reachable** — the latency-saving arm with the budget range up to
+  ``FP32_REACHABLE_HIGH`` instead of 32: every budget from 32 up is every layer fp32 on
+  the fp32 base (the size unbound), so the sampler draws uniform fp32 (with pruning) as
+  it draws uniform bf16 on the bf16 base, which a range ending at 32 reaches only at its
+  end point, with probability zero.
 
 Reported: hypervolume (as ``benchmarks._hypervolume``), and two equal-size readings
 chosen on validation with test beside: the best validation accuracy among feasible
@@ -44,7 +49,12 @@ from search import Search
 from search._seeds import seed_configs
 from spaces import SearchSpace
 
-ARMS = ("uniform", "per-layer", "per-layer, latency saving", "per-layer or uniform")
+ARMS = ("uniform", "per-layer", "per-layer, latency saving", "per-layer or uniform",
+        "per-layer, fp32 reachable")
+
+FP32_REACHABLE_HIGH = 45.25
+"""The 'fp32 reachable' arm's budget range ends here (32·√2): budgets from 32 bits up
+leave the size unbound, every layer fp32 on an fp32 base — a sixth of the log range."""
 
 NEAR = 0.005
 """Accuracy (a fraction) below the int8 reference that the 'within' size reading allows."""
@@ -61,6 +71,8 @@ def _spaces(task: Task) -> dict[str, SearchSpace]:
                                                               bases=(32, 16)),
         "per-layer or uniform": base.per_layer_precision(5.5, 32.0, saving=(0.0, 1.0),
                                                          bases=(32, 16), uniform=(8, 4)),
+        "per-layer, fp32 reachable": base.per_layer_precision(
+            5.5, FP32_REACHABLE_HIGH, saving=(0.0, 1.0), bases=(32, 16)),
     }
 
 
@@ -209,8 +221,10 @@ def run(task_factory: Callable[[], Task], task_label: str, *, n_trials: int = 30
         "of the time the allocation could save at that size, by the per-layer timing "
         "table, that it must save); *per-layer or uniform* is that with uniform int8 "
         "and int4 as `quant_bits` choices beside the bases (a trial is uniform int8/int4, "
-        "drawing no budget, or an allocation: `per_layer_precision(uniform=(8, 4))`). "
-        "All other "
+        "drawing no budget, or an allocation: `per_layer_precision(uniform=(8, 4))`); "
+        f"*per-layer, fp32 reachable* is the latency-saving arm with `bit_budget` in "
+        f"[5.5, {FP32_REACHABLE_HIGH:g}] (from 32 bits up the size is unbound: every layer "
+        "fp32 on the fp32 base, a sixth of the log range). All other "
         "parameters as the task's preset. Hypervolume as in the hypervolume section "
         "(reference (−0.9, 1.5, 1.5) of the teacher), with the arms of a seed normalised "
         "by one teacher latency, the median of the arms' studies' own (each study times "

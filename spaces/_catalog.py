@@ -189,9 +189,10 @@ CATALOG: dict[str, ParamSpec] = {
             "float",
             "per-layer precision: effective bits per weight of the Linear layers, each "
             "layer at fp32, bf16, int8 or int4 by measured sensitivity (0 = off: quant_bits "
-            "for all; quant_bits is then the base the rest of the model runs in: 32 or 16)",
+            "for all; quant_bits is then the base the rest of the model runs in: 32 or 16; "
+            "32 and above leave the size unbound: every layer may be fp32)",
             low=0.0,
-            high=32.0,
+            high=64.0,
         ),
         ParamSpec(
             "latency_budget",

@@ -287,9 +287,14 @@ class SearchSpace:
         allocation replaces it) and ``quant_bits`` the *base* the model runs in around
         the allocated layers — fixed at 32 by default; ``bases=(32, 16)`` searches it
         over fp32 and bf16 (on hardware with native bf16 a bf16 base is what makes a
-        mostly-bf16 allocation as fast as uniform bf16). The default range reaches 32
-        bits, every layer fp32, so the fp32 structures a uniform search tries stay
-        reachable.
+        mostly-bf16 allocation as fast as uniform bf16). The default range ends at 32
+        bits, every layer fp32, where the seeds put the fp32 structures a uniform search
+        tries; a continuous range draws exactly 32 with probability zero, though. With
+        ``high`` above 32 (up to 64), every budget from 32 up leaves the size unbound —
+        every layer fp32, or with a latency parameter the least sensitive allocation in
+        time — so the sampler draws fp32 on an fp32 base as it draws uniform bf16 on a
+        bf16 base (any budget from 16 up): e.g. ``high=45.25`` gives it a sixth of the
+        log range.
 
         With ``saving``, it also searches ``latency_saving`` over that range (within
         [0, 1]: how much of the time the allocation could save at that size it must

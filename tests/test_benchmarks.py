@@ -66,7 +66,8 @@ def test_a_shared_baseline_normalises_every_study_by_one_teacher_latency():
 def test_mixed_benchmark_refuses_arms_it_cannot_compare():
     from benchmarks._mixed import ARMS, run
 
-    assert ARMS == ("uniform", "per-layer", "per-layer, latency saving", "per-layer or uniform")
+    assert ARMS == ("uniform", "per-layer", "per-layer, latency saving", "per-layer or uniform",
+                    "per-layer, fp32 reachable")
     for arms in (("uniform",), ("per-layer",), ("uniform", "per-layer, latency budget")):
         with pytest.raises(ValueError, match="choose at least one uniform and one per-layer"):
             run(lambda: pytest.fail("the task is built only after the arms are checked"),

@@ -291,6 +291,25 @@ def test_latency_saving_moves_between_the_least_sensitive_and_the_fastest_alloca
         allocate(tag_origins(copy.deepcopy(model)), measured, 8.0, latency_saving=0.5)
 
 
+def test_a_budget_from_32_bits_up_leaves_the_size_unbound():
+    model = _fragile(_mlp((64, 48, 80, 32, 10), seed=3), 4)
+    measured = measure_sensitivity(model, _inputs())
+    for budget in (32.0, 45.25, 64.0):  # every layer fp32: nothing is less sensitive
+        alloc = allocate(tag_origins(copy.deepcopy(model)), measured, budget)
+        assert set(alloc.layer_bits.values()) == {32} and alloc.effective_bits == 32.0
+    # With a timing table where bf16 is faster than fp32, the fastest allocation at an
+    # unbound size is all bf16, and a saving moves there from all fp32.
+    profile, _ = _timed(measured, 0.5, 2, 6)
+    fastest = allocate(tag_origins(copy.deepcopy(model)), profile, 45.25, latency_saving=1.0)
+    assert set(fastest.layer_bits.values()) == {16}
+    least = allocate(tag_origins(copy.deepcopy(model)), profile, 45.25, latency_saving=0.0)
+    assert set(least.layer_bits.values()) == {32}
+    space = SearchSpace.default().per_layer_precision(5.5, 45.25)
+    assert space.parameters["bit_budget"].high == 45.25
+    with pytest.raises(SpaceError, match="bit_budget"):
+        SearchSpace.default().per_layer_precision(5.5, 65.0)
+
+
 def test_layer_timing_table_times_each_layer_on_its_own_activation():
     model = nn.Sequential(nn.Linear(256, 1024), nn.ReLU(), nn.Linear(1024, 4)).eval()
     table = measure_layer_latency(model, torch.randn(64, 256))
