@@ -325,7 +325,7 @@ class SearchSpace:
             k: v for k, v in self._params.items()
             if k not in ("quant_bits", "edge_bits", "latency_budget", "latency_saving")
         }
-        if not bases or not set(bases) <= {32, 16}:
+        if not bases or not set(bases) <= set(ALLOCATION_BASES):
             raise SpaceError(f"per_layer_precision: bases={bases!r}; allowed: 32, 16 "
                              "(fp32, bf16) or both")
         if not set(uniform) <= {8, 4}:
