@@ -19,10 +19,11 @@ with the same space except for precision:
   (uniform fp32/bf16 are the budgets of 32 and 16 bits on their base) and the int8
   seeds are uniform int8 as in the uniform arm;
 * **per-layer, fp32 reachable** — the latency-saving arm with the budget range up to
-  ``FP32_REACHABLE_HIGH`` instead of 32: every budget from 32 up is every layer fp32 on
-  the fp32 base (the size unbound), so the sampler draws uniform fp32 (with pruning) as
-  it draws uniform bf16 on the bf16 base, which a range ending at 32 reaches only at its
-  end point, with probability zero.
+  ``FP32_REACHABLE_HIGH`` instead of 32: every budget from 32 up leaves the size unbound
+  on the fp32 base — every layer fp32 at ``latency_saving`` 0, else what the timing table
+  finds faster — so the sampler can draw uniform fp32 (with pruning) as it draws uniform
+  bf16 on the bf16 base, which a range ending at 32 reaches only at its end point, with
+  probability zero.
 
 Reported: hypervolume (as ``benchmarks._hypervolume``), and two equal-size readings
 chosen on validation with test beside: the best validation accuracy among feasible
@@ -54,7 +55,7 @@ ARMS = ("uniform", "per-layer", "per-layer, latency saving", "per-layer or unifo
 
 FP32_REACHABLE_HIGH = 45.25
 """The 'fp32 reachable' arm's budget range ends here (32·√2): budgets from 32 bits up
-leave the size unbound, every layer fp32 on an fp32 base — a sixth of the log range."""
+leave the size unbound on an fp32 base — a sixth of the log range."""
 
 NEAR = 0.005
 """Accuracy (a fraction) below the int8 reference that the 'within' size reading allows."""
@@ -223,8 +224,8 @@ def run(task_factory: Callable[[], Task], task_label: str, *, n_trials: int = 30
         "and int4 as `quant_bits` choices beside the bases (a trial is uniform int8/int4, "
         "drawing no budget, or an allocation: `per_layer_precision(uniform=(8, 4))`); "
         f"*per-layer, fp32 reachable* is the latency-saving arm with `bit_budget` in "
-        f"[5.5, {FP32_REACHABLE_HIGH:g}] (from 32 bits up the size is unbound: every layer "
-        "fp32 on the fp32 base, a sixth of the log range). All other "
+        f"[5.5, {FP32_REACHABLE_HIGH:g}] (from 32 bits up the size is unbound on the fp32 "
+        "base: every layer fp32 at `latency_saving` 0; a sixth of the log range). All other "
         "parameters as the task's preset. Hypervolume as in the hypervolume section "
         "(reference (−0.9, 1.5, 1.5) of the teacher), with the arms of a seed normalised "
         "by one teacher latency, the median of the arms' studies' own (each study times "
