@@ -386,10 +386,10 @@ class Search:
     ) -> None:
         if self.seed_configs:
             slower = slower_precisions(baseline)
-            uniform = set(_quant_bits_values(space))
+            offered = set(_quant_bits_values(space))
             for bits, ratio in slower.items():
                 # Beside an allocation, a precision is also uniform where quant_bits offers it.
-                allocated_only = _allocates(space) and bits not in uniform
+                allocated_only = _allocates(space) and bits not in offered
                 logger.warning(
                     "%s ran %.1fx slower than fp32 on the teacher on this hardware (%s); %s",
                     f"int{bits} (every layer)" if allocated_only else f"quant_bits={bits}",

@@ -323,7 +323,7 @@ class SearchSpace:
                              "(latency_saving) both bound the allocation's time; give one")
         params: dict[str, object] = {
             k: v for k, v in self._params.items()
-            if k not in ("quant_bits", "edge_bits", "latency_budget", "latency_saving")
+            if k not in ("quant_bits", "edge_bits", *ALLOCATION_PARAMS)
         }
         if not bases or not set(bases) <= set(ALLOCATION_BASES):
             raise SpaceError(f"per_layer_precision: bases={bases!r}; allowed: 32, 16 "

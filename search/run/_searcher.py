@@ -109,9 +109,10 @@ class StudySearcher(Searcher):
         self._study = study
         self._storage = storage
         self._study_id = storage.get_study_id_from_name(study.study_name)
-        self._conditions = dict(conditions or {})
-        self._space = {k: v for k, v in space.items() if k not in self._conditions}
-        self._conditional = {k: v for k, v in space.items() if k in self._conditions}
+        cond = dict(conditions or {})
+        self._space = {k: v for k, v in space.items() if k not in cond}
+        # name -> (distribution, parent, the parent's values that enable it)
+        self._conditional = {k: (space[k], *cond[k]) for k in cond if k in space}
         self._baseline_accuracy = baseline_accuracy
         self._max_drop = max_accuracy_drop
         self._confidence = accuracy_confidence
@@ -145,8 +146,7 @@ class StudySearcher(Searcher):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=_HEARTBEAT_WARNING)
             trial = self._study.ask(fixed_distributions=self._space)
-            for name, dist in self._conditional.items():
-                parent, values = self._conditions[name]
+            for name, (dist, parent, values) in self._conditional.items():
                 if trial.params.get(parent) in values:
                     _suggest(trial, name, dist)
         trial_db_id = self._storage.get_trial_id_from_study_id_trial_number(
