@@ -30,10 +30,18 @@ def main() -> None:
                         help="mixed: the arms to run (default all: 'uniform', 'per-layer', "
                              "'per-layer, latency saving', 'per-layer or uniform', "
                              "'per-layer, fp32 reachable')")
+    parser.add_argument("--sampler", default="tpe", choices=("tpe", "multivariate"),
+                        help="mixed: the arms' sampler (default the search's own, "
+                             "independent TPE; 'multivariate' is TPE with "
+                             "multivariate=True, group=True)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="mixed: trials at a time (1 times each trial alone)")
     args = parser.parse_args()
     if args.seeds < 1 or args.first_seed < 0:
         parser.error(f"--seeds {args.seeds} --first-seed {args.first_seed}: need at least one "
                      "seed and a first seed of 0 or more")
+    if args.workers < 1:
+        parser.error(f"--workers {args.workers}: need at least one trial at a time")
     if args.first_seed and set(args.only) - {"mixed"}:
         parser.error(f"--first-seed {args.first_seed}: only the mixed benchmark's section "
                      "records a first seed; run the others from seed 0 (--only mixed)")
@@ -73,7 +81,8 @@ def main() -> None:
 
             run_mixed(lambda: get_task(args.task), args.task,
                       n_trials=args.trials or 30,
-                      seeds=seeds, storage=args.storage,
+                      seeds=seeds, storage=args.storage, sampler=args.sampler,
+                      workers=args.workers,
                       **({"arms": tuple(args.arms)} if args.arms else {}))
         if "trust" in args.only:
             from benchmarks._trust import run as run_trust

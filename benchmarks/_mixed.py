@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import statistics
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -47,6 +48,7 @@ from benchmarks._hypervolume import common_baseline, hypervolume
 from benchmarks._report import machine, search_minutes, table, write_section
 from objectives import CompressionConfig, Task, TrialResult, evaluate
 from search import Search
+from search._search import mixed_seed
 from search._seeds import seed_configs
 from spaces import SearchSpace
 
@@ -56,6 +58,12 @@ ARMS = ("uniform", "per-layer", "per-layer, latency saving", "per-layer or unifo
 FP32_REACHABLE_HIGH = 45.25
 """The 'fp32 reachable' arm's budget range ends here (32·√2): budgets from 32 bits up
 leave the size unbound on an fp32 base — a sixth of the log range."""
+
+SAMPLERS = ("tpe", "multivariate")
+"""Samplers the arms can run with: ``tpe`` is the search's default (independent TPE with
+``constant_liar``); ``multivariate`` is TPE with ``multivariate=True, group=True`` (one
+joint density per group of parameters that occur together, which is how Optuna's TPE
+models a conditional space such as ``bit_budget`` under ``quant_bits``), same seed."""
 
 NEAR = 0.005
 """Accuracy (a fraction) below the int8 reference that the 'within' size reading allows."""
@@ -126,16 +134,34 @@ def readings(study: optuna.Study, int8_size: float, int8_accuracy: float) -> dic
     }
 
 
+def _sampler(name: str, seed: int) -> optuna.samplers.BaseSampler | None:
+    """The sampler ``name`` (one of ``SAMPLERS``) seeded as the search seeds its default
+    for a new study; ``None`` (the search's own default) for ``tpe``."""
+    if name == "tpe":
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(seed=mixed_seed(seed, 0), constant_liar=True,
+                                          multivariate=True, group=True)
+
+
 def run(task_factory: Callable[[], Task], task_label: str, *, n_trials: int = 30,
         seeds: tuple[int, ...] = (0, 1, 2), workers: int = 2, drop: float = 0.02,
-        storage: str | None = None, arms: tuple[str, ...] = ARMS) -> None:
+        storage: str | None = None, arms: tuple[str, ...] = ARMS,
+        sampler: str = "tpe") -> None:
     """Run (or, with ``storage`` holding some of them already, finish) the searches of
     ``arms`` (some of ``ARMS``, at least one uniform and one per-layer; all by default)
-    for every seed, then write the section. Finished studies are not run again.
+    for every seed, with ``sampler`` (one of ``SAMPLERS``) and ``workers`` trials at a
+    time, then write the section (one per task and sampler). Finished studies are not
+    run again.
 
     Raises:
-        ValueError: an unknown arm, or no uniform or no per-layer arm to compare.
+        ValueError: an unknown arm or sampler, no uniform or no per-layer arm to
+            compare, or fewer than one worker.
     """
+    if sampler not in SAMPLERS or workers < 1:
+        raise ValueError(f"sampler {sampler!r}, workers {workers}: choose a sampler among "
+                         f"{list(SAMPLERS)} and at least one worker")
     unknown = [a for a in arms if a not in ARMS]
     if unknown or not any(a.startswith("uniform") for a in arms) or not any(
             a.startswith("per-layer") for a in arms):
@@ -153,10 +179,10 @@ def run(task_factory: Callable[[], Task], task_label: str, *, n_trials: int = 30
         for seed in seeds:
             studies = {}
             for arm in arms:
-                name = f"{arm}-{seed}"
+                name = f"{arm}-{seed}" + ("" if sampler == "tpe" else f"-{sampler}")
                 Search(task, spaces[arm], storage=url, study_name=name, n_trials=n_trials,
                        max_concurrent_trials=workers, seed=seed, progress=False,
-                       max_accuracy_drop=drop).run()
+                       max_accuracy_drop=drop, sampler=_sampler(sampler, seed)).run()
                 studies[arm] = optuna.load_study(study_name=name, storage=url)
                 minutes += search_minutes(studies[arm])
             common = common_baseline(list(studies.values()))
@@ -200,11 +226,14 @@ def run(task_factory: Callable[[], Task], task_label: str, *, n_trials: int = 30
         for i, seed in enumerate(seeds))
     first_flag = f" --first-seed {seeds[0]}" if seeds[0] else ""
     arms_flag = "" if arms == ARMS else " --arms " + " ".join(f"'{a}'" for a in arms)
+    label = task_label if sampler == "tpe" else f"{task_label}, {sampler} TPE"
+    flags = (f" --sampler {sampler}" if sampler != "tpe" else "") + (
+        f" --workers {workers}" if workers != 2 else "")
     body = "\n".join([
-        f"## Per-layer precision against uniform precision ({task_label})",
+        f"## Per-layer precision against uniform precision ({label})",
         "",
         f"`python -m benchmarks --only mixed --task {task_label} --trials {n_trials} "
-        f"--seeds {len(seeds)}{first_flag}{arms_flag}` — {len(seeds)} "
+        f"--seeds {len(seeds)}{first_flag}{arms_flag}{flags}` — {len(seeds)} "
         f"seed{'s' if len(seeds) > 1 else ''} "
         f"({', '.join(map(str, seeds))}) × {n_trials} trials per arm, "
         f"{workers} trials at a time, max accuracy drop {drop} (90 % lower bound), the "
@@ -245,4 +274,4 @@ def run(task_factory: Callable[[], Task], task_label: str, *, n_trials: int = 30
         "",
         "Hypervolume, seed by seed: " + "; ".join(wins) + " (" + per_seed + ").",
     ])
-    write_section(f"mixed-{task_label}", body)
+    write_section(f"mixed-{task_label}" + ("" if sampler == "tpe" else f"-{sampler}"), body)

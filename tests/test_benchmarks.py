@@ -74,6 +74,18 @@ def test_mixed_benchmark_refuses_arms_it_cannot_compare():
                 "t", arms=arms)
 
 
+def test_mixed_benchmark_refuses_an_unknown_sampler_and_no_workers():
+    from benchmarks._mixed import SAMPLERS, _sampler, run
+
+    for kw in ({"sampler": "cmaes"}, {"workers": 0}):
+        with pytest.raises(ValueError, match="choose a sampler among"):
+            run(lambda: pytest.fail("the task is built only after the options are checked"),
+                "t", arms=("uniform", "per-layer"), **kw)
+    assert SAMPLERS == ("tpe", "multivariate")
+    assert _sampler("tpe", 3) is None  # the search's own default
+    assert isinstance(_sampler("multivariate", 3), optuna.samplers.TPESampler)
+
+
 def test_equal_size_readings_pick_the_trials_they_name():
     from benchmarks._mixed import NEAR, readings
 
@@ -99,6 +111,8 @@ def test_equal_size_readings_pick_the_trials_they_name():
     (["--only", "mixed", "--seeds", "0"], "need at least one seed"),
     (["--only", "mixed", "--first-seed", "-1"], "a first seed of 0 or more"),
     (["--only", "trust", "--first-seed", "1"], "only the mixed benchmark's section"),
+    (["--only", "mixed", "--workers", "0"], "need at least one trial at a time"),
+    (["--only", "mixed", "--sampler", "cmaes"], "invalid choice: 'cmaes'"),
 ])
 def test_benchmark_cli_refuses_bad_seeds_in_one_line(args, says):
     import subprocess

@@ -2,20 +2,34 @@
 
 from __future__ import annotations
 
+import warnings
+
 import optuna
+import pytest
 from optuna.storages import RDBStorage
 
 from search.run._searcher import StudySearcher
 from spaces import SearchSpace
 
 
-def test_uniform_trials_draw_no_allocation_parameters_before_and_after_tpe_starts(tmp_path):
+def _tpe(**kw) -> optuna.samplers.TPESampler:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(seed=0, n_startup_trials=6, **kw)
+
+
+# Independent TPE (the search's default) and grouped multivariate TPE (the mixed
+# benchmark's other sampler, which models the conditional parameters as their own group).
+@pytest.mark.parametrize("sampler_kw", [{}, {"multivariate": True, "group": True}],
+                         ids=["independent", "multivariate-group"])
+def test_uniform_trials_draw_no_allocation_parameters_before_and_after_tpe_starts(
+        tmp_path, sampler_kw):
     space = SearchSpace.default().per_layer_precision(bases=(32, 16), uniform=(8, 4),
                                                       saving=(0.0, 1.0))
     storage = RDBStorage(f"sqlite:///{tmp_path / 'study.db'}")
     study = optuna.create_study(storage=storage, study_name="conditional",
                                 directions=["maximize", "minimize", "minimize"],
-                                sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=6))
+                                sampler=_tpe(**sampler_kw))
     searcher = StudySearcher(study=study, storage=storage, space=space.distributions(),
                              baseline_accuracy=0.9, max_accuracy_drop=None, n_trials=24,
                              conditions=space.conditions())
