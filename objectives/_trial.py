@@ -34,6 +34,7 @@ from objectives.operators._allocation import (
     Allocation,
     LayerProfile,
     allocate,
+    student_layer_latency,
     tag_origins,
     task_profile,
 )
@@ -196,7 +197,10 @@ def precisions(
 
     ``config.layer_bits`` (a recipe's) is used as given; otherwise the allocation is
     computed from ``profile`` (default: ``task_profile(task, base=config.quant_bits)``,
-    measured once per task and base).
+    measured once per task and base) and, where pruning changed a layer's shape, the
+    student's own per-layer timing table (``student_layer_latency``: each shape timed
+    once per machine; it takes the measurement lock, so call this outside a shared
+    hold).
 
     Raises:
         TaskError: ``profile`` was measured on another base than ``config.quant_bits``.
@@ -220,8 +224,10 @@ def precisions(
             f"config allocates on quant_bits={config.quant_bits}; pass that base's profile "
             f"(task_profile(task, base={config.quant_bits}))"
         )
-    return allocate(student, profile or task_profile(task, base=config.quant_bits),
-                    config.bit_budget, config.latency_budget, config.latency_saving)
+    profile = profile or task_profile(task, base=config.quant_bits)
+    return allocate(student, profile, config.bit_budget, config.latency_budget,
+                    config.latency_saving,
+                    latency_ms=student_layer_latency(student, task, profile))
 
 
 def _quantized(
@@ -253,7 +259,9 @@ def compress(
 ) -> tuple[nn.Module | None, list[float]]:
     """Compress the task's teacher with ``config``; return the final model and loss history.
 
-    Deterministic for a given task, config, seed, device and ``task.threads``; the hooks
+    Deterministic for a given task, config, seed, device and ``task.threads`` — an
+    allocation on a pruned student also for the per-layer timings measured on this
+    machine, which are cached per layer shape, so repeats on one machine agree; the hooks
     observe the student but must not change it. ``after_prune`` sees the pruned student
     before fine-tuning; ``on_epoch`` (see ``finetune``) may stop the fine-tune, in which
     case the returned model is ``None``. With ``config.bit_budget`` the per-layer
@@ -273,8 +281,11 @@ def compress(
     with _threads(task.threads):
         # Every phase holds the measurement lock shared (as training steps and evaluation
         # batches do), so another trial's latency timing never runs beside it.
-        with clock.phase("prune"), working():
-            student = pruned_copy(task, config)
+        with clock.phase("prune"):
+            with working():
+                student = pruned_copy(task, config)
+            # Outside the shared hold: the allocation times the pruned layers under
+            # the measurement lock's exclusive hold (student_layer_latency).
             allocation = precisions(task, config, student, layer_profile)
         if allocation is not None and on_allocation is not None:
             on_allocation(allocation)

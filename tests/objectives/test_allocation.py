@@ -31,6 +31,7 @@ from objectives.operators._allocation import (
     budget_bounds,
     layer_costs,
     measure_layer_latency,
+    student_layer_latency,
     tag_origins,
 )
 from objectives.operators._quantize import quantize
@@ -321,6 +322,76 @@ def test_layer_timing_table_times_each_layer_on_its_own_activation():
     full = measure_layer_latency(seq, torch.randn(4, 32, 256))["0"][32]
     last = measure_layer_latency(seq, torch.randn(4, 32, 256), last_position=True)["0"][32]
     assert last < full / 3, (last, full)
+
+
+def test_a_timing_table_passed_for_the_pruned_model_replaces_the_scaled_one():
+    model = _fragile(_mlp((64, 48, 80, 32, 10), seed=3), 4)
+    measured = measure_sensitivity(model, _inputs())
+    # The teacher's table: int8 halves every layer's time. The pruned model's own
+    # table says otherwise (per-call overhead on small layers): fp32 is the fastest,
+    # then bf16, int8, int4. With the size unbound (32 bits) the fastest allocation is
+    # all int8 by the first and all fp32 by the second.
+    profile, _ = _timed(measured, 0.7, 0.5, 3)
+    student = tag_origins(copy.deepcopy(model))
+    own = {n: {32: 1.0, 16: 2.0, 8: 3.0, 4: 4.0} for n in profile.sensitivity}
+    scaled = allocate(student, profile, 32.0, latency_saving=1.0)
+    assert set(scaled.layer_bits.values()) == {8}
+    assert scaled.time_share == pytest.approx(0.5)
+    timed = allocate(student, profile, 32.0, latency_saving=1.0, latency_ms=own)
+    assert set(timed.layer_bits.values()) == {32} and timed.time_share == pytest.approx(1.0)
+    # Under a size budget, the time share is the chosen layers' time in the table
+    # passed, over its fp32 time.
+    tight = allocate(student, profile, 13.0, latency_saving=1.0, latency_ms=own)
+    t = sum(own[n][b] for n, b in tight.layer_bits.items())
+    assert tight.time_share == pytest.approx(t / sum(v[32] for v in own.values()))
+    with pytest.raises(TaskError, match="layer '0' has no time in the timing table"):
+        allocate(student, profile, 13.0, latency_saving=1.0,
+                 latency_ms={n: v for n, v in own.items() if n != "0"})
+
+
+def test_a_pruned_student_is_timed_on_its_own_shapes_once_per_machine(digits_task, tmp_path):
+    from objectives.operators import _allocation
+
+    profile = task_profile(digits_task)
+    unpruned = pruned_copy(digits_task, CompressionConfig())
+    # Every layer at its teacher shape: the profile's table is the student's.
+    assert student_layer_latency(unpruned, digits_task, profile, cache=tmp_path) is None
+    student = pruned_copy(digits_task, CompressionConfig(prune_ratio=0.75))
+    table = student_layer_latency(student, digits_task, profile, cache=tmp_path)
+    assert table is not None and sorted(table) == sorted(profile.latency_ms)
+    assert all(set(t) == set(LAYER_BITS) and min(t.values()) > 0 for t in table.values())
+    # Each shape timed once, on disk: a new process (the in-memory copy dropped) reads
+    # exactly the same figures back, which timing again would not give.
+    files = sorted((tmp_path / "layer_times").glob("*.json"))
+    assert len(files) == 3
+    _allocation._LAYER_TIMES.clear()
+    assert student_layer_latency(student, digits_task, profile, cache=tmp_path) == table
+    # A damaged entry is timed again, not trusted.
+    files[0].write_text("{not json", encoding="utf-8")
+    _allocation._LAYER_TIMES.clear()
+    again = student_layer_latency(student, digits_task, profile, cache=tmp_path)
+    assert sorted(again) == sorted(table) and all(
+        set(t) == set(LAYER_BITS) for t in again.values())
+    assert len(files[0].read_text(encoding="utf-8")) > 10
+    # A profile without a timing table has nothing to replace.
+    bare = LayerProfile(weights=profile.weights, sensitivity=profile.sensitivity,
+                        rows=profile.rows)
+    assert student_layer_latency(student, digits_task, bare, cache=tmp_path) is None
+
+
+def test_a_pruned_trial_allocates_by_its_own_timing_table(digits_task):
+    config = CompressionConfig(prune_ratio=0.75, bit_budget=12.0, latency_saving=1.0,
+                               learning_rate=1e-4)
+    student = pruned_copy(digits_task, config)
+    profile = task_profile(digits_task)
+    own = student_layer_latency(student, digits_task, profile)
+    assert own is not None
+    expected = allocate(copy.deepcopy(student), profile, 12.0, latency_saving=1.0,
+                        latency_ms=own)
+    assert precisions(digits_task, config, student).layer_bits == expected.layer_bits
+    result = evaluate(digits_task, config)
+    assert result.layer_bits == expected.layer_bits
+    assert result.layer_time_share == pytest.approx(expected.time_share)
 
 
 def test_trial_under_a_latency_budget_records_its_time_share(digits_task):
