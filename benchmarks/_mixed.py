@@ -145,6 +145,18 @@ def _sampler(name: str, seed: int) -> optuna.samplers.BaseSampler | None:
                                           multivariate=True, group=True)
 
 
+def variant(sampler: str, workers: int) -> tuple[str, str]:
+    """``(suffix, title tail)`` of a run with ``sampler`` and ``workers``: both empty for
+    the default (``tpe``, 2 workers). The suffix ends study names and the section key,
+    so a run with another sampler or number of workers sits beside the default run's
+    studies and section instead of replacing them."""
+    suffix = ("" if sampler == "tpe" else f"-{sampler}") + (
+        "" if workers == 2 else f"-w{workers}")
+    tail = ("" if sampler == "tpe" else f", {sampler} TPE") + (
+        "" if workers == 2 else f", {workers} trial{'s' if workers > 1 else ''} at a time")
+    return suffix, tail
+
+
 def run(task_factory: Callable[[], Task], task_label: str, *, n_trials: int = 30,
         seeds: tuple[int, ...] = (0, 1, 2), workers: int = 2, drop: float = 0.02,
         storage: str | None = None, arms: tuple[str, ...] = ARMS,
@@ -152,8 +164,9 @@ def run(task_factory: Callable[[], Task], task_label: str, *, n_trials: int = 30
     """Run (or, with ``storage`` holding some of them already, finish) the searches of
     ``arms`` (some of ``ARMS``, at least one uniform and one per-layer; all by default)
     for every seed, with ``sampler`` (one of ``SAMPLERS``) and ``workers`` trials at a
-    time, then write the section (one per task and sampler). Finished studies are not
-    run again.
+    time, then write the section (one per task, sampler and number of workers: runs
+    with a non-default sampler or workers are studies and a section of their own).
+    Finished studies are not run again.
 
     Raises:
         ValueError: an unknown arm or sampler, no uniform or no per-layer arm to
@@ -168,6 +181,7 @@ def run(task_factory: Callable[[], Task], task_label: str, *, n_trials: int = 30
         raise ValueError(f"arms {list(arms)}: choose at least one uniform and one per-layer "
                          f"arm among {list(ARMS)}")
     arms = tuple(a for a in ARMS if a in arms)
+    suffix, tail = variant(sampler, workers)
     task = task_factory()
     spaces = _spaces(task)
     int8 = _int8_reference(task, spaces["uniform"])
@@ -179,7 +193,7 @@ def run(task_factory: Callable[[], Task], task_label: str, *, n_trials: int = 30
         for seed in seeds:
             studies = {}
             for arm in arms:
-                name = f"{arm}-{seed}" + ("" if sampler == "tpe" else f"-{sampler}")
+                name = f"{arm}-{seed}{suffix}"
                 Search(task, spaces[arm], storage=url, study_name=name, n_trials=n_trials,
                        max_concurrent_trials=workers, seed=seed, progress=False,
                        max_accuracy_drop=drop, sampler=_sampler(sampler, seed)).run()
@@ -226,7 +240,7 @@ def run(task_factory: Callable[[], Task], task_label: str, *, n_trials: int = 30
         for i, seed in enumerate(seeds))
     first_flag = f" --first-seed {seeds[0]}" if seeds[0] else ""
     arms_flag = "" if arms == ARMS else " --arms " + " ".join(f"'{a}'" for a in arms)
-    label = task_label if sampler == "tpe" else f"{task_label}, {sampler} TPE"
+    label = task_label + tail
     flags = (f" --sampler {sampler}" if sampler != "tpe" else "") + (
         f" --workers {workers}" if workers != 2 else "")
     body = "\n".join([
@@ -236,7 +250,8 @@ def run(task_factory: Callable[[], Task], task_label: str, *, n_trials: int = 30
         f"--seeds {len(seeds)}{first_flag}{arms_flag}{flags}` — {len(seeds)} "
         f"seed{'s' if len(seeds) > 1 else ''} "
         f"({', '.join(map(str, seeds))}) × {n_trials} trials per arm, "
-        f"{workers} trials at a time, max accuracy drop {drop} (90 % lower bound), the "
+        f"{workers} trial{'s' if workers > 1 else ''} at a time, "
+        f"max accuracy drop {drop} (90 % lower bound), the "
         f"arms of a seed run one after the other. Searches took {minutes:.0f} min in "
         f"all. "
         f"Machine: {machine()}.",
@@ -274,4 +289,4 @@ def run(task_factory: Callable[[], Task], task_label: str, *, n_trials: int = 30
         "",
         "Hypervolume, seed by seed: " + "; ".join(wins) + " (" + per_seed + ").",
     ])
-    write_section(f"mixed-{task_label}" + ("" if sampler == "tpe" else f"-{sampler}"), body)
+    write_section(f"mixed-{task_label}{suffix}", body)

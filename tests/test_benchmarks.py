@@ -86,6 +86,16 @@ def test_mixed_benchmark_refuses_an_unknown_sampler_and_no_workers():
     assert isinstance(_sampler("multivariate", 3), optuna.samplers.TPESampler)
 
 
+def test_runs_with_another_sampler_or_workers_get_their_own_studies_and_section():
+    from benchmarks._mixed import variant
+
+    assert variant("tpe", 2) == ("", "")  # the default run keeps its names
+    assert variant("multivariate", 2) == ("-multivariate", ", multivariate TPE")
+    assert variant("tpe", 1) == ("-w1", ", 1 trial at a time")
+    assert variant("multivariate", 4) == ("-multivariate-w4",
+                                          ", multivariate TPE, 4 trials at a time")
+
+
 def test_equal_size_readings_pick_the_trials_they_name():
     from benchmarks._mixed import NEAR, readings
 
