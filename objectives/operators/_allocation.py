@@ -1,6 +1,6 @@
 """Per-layer precision chosen by measured sensitivity under a size budget.
 
-Three steps, each measured rather than assumed:
+Four steps, each measured rather than assumed:
 
 1. **Sensitivity** (``measure_sensitivity``, once per task): each allocatable layer of the
    teacher is quantized *alone* to each lower precision (int8 dynamic, int4 weight-only,
