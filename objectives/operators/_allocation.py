@@ -508,7 +508,8 @@ def student_layer_latency(
 
     if not profile.latency_ms:
         return None
-    work = linearize_conv1d(copy.deepcopy(student))
+    # In place, as ``allocate`` treats the student next (measure_layer_latency copies it).
+    work = linearize_conv1d(student)
     names = allocatable(work)
     if all(work.get_submodule(n).weight.numel()
            == profile.weights.get(getattr(work.get_submodule(n), ORIGIN_ATTR, n), -1)
