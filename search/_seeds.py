@@ -9,7 +9,8 @@ half the FFN neurons pruned; for decoders a third of the layers removed with int
 with half the MLP and int8 embeddings, and half the layers removed with int8 and int8
 embeddings; with ``bit_budget`` 8.5 effective bits (about int8's size), that with prune
 0.25, and 6.0. In a space that searches ``bit_budget`` instead of ``quant_bits``, an int8
-(int4) seed is seeded at a budget of 8.5 (4.5) bits instead, and an fp32 one at 32 bits
+(int4) seed is seeded at a budget of 8.5 (4.5) bits instead (at ``latency_saving`` 1,
+the fastest allocation of that size, where the space searches it), and an fp32 one at 32 bits
 (every layer fp32) where the range reaches it, and a bf16 seed at 16 bits on a bf16 base
 where the space searches one; where it also offers uniform int8 (``quant_bits`` 8 beside
 the bases: ``SearchSpace.per_layer_precision(uniform=...)``), an int8 seed stays uniform
@@ -160,7 +161,13 @@ def _as_budget(seed: dict[str, Any], space: SearchSpace) -> dict[str, Any]:
     precision's size (``BUDGET_OF_BITS``; fp32 — the teacher, and a pruning seed kept at
     fp32 where int8 is slower — becomes 32 bits where the range reaches it), so its
     structure (pruning, depth, embeddings) is seeded there too, with the allocation
-    choosing the precisions. Where the space also searches a bf16 base (``quant_bits``
+    choosing the precisions. Where the space searches ``latency_saving`` up to 1, an
+    int8 (int4) seed is seeded at 1: the fastest allocation of that size, which is
+    uniform int8 wherever int8 is each layer's fastest precision within the budget — a
+    uniform seed stands for a fast point of its size, and the least sensitive allocation
+    of int8's size can be far slower (bf16 and int4 layers where those run slower than
+    fp32). The budget seeds of ``SEEDS`` keep the space's default (0, the least
+    sensitive allocation). Where the space also searches a bf16 base (``quant_bits``
     16 beside a budget), a bf16 seed becomes a budget of 16 bits on that base: every
     layer bf16 (the base offers nothing above 16), uniform bf16 itself."""
     bits = seed.get("quant_bits")
@@ -172,8 +179,12 @@ def _as_budget(seed: dict[str, Any], space: SearchSpace) -> dict[str, Any]:
             or (bits != 32 and space.allows("quant_bits", bits))
             or not space.allows("bit_budget", BUDGET_OF_BITS[bits])):
         return seed
-    return {**{k: v for k, v in seed.items() if k != "quant_bits"},
-            "bit_budget": BUDGET_OF_BITS[bits]}
+    out = {**{k: v for k, v in seed.items() if k != "quant_bits"},
+           "bit_budget": BUDGET_OF_BITS[bits]}
+    saving = space.parameters.get("latency_saving")
+    if bits in (8, 4) and isinstance(saving, FloatRange) and space.allows("latency_saving", 1.0):
+        out["latency_saving"] = 1.0  # the fastest allocation of int8's (int4's) size
+    return out
 
 
 def warm_start_configs(

@@ -311,6 +311,20 @@ def test_a_budget_from_32_bits_up_leaves_the_size_unbound():
         SearchSpace.default().per_layer_precision(5.5, 65.0)
 
 
+def test_where_int8_is_every_layers_fastest_the_fastest_allocation_of_its_size_is_uniform_int8():
+    # What a uniform int8 seed becomes in a per-layer space with latency_saving (8.5 bits
+    # at saving 1): with bf16 and int4 slower than fp32 and int8 faster, the fastest
+    # allocation of int8's size is every layer int8, where the least sensitive one of
+    # that size spends the bits elsewhere.
+    model = _fragile(_mlp((64, 48, 80, 32, 10), seed=3), 4)
+    measured = measure_sensitivity(model, _inputs())
+    profile, _ = _timed(measured, 5.0, 0.8, 6.0)
+    fastest = allocate(tag_origins(copy.deepcopy(model)), profile, 8.5, latency_saving=1.0)
+    assert set(fastest.layer_bits.values()) == {8} and fastest.time_share == pytest.approx(0.8)
+    least = allocate(tag_origins(copy.deepcopy(model)), profile, 8.5, latency_saving=0.0)
+    assert set(least.layer_bits.values()) != {8} and least.sensitivity < fastest.sensitivity
+
+
 def test_layer_timing_table_times_each_layer_on_its_own_activation():
     model = nn.Sequential(nn.Linear(256, 1024), nn.ReLU(), nn.Linear(1024, 4)).eval()
     table = measure_layer_latency(model, torch.randn(64, 256))

@@ -47,6 +47,34 @@ def test_uniform_seeds_become_budgets_in_a_per_layer_space():
     assert all("bit_budget" not in s for s in seed_configs(SearchSpace.default()))
 
 
+def test_uniform_int8_seeds_become_the_fastest_allocation_of_their_size_with_a_saving():
+    space = SearchSpace.preset("decoder").per_layer_precision(5.5, 32.0, saving=(0.0, 1.0))
+    seeds = seed_configs(space)
+    assert all(space.contains({**s, "quant_bits": 32}) for s in seeds)
+    uniform = [s for s in seed_configs(SearchSpace.preset("decoder")) if s["quant_bits"] == 8]
+    def structure(s):
+        return (s.get("prune_ratio"), s.get("depth_prune_ratio"), s.get("ffn_prune_ratio"),
+                s.get("embed_bits"))
+    # Every uniform int8 structure is seeded at int8's size and the fastest allocation
+    # there (uniform int8 where int8 is each layer's fastest precision) ...
+    fastest = [s for s in seeds if s["latency_saving"] == 1.0]
+    assert [structure(s) for s in fastest] == [structure(s) for s in uniform]
+    assert {s["bit_budget"] for s in fastest} == {8.5}
+    # ... while the budget seeds keep the least sensitive allocation (8.5 and 6.0 bits
+    # unpruned), as do the teacher (32 bits) and bf16 (16 bits).
+    least = [(structure(s), s["bit_budget"]) for s in seeds if s["latency_saving"] == 0.0]
+    unpruned = (None, 0.0, 0.0, 32)
+    assert least == [(unpruned, 32.0), (unpruned, 16.0), (unpruned, 8.5), (unpruned, 6.0)]
+    assert seeds[0]["bit_budget"] == 32.0 and seeds[0]["latency_saving"] == 0.0
+    # Without latency_saving in the space, nothing changes.
+    plain = seed_configs(SearchSpace.preset("decoder").per_layer_precision(5.5, 32.0))
+    assert all("latency_saving" not in s for s in plain)
+    # A saving range that stops below 1 cannot hold the fastest allocation: no saving.
+    capped = seed_configs(SearchSpace.preset("decoder").per_layer_precision(
+        5.5, 32.0, saving=(0.0, 0.5)))
+    assert {s["latency_saving"] for s in capped} == {0.0}
+
+
 def test_per_layer_seeds_follow_the_hardware_probe_as_uniform_ones_do():
     from search._seeds import space_precisions
 
