@@ -26,17 +26,33 @@ from search import Search
 REFERENCE = np.array([-0.9, 1.5, 1.5])
 
 
+def latency_share(trial: optuna.trial.FrozenTrial, baseline: Mapping[str, float]) -> float:
+    """``trial``'s latency as a share of the teacher's.
+
+    A trial that timed the teacher beside its artifact (``latency_raw_ms`` and
+    ``reference_latency_ms`` recorded) is read as the ratio it measured: its latency
+    objective is that ratio times its study's baseline latency, a single measurement
+    whose noise would otherwise scale every point of the study's front. Any other trial
+    is read against ``baseline["latency_ms"]``.
+    """
+    raw = trial.user_attrs.get("latency_raw_ms")
+    reference = trial.user_attrs.get("reference_latency_ms")
+    if raw is not None and reference is not None and float(reference) > 0:
+        return float(raw) / float(reference)
+    return trial.values[1] / baseline["latency_ms"]
+
+
 def hypervolume(study: optuna.Study, upto: int | None = None,
                 baseline: Mapping[str, float] | None = None) -> float:
     """Hypervolume of the feasible COMPLETE trials among the first ``upto`` trials,
     normalised by ``baseline`` (``accuracy``, ``latency_ms``, ``size_bytes``; default the
-    study's own ``slimsearch_baseline``). Studies compared with each other should share
-    one: each study times its teacher anew, and a few per cent of timing noise in that
-    one measurement moves every point of its front (``common_baseline``)."""
+    study's own ``slimsearch_baseline``); latency as ``latency_share`` (trials timed
+    beside the teacher read as the ratio they measured, whatever the baseline says).
+    Studies compared with each other should share one (``common_baseline``)."""
     base = baseline or study.user_attrs["slimsearch_baseline"]
     trials = sorted(study.trials, key=lambda t: t.number)[:upto]
     points = [
-        [-t.values[0] / base["accuracy"], t.values[1] / base["latency_ms"],
+        [-t.values[0] / base["accuracy"], latency_share(t, base),
          t.values[2] / base["size_bytes"]]
         for t in trials
         if t.state == TrialState.COMPLETE and all(v <= 0 for v in t.constraints.values())
@@ -49,7 +65,8 @@ def hypervolume(study: optuna.Study, upto: int | None = None,
 
 def common_baseline(studies: list[optuna.Study]) -> dict[str, float]:
     """One normalisation for ``studies`` of the same task: their teacher's accuracy and
-    file size (the same in each) and the median of their teacher latencies.
+    file size (the same in each) and the median of their teacher latencies (which
+    ``hypervolume`` applies only to trials that did not time the teacher beside them).
 
     Raises:
         ValueError: the studies' teachers differ in accuracy or size (not one task).
@@ -120,9 +137,9 @@ def run(task_factory: Callable[[], Task], task_label: str, *, n_trials: int = 90
                 print(f"{task_label} {name} seed {seed}: hv@{n_trials}="
                       f"{hypervolume(study):.4f} (own teacher latency) "
                       f"cpu={results[name][-1]['cpu']:.0f}s", flush=True)
-        # The samplers of a seed are compared under one teacher latency (the median of
-        # their studies'): each study times its teacher once, and that measurement's
-        # noise would move a whole front.
+        # The samplers of a seed are compared under one normalisation (the teacher's
+        # accuracy and size; the median of their teacher latencies for any trial that did
+        # not time the teacher beside it; the others read as the ratio they measured).
         for i, seed in enumerate(seeds):
             common = common_baseline(list(studies[seed].values()))
             for name in names:
@@ -151,8 +168,9 @@ def run(task_factory: Callable[[], Task], task_label: str, *, n_trials: int = 90
         f"Machine: {machine()}.",
         "",
         "Hypervolume of (−accuracy, latency, size) normalised by the teacher, reference point "
-        "(−0.9, 1.5, 1.5), the samplers of a seed by one teacher latency (the median of "
-        "their studies' own; `common_baseline`); mean ± std over seeds. 'CPU-s in "
+        "(−0.9, 1.5, 1.5); latency as each trial's ratio to the teacher timed beside it "
+        "(`latency_share`: not scaled by its study's one baseline measurement, since "
+        "2026-12-05); mean ± std over seeds. 'CPU-s in "
         "trials' sums each trial's `compute_s`.",
         "",
         table(headers, rows),

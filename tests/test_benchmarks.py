@@ -15,12 +15,23 @@ from benchmarks._hypervolume import REFERENCE, common_baseline, hypervolume
 BASE = {"accuracy": 1.0, "latency_ms": 10.0, "size_bytes": 1000.0}
 
 
-def _study(points, *, base=BASE, infeasible=(), failed=0):
-    """A (maximise accuracy, minimise latency, minimise size) study holding ``points``."""
+def _study(points, *, base=BASE, infeasible=(), failed=0, beside=None):
+    """A (maximise accuracy, minimise latency, minimise size) study holding ``points``.
+
+    With ``beside`` (raw artifact ms, teacher ms timed beside it) per point, the trials
+    are read against the teacher as slimsearch's trials are: the latency objective is
+    that ratio times the study's baseline latency (``search.run._worker.report_of``).
+    """
     study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
     study.set_user_attr("slimsearch_baseline", dict(base))
-    for p in points:
-        study.add_trial(create_trial(values=list(p), constraints={"drop": 0.0}))
+    for i, p in enumerate(points):
+        attrs = {}
+        if beside is not None:
+            raw, ref = beside[i]
+            attrs = {"latency_raw_ms": raw, "reference_latency_ms": ref}
+            p = (p[0], raw * base["latency_ms"] / ref, p[2])
+        study.add_trial(create_trial(values=list(p), constraints={"drop": 0.0},
+                                     user_attrs=attrs))
     for p in infeasible:
         study.add_trial(create_trial(values=list(p), constraints={"drop": 0.01}))
     for _ in range(failed):
@@ -61,6 +72,25 @@ def test_a_shared_baseline_normalises_every_study_by_one_teacher_latency():
     other = _study([], base={**BASE, "size_bytes": 2000.0})
     with pytest.raises(ValueError, match="studies of different teachers: size_bytes"):
         common_baseline([fast, other])
+
+
+def test_trials_timed_beside_the_teacher_are_read_as_the_ratio_they_measured():
+    from benchmarks._hypervolume import latency_share
+
+    # The same trial (artifact 2.5 ms beside a 5 ms teacher: half the teacher's time) in
+    # two studies whose one baseline measurement differs by 1.5x: the objectives differ
+    # by 1.5x, the hypervolumes do not, under any shared baseline.
+    fast = _study([(0.95, None, 500.0)], base={**BASE, "latency_ms": 8.0}, beside=[(2.5, 5.0)])
+    slow = _study([(0.95, None, 500.0)], base={**BASE, "latency_ms": 12.0}, beside=[(2.5, 5.0)])
+    assert slow.trials[0].values[1] == pytest.approx(1.5 * fast.trials[0].values[1])
+    common = common_baseline([fast, slow])
+    assert latency_share(fast.trials[0], common) == latency_share(slow.trials[0], common) == 0.5
+    assert hypervolume(fast, baseline=common) == pytest.approx(0.05 * 1.0 * 1.0)
+    assert hypervolume(slow, baseline=common) == hypervolume(fast, baseline=common)
+    assert hypervolume(slow) == hypervolume(fast)
+    # A trial without the teacher beside it is read against the baseline given.
+    plain = _study([(0.95, 5.0, 500.0)])
+    assert latency_share(plain.trials[0], {**BASE, "latency_ms": 20.0}) == 0.25
 
 
 def test_mixed_benchmark_refuses_arms_it_cannot_compare():
