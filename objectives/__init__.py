@@ -95,6 +95,7 @@ from objectives.operators._allocation import (
     allocate,
     measure_sensitivity,
     task_profile,
+    uniform_budget,
 )
 
 __all__ = [
@@ -160,6 +161,7 @@ __all__ = [
     "allocate",
     "measure_sensitivity",
     "task_profile",
+    "uniform_budget",
     "precisions",
     "predict_logits",
     "prune_structured",

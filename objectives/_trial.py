@@ -208,10 +208,12 @@ def precisions(
     if config.bit_budget <= 0:
         return None
     if config.layer_bits is not None:
-        from objectives.operators._allocation import layer_costs
+        from objectives.operators._allocation import layer_costs, tied_layers
 
-        costs = layer_costs(student, list(config.layer_bits))
-        weights = sum(student.get_submodule(n).weight.numel() for n in config.layer_bits)
+        costs = layer_costs(student, list(config.layer_bits), config.quant_bits)
+        tied = set(tied_layers(student))  # a tied layer adds bytes, not elements
+        weights = sum(student.get_submodule(n).weight.numel() for n in config.layer_bits
+                      if n not in tied)
         return Allocation(
             layer_bits=dict(config.layer_bits),
             weight_bytes=sum(costs[n][int(b)] for n, b in config.layer_bits.items()),

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 
-from objectives import DEFAULT_LOCK_PATH, RETIME_MIN_SECONDS, Task
+from objectives import DEFAULT_LOCK_PATH, RETIME_MIN_SECONDS, Task, TaskError, uniform_budget
 from search._errors import SearchArgumentError, StudyMismatchError
 from search._preflight import preflight, split_size_warning
 from search._seeds import (
@@ -399,9 +399,21 @@ class Search:
                     if allocated_only
                     else "it stays searchable but is not among the seed configs",
                 )
-            enqueue(study, seed_configs(space, skip_bits=tuple(slower)), "seed")
+            enqueue(study, seed_configs(space, skip_bits=tuple(slower),
+                                        uniform_budgets=self._uniform_budgets(space)), "seed")
         if self.warm_start:
             enqueue(study, warm_start_configs(self._storage, self.warm_start, space), "warm_start")
+
+    def _uniform_budgets(self, space: SearchSpace) -> dict[int, float]:
+        """What uniform int8 and int4 take in effective bits on the teacher
+        (``objectives.uniform_budget``), for the seeds of a space that searches
+        ``bit_budget``; empty otherwise."""
+        if not _allocates(space):
+            return {}
+        try:
+            return {b: uniform_budget(self.task.teacher, b) for b in (8, 4)}
+        except TaskError:  # refused by preflight before it gets here; seeds keep 8.5/4.5
+            return {}
 
     def _retime_due(self, study: optuna.Study, front: ParetoFront) -> bool:
         """Whether ``_retime`` has work: re-timing is on, the front is not empty and the

@@ -9,7 +9,9 @@ half the FFN neurons pruned; for decoders a third of the layers removed with int
 with half the MLP and int8 embeddings, and half the layers removed with int8 and int8
 embeddings; with ``bit_budget`` 8.5 effective bits (about int8's size), that with prune
 0.25, and 6.0. In a space that searches ``bit_budget`` instead of ``quant_bits``, an int8
-(int4) seed is seeded at a budget of 8.5 (4.5) bits instead (at ``latency_saving`` 1,
+(int4) seed is seeded at a budget of 8.5 (4.5) bits instead — or what uniform int8
+(int4) takes on the teacher where that is more (a tied output projection stored apart
+adds its bytes: ``objectives.uniform_budget``) — (at ``latency_saving`` 1,
 the fastest allocation of that size, where the space searches it), and an fp32 one at 32 bits
 (every layer fp32) where the range reaches it, and a bf16 seed at 16 bits on a bf16 base
 where the space searches one; where it also offers uniform int8 (``quant_bits`` 8 beside
@@ -108,12 +110,22 @@ def slower_precisions(baseline: Mapping[str, Any]) -> dict[int, float]:
     return {b: ms / fp32 for b, ms in probe.items() if b != 32 and ms > SLOWER_MARGIN * fp32}
 
 
-def seed_configs(space: SearchSpace, skip_bits: tuple[int, ...] = ()) -> list[dict[str, Any]]:
+def seed_configs(
+    space: SearchSpace,
+    skip_bits: tuple[int, ...] = (),
+    uniform_budgets: Mapping[int, float] | None = None,
+) -> list[dict[str, Any]]:
     """The seed configs that lie in ``space`` (searched parameters only), de-duplicated.
 
     Seeds whose ``quant_bits`` is in ``skip_bits`` (precisions measured slower than fp32
     on this hardware, see ``slower_precisions``) are left out — except those that also
     prune: their structure is still worth a first look, so they are seeded at fp32.
+
+    ``uniform_budgets`` (``{8: bits, 4: bits}``: ``objectives.uniform_budget`` of the
+    teacher) raises the budget an int8 (int4) seed becomes in a per-layer space to what
+    uniform int8 (int4) takes on this model where that is above ``BUDGET_OF_BITS``: a
+    tied output projection stored apart adds its bytes (on ``tiny_lm`` about 9.5 bits
+    for uniform int8), so 8.5 bits could not hold the fastest allocation of int8's size.
     """
     base = _base(space)
     params = space.parameters
@@ -123,7 +135,7 @@ def seed_configs(space: SearchSpace, skip_bits: tuple[int, ...] = ()) -> list[di
             if not any(k.endswith("prune_ratio") and v > 0 for k, v in seed.items()):
                 continue
             seed = {**seed, "quant_bits": 32}
-        seed = _as_budget(seed, space)
+        seed = _as_budget(seed, space, uniform_budgets or {})
         config = dict(base)
         ok = True
         for name, value in seed.items():
@@ -155,7 +167,17 @@ about that precision's size (the stored int8/int4 scales add a fraction of a bit
 weight; bf16 stores none); 32 bits is every layer at fp32."""
 
 
-def _as_budget(seed: dict[str, Any], space: SearchSpace) -> dict[str, Any]:
+def _seed_budget(bits: int, uniform_budgets: Mapping[int, float]) -> float:
+    """``BUDGET_OF_BITS[bits]``, or for int8/int4 the model's own uniform size where it is
+    larger, rounded up to a quarter bit (a budget a person can read back)."""
+    budget = BUDGET_OF_BITS[bits]
+    if bits in (8, 4) and bits in uniform_budgets:
+        budget = max(budget, math.ceil(4.0 * float(uniform_budgets[bits]) + 1e-9) / 4.0)
+    return budget
+
+
+def _as_budget(seed: dict[str, Any], space: SearchSpace,
+               uniform_budgets: Mapping[int, float]) -> dict[str, Any]:
     """``seed`` for a space that searches ``bit_budget`` instead of ``quant_bits``
     (``SearchSpace.per_layer_precision``): a uniform seed becomes the budget of about that
     precision's size (``BUDGET_OF_BITS``; fp32 — the teacher, and a pruning seed kept at
@@ -176,11 +198,12 @@ def _as_budget(seed: dict[str, Any], space: SearchSpace) -> dict[str, Any]:
             and space.allows("quant_bits", 16) and space.allows("bit_budget", 16.0)):
         return {**seed, "bit_budget": 16.0}
     if (bits not in BUDGET_OF_BITS or "bit_budget" in seed or not isinstance(budget, FloatRange)
-            or (bits != 32 and space.allows("quant_bits", bits))
-            or not space.allows("bit_budget", BUDGET_OF_BITS[bits])):
+            or (bits != 32 and space.allows("quant_bits", bits))):
         return seed
-    out = {**{k: v for k, v in seed.items() if k != "quant_bits"},
-           "bit_budget": BUDGET_OF_BITS[bits]}
+    value = _seed_budget(bits, uniform_budgets)
+    if not space.allows("bit_budget", value):
+        return seed
+    out = {**{k: v for k, v in seed.items() if k != "quant_bits"}, "bit_budget": value}
     saving = space.parameters.get("latency_saving")
     if bits in (8, 4) and isinstance(saving, FloatRange) and space.allows("latency_saving", 1.0):
         out["latency_saving"] = 1.0  # the fastest allocation of int8's (int4's) size

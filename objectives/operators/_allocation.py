@@ -62,8 +62,16 @@ Layers are matched to the teacher's by the name they had before pruning
 (``ORIGIN_ATTR``), so depth pruning's renumbering is followed.
 
 Allocatable layers are the model's ``nn.Linear`` layers (Hugging Face ``Conv1D`` after
-``linearize_conv1d``) whose weight is not tied to another parameter (a tied output
-projection is stored with the embedding; quantizing it separately would add bytes).
+``linearize_conv1d``) whose weight is not tied to another parameter; the budget is bits
+per weight element of those. A tied output projection (``tied_layers``: its weight is an
+``nn.Embedding``'s table) is allocated too, on different terms: at the base precision it
+stays tied and adds no bytes; at another it is stored apart and adds its own bytes (the
+embedding keeps the table), with no elements added to the budget's count — the file's
+bytes exactly. Uniform int8 stores it apart, and on ``tiny_lm`` (AMD EPYC) that int8
+copy was worth 4–6 % of decode time; an allocation that could not choose it could not
+reach uniform int8's speed. Recipes whose ``layer_bits`` lack a tied layer (written
+before) leave it tied. Linear layers sharing a weight with another Linear only are
+neither: they stay at the base precision, outside the budget.
 Models with convolutions or LSTM/GRU layers are refused: their weights would stay fp32
 outside the budget.
 """
@@ -221,9 +229,12 @@ class Allocation:
     """One trial's per-layer precisions and what they cost.
 
     Attributes:
-        layer_bits: Precision of every allocatable layer, by its (current) name.
-        weight_bytes: Bytes the allocated layers' weights take in the model file.
-        weights: Their weight elements.
+        layer_bits: Precision of every allocated layer (``allocated``: a tied output
+            projection too), by its (current) name.
+        weight_bytes: Bytes the allocated layers' weights add to the model file (a tied
+            layer's only where it is stored apart: ``layer_costs``).
+        weights: The weight elements of the layers that own their weight
+            (``allocatable``): what ``bit_budget`` and ``effective_bits`` are per.
         sensitivity: The summed (scaled) sensitivity the allocation minimised.
         time_share: The allocated layers' estimated time (from the profile's per-layer
             table) as a fraction of theirs at fp32; None without a timing table.
@@ -267,7 +278,8 @@ def tag_origins(model: nn.Module) -> nn.Module:
 
 
 def allocatable(model: nn.Module) -> list[str]:
-    """Names of the ``nn.Linear`` layers whose weight no other module shares."""
+    """Names of the ``nn.Linear`` layers whose weight no other module shares: the layers
+    whose elements a ``bit_budget`` counts."""
     owners: dict[int, int] = {}
     for _, m in model.named_modules():
         for p in m.parameters(recurse=False):
@@ -276,6 +288,27 @@ def allocatable(model: nn.Module) -> list[str]:
         name for name, m in model.named_modules()
         if isinstance(m, nn.Linear) and owners.get(m.weight.data_ptr(), 0) == 1
     ]
+
+
+def tied_layers(model: nn.Module) -> list[str]:
+    """Names of the ``nn.Linear`` layers whose weight is an ``nn.Embedding``'s table (a
+    tied output projection, ``tie_word_embeddings``).
+
+    An allocation may store such a layer apart at another precision (uniform int8 does:
+    on ``tiny_lm`` an int8 ``lm_head`` was 4–6 % of decode time); the embedding then
+    keeps the table at the base precision, so the copy's bytes are added to the file.
+    At the base precision it stays tied and adds nothing (``layer_costs``)."""
+    tables = {m.weight.data_ptr() for m in model.modules()
+              if type(m) is nn.Embedding and m.weight.numel()}
+    return [name for name, m in model.named_modules()
+            if isinstance(m, nn.Linear) and m.weight.data_ptr() in tables]
+
+
+def allocated(model: nn.Module) -> list[str]:
+    """The layers an allocation gives a precision, in module order: ``allocatable`` and
+    ``tied_layers``."""
+    chosen = set(allocatable(model)) | set(tied_layers(model))
+    return [name for name, _ in model.named_modules() if name in chosen]
 
 
 def quantize_layer(layer: nn.Linear, bits: int, base: int = 32) -> nn.Module:
@@ -305,9 +338,16 @@ def weight_bytes(layer: nn.Linear, bits: int) -> int:
                if k.startswith("0.weight"))
 
 
-def layer_costs(model: nn.Module, names: list[str]) -> dict[str, dict[int, int]]:
-    """``{layer: {bits: weight bytes}}`` for ``names`` of ``model`` (exact, per shape)."""
+def layer_costs(
+    model: nn.Module, names: list[str], base: int = 32
+) -> dict[str, dict[int, int]]:
+    """``{layer: {bits: weight bytes}}`` for ``names`` of ``model`` (exact, per shape):
+    the bytes each choice adds to the model file on ``base``. A tied layer
+    (``tied_layers``) adds none at ``base`` (its table is stored once, with the
+    embedding, at the base precision) and its own bytes at any other precision (a copy
+    stored apart, beside the embedding's table)."""
     cache: dict[tuple[int, int], dict[int, int]] = {}
+    tied = set(tied_layers(model))
     out = {}
     for name in names:
         m = model.get_submodule(name)
@@ -315,7 +355,7 @@ def layer_costs(model: nn.Module, names: list[str]) -> dict[str, dict[int, int]]
         if shape not in cache:
             probe = nn.Linear(m.in_features, m.out_features, bias=False)
             cache[shape] = {b: weight_bytes(probe, b) for b in LAYER_BITS}
-        out[name] = cache[shape]
+        out[name] = {**cache[shape], check_base(base): 0} if name in tied else cache[shape]
     return out
 
 
@@ -510,7 +550,7 @@ def student_layer_latency(
         return None
     # In place, as ``allocate`` treats the student next (measure_layer_latency copies it).
     work = linearize_conv1d(student)
-    names = allocatable(work)
+    names = allocated(work)
     if all(work.get_submodule(n).weight.numel()
            == profile.weights.get(getattr(work.get_submodule(n), ORIGIN_ATTR, n), -1)
            for n in names):
@@ -593,14 +633,33 @@ def task_profile(
 
 
 def budget_bounds(model: nn.Module) -> tuple[float, float]:
-    """Fewest and most effective bits per weight an allocation of ``model`` can have."""
+    """Fewest and most effective bits per weight an allocation of ``model`` can have on
+    an fp32 base (a tied layer stored apart counts its bytes, not its elements)."""
     work = linearize_conv1d(copy.deepcopy(model))
-    names = allocatable(work)
-    costs = layer_costs(work, names)
-    weights = sum(work.get_submodule(n).weight.numel() for n in names)
+    costs = layer_costs(work, allocated(work))
+    weights = sum(work.get_submodule(n).weight.numel() for n in allocatable(work))
     low = sum(min(c.values()) for c in costs.values())
     high = sum(max(c.values()) for c in costs.values())
     return 8.0 * low / weights, 8.0 * high / weights
+
+
+def uniform_budget(model: nn.Module, bits: int) -> float:
+    """The effective bits per weight (``Allocation.effective_bits``) of ``model`` with
+    every allocated layer at ``bits`` (``LAYER_BITS``) on an fp32 base — at 8 and 4
+    exactly what uniform ``quant_bits`` stores, a tied output projection stored apart
+    included: the smallest ``bit_budget`` that can hold that allocation.
+
+    Raises:
+        TaskError: ``bits`` is not one of ``LAYER_BITS``, or ``model`` has layers
+            allocation cannot cover (``refuse_unallocatable``).
+    """
+    if bits not in LAYER_BITS:
+        raise TaskError(f"layer precision {bits!r} is not supported; allowed: {ALLOWED}")
+    work = linearize_conv1d(copy.deepcopy(model))
+    refuse_unallocatable(work)
+    costs = layer_costs(work, allocated(work))
+    weights = sum(work.get_submodule(n).weight.numel() for n in allocatable(work))
+    return 8.0 * sum(c[bits] for c in costs.values()) / weights
 
 
 def allocate(
@@ -638,8 +697,9 @@ def allocate(
     """
     work = linearize_conv1d(model)
     refuse_unallocatable(work)
-    names = allocatable(work)
-    costs = layer_costs(work, names)
+    names = allocated(work)
+    tied = set(tied_layers(work))
+    costs = layer_costs(work, names, profile.base)
     weights = {n: work.get_submodule(n).weight.numel() for n in names}
     untagged = [n for n in names if ORIGIN_ATTR not in vars(work.get_submodule(n))]
     if untagged and len(untagged) < len(names):  # an operator rebuilt a layer untagged
@@ -652,6 +712,15 @@ def allocate(
     timed: dict[str, dict[int, float]] = {}
     for n in names:
         origin = getattr(work.get_submodule(n), ORIGIN_ATTR, n)
+        if n in tied and origin not in profile.sensitivity:
+            # A profile stored before tied layers were measured: the layer stays tied.
+            scaled[n] = {b: 0.0 if b == profile.base else math.inf for b in LAYER_BITS}
+            if latency_ms is not None and n in latency_ms:
+                timed[n] = {b: float(latency_ms[n].get(b, math.inf)) for b in LAYER_BITS}
+            elif origin in profile.latency_ms:
+                timed[n] = {b: profile.latency_ms[origin].get(b, math.inf)
+                            for b in LAYER_BITS}
+            continue
         if origin not in profile.sensitivity:
             raise TaskError(
                 f"layer {n!r} (from {origin!r}) has no measured sensitivity; the profile "
@@ -694,7 +763,9 @@ def allocate(
             "lacks; measure the profile again (objectives.task_profile) or set "
             f"{bound} to 0"
         )
-    total_weights = sum(weights.values())
+    # The budget is bits per element of the layers that own their weight; a tied layer
+    # stored apart adds its copy's bytes (layer_costs) but no elements.
+    total_weights = sum(w for n, w in weights.items() if n not in tied)
     capacity = math.floor(bit_budget * total_weights / 8.0)
     fewest = sum(min(costs[n].values()) for n in names)
     if fewest > capacity:

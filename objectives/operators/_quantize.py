@@ -17,6 +17,7 @@ from objectives.operators._allocation import (
     check_base,
     quantize_layer,
     refuse_unallocatable,
+    tied_layers,
 )
 from objectives.operators._conv1d import linearize_conv1d
 from objectives.operators._linear_quant import (
@@ -81,9 +82,11 @@ def quantize(
     ``BFloat16Linear`` (bf16 weight and product, fp32 bias and activations between
     layers); with 16 the whole model runs in bf16 (``BFloat16Module``), a 16 layer is a
     plain bf16 ``nn.Linear`` and a 32, 8 or 4 layer a ``Float32Island`` (cast to fp32 and
-    back around it). Every Linear must be named, and a model with convolutions or
-    LSTM/GRU layers is refused. Layers at 8 or 4 run on CPU only; an allocation of only
-    32 and 16 runs anywhere.
+    back around it). Every Linear that owns its weight must be named; a tied output
+    projection (its weight an embedding's table) may be: at ``bits`` or left out it stays
+    tied, at another precision it is stored apart (the embedding keeps the table). A
+    model with convolutions or LSTM/GRU layers is refused. Layers at 8 or 4 run on CPU
+    only; an allocation of only 32 and 16 runs anywhere.
 
     Args:
         model: The float model (put in eval mode; may be modified in place).
@@ -161,9 +164,13 @@ def _quantize_per_layer(
     model = linearize_conv1d(model)
     refuse_unallocatable(model)
     names = set(allocatable(model))
-    if set(layer_bits) != names:
+    # A tied output projection may be named (stored apart where not at the base
+    # precision); one left out stays tied, as recipes written before it was allocated do.
+    tied = set(tied_layers(model))
+    layer_bits = {n: int(b) for n, b in layer_bits.items() if n not in tied or int(b) != bits}
+    if not names <= set(layer_bits) <= names | tied:
         missing = sorted(names - set(layer_bits))
-        unknown = sorted(set(layer_bits) - names)
+        unknown = sorted(set(layer_bits) - names - tied)
         raise TaskError(
             "per-layer precisions do not match the model's layers"
             + (f"; missing {missing[:3]}" if missing else "")

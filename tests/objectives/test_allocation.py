@@ -458,17 +458,81 @@ def test_decoder_allocation_follows_depth_pruning_and_the_tied_head(tiny_llama_d
     config = CompressionConfig(depth_prune_ratio=0.5, bit_budget=7.0)
     student = pruned_copy(task, config)
     alloc = precisions(task, config, student, profile)
-    assert "lm_head" not in alloc.layer_bits  # tied to the fp32 embedding: stored with it
+    # Tied to the fp32 embedding, the head is allocated but stays tied: storing it apart
+    # adds bytes and sensitivity, and without a time to save nothing pays for that.
+    assert alloc.layer_bits["lm_head"] == 32
     # With an int8 embedding table the head is a layer of its own, and allocated.
     untied = CompressionConfig(bit_budget=7.0, embed_bits=8)
     assert "lm_head" in precisions(task, untied, pruned_copy(task, untied), profile).layer_bits
     depth = len(student.model.layers)
     assert depth < len(task.teacher.model.layers)
     # Renumbered layers are matched to the teacher layers they came from.
-    assert {n.split(".")[2] for n in alloc.layer_bits} == {str(i) for i in range(depth)}
+    owned = [n for n in alloc.layer_bits if n != "lm_head"]
+    assert {n.split(".")[2] for n in owned} == {str(i) for i in range(depth)}
     assert alloc.effective_bits <= 7.0
     q = quantize(copy.deepcopy(student), 32, layer_bits=alloc.layer_bits)
-    assert _stored_weight_bytes(q, list(alloc.layer_bits)) == alloc.weight_bytes
+    assert _stored_weight_bytes(q, owned) == alloc.weight_bytes
+
+
+def _file_tensor_bytes(model: nn.Module, path) -> int:
+    from safetensors.torch import load_file
+
+    from objectives import save_weights
+
+    save_weights(model, path)
+    return sum(t.numel() * t.element_size() for t in load_file(str(path)).values())
+
+
+def test_a_tied_head_is_stored_apart_only_where_the_allocation_chooses_it(
+        tiny_llama_dir, tmp_path):
+    """The tied ``lm_head`` is an option of the allocation: at the base precision it stays
+    tied and adds no bytes; stored apart it adds exactly its copy's bytes to the file
+    (the embedding keeps the fp32 table), within the budget, which counts no elements for
+    it. A recipe without it (written before) leaves it tied."""
+    from objectives.operators._allocation import allocated, tied_layers
+    from tests.objectives.tiny_decoder import tiny_decoder_task
+
+    task = tiny_decoder_task(tiny_llama_dir)
+    profile = task_profile(task)
+    student = pruned_copy(task, CompressionConfig())
+    assert tied_layers(student) == ["lm_head"] and allocated(student)[-1] == "lm_head"
+    owned = [n for n in allocated(student) if n != "lm_head"]
+    fp32_bytes = sum(student.get_submodule(n).weight.numel() * 4 for n in owned)
+    plain = _file_tensor_bytes(student, tmp_path / "fp32.safetensors")
+    # A table where int8 is slow everywhere but in the head, which int8 makes 10x faster.
+    table = {n: {32: 1.0, 16: 1.0, 8: 2.0, 4: 3.0} for n in allocated(student)}
+    table["lm_head"] = {32: 1.0, 16: 1.0, 8: 0.1, 4: 3.0}
+    least = allocate(student, profile, 20.0, latency_ms=table)
+    fastest = allocate(student, profile, 20.0, latency_saving=1.0, latency_ms=table)
+    assert least.layer_bits["lm_head"] == 32 and fastest.layer_bits["lm_head"] == 8
+    head = layer_costs(student, ["lm_head"])["lm_head"]
+    assert head[32] == 0 and head[8] > 0
+    weights = sum(student.get_submodule(n).weight.numel() for n in owned)
+    for alloc, tied in ((least, True), (fastest, False)):
+        assert alloc.weights == weights and alloc.effective_bits <= 20.0
+        q = quantize(copy.deepcopy(student), 32, layer_bits=alloc.layer_bits)
+        embedding = q.get_input_embeddings().weight
+        assert (tied_layers(q) == ["lm_head"]) == tied
+        assert torch.equal(embedding, student.get_input_embeddings().weight)
+        # The file shrinks by the owned layers' savings and grows by the head's copy.
+        stored = _file_tensor_bytes(q, tmp_path / f"{tied}.safetensors")
+        assert plain - stored == fp32_bytes - alloc.weight_bytes
+        # The recipe's form costs the same (objectives.precisions with layer_bits).
+        exact = CompressionConfig(bit_budget=20.0, layer_bits=alloc.layer_bits)
+        again = precisions(task, exact, pruned_copy(task, exact))
+        assert (again.weight_bytes, again.weights) == (alloc.weight_bytes, alloc.weights)
+    # A recipe written before the head was allocated: it stays tied.
+    older = {n: b for n, b in fastest.layer_bits.items() if n != "lm_head"}
+    q = quantize(copy.deepcopy(student), 32, layer_bits=older)
+    assert tied_layers(q) == ["lm_head"]
+    stored = _file_tensor_bytes(q, tmp_path / "older.safetensors")
+    assert plain - stored == fp32_bytes - (fastest.weight_bytes - head[8])
+    # On a bf16 base, the head at 16 is the base's own table: tied, no bytes.
+    assert layer_costs(student, ["lm_head"], 16)["lm_head"][16] == 0
+    q16 = quantize(copy.deepcopy(student), 16, layer_bits={
+        **{n: 16 for n in owned}, "lm_head": 16})
+    assert tied_layers(q16.module) == ["lm_head"]
+    assert q16.module.lm_head.weight.dtype == torch.bfloat16
 
 
 def test_allocation_matches_renumbered_head_pruned_layers_to_their_true_origin(tiny_llama_dir):

@@ -75,6 +75,72 @@ def test_uniform_int8_seeds_become_the_fastest_allocation_of_their_size_with_a_s
     assert {s["latency_saving"] for s in capped} == {0.0}
 
 
+def test_int8_seeds_take_the_budget_uniform_int8_takes_where_a_tied_head_adds_bytes(
+        tiny_llama_dir, digits_task, tmp_path):
+    """A tied ``lm_head`` stored apart adds its bytes, so uniform int8 takes more than 8.5
+    bits on a decoder with tied embeddings: its seeds are seeded at that budget (a quarter
+    bit up), where every layer at int8 fits and stores what uniform int8 stores."""
+    import math
+
+    from safetensors.torch import load_file
+
+    from objectives import CompressionConfig, pruned_copy, save_weights, uniform_budget
+    from objectives.operators._allocation import allocated
+    from objectives.operators._quantize import quantize
+    from tests.objectives.tiny_decoder import tiny_decoder_task
+
+    task = tiny_decoder_task(tiny_llama_dir)
+    budgets = {b: uniform_budget(task.teacher, b) for b in (8, 4)}
+    assert budgets[8] > 8.5 and budgets[4] > 4.5
+    space = SearchSpace.preset("decoder").per_layer_precision(5.5, 32.0, saving=(0.0, 1.0))
+    seeds = seed_configs(space, uniform_budgets=budgets)
+    fastest = [s for s in seeds if s["latency_saving"] == 1.0]
+    assert {s["bit_budget"] for s in fastest} == {math.ceil(4 * budgets[8]) / 4}
+    # The budget seeds of SEEDS are budgets, not uniform precisions: they stay.
+    least = [s["bit_budget"] for s in seeds if s["latency_saving"] == 0.0]
+    assert least == [32.0, 16.0, 8.5, 6.0]
+    # Every layer at int8, the head stored apart, is uniform int8, byte for byte.
+    student = pruned_copy(task, CompressionConfig())
+    def stored(model, name):
+        save_weights(model, tmp_path / name)
+        return sum(t.numel() * t.element_size()
+                   for t in load_file(str(tmp_path / name)).values())
+    every = quantize(pruned_copy(task, CompressionConfig()), 32,
+                     layer_bits={n: 8 for n in allocated(student)})
+    assert stored(every, "a.safetensors") == stored(quantize(student, 8), "b.safetensors")
+    # Where uniform int8 takes less than 8.5 bits (no tied layer), the seeds keep 8.5.
+    assert uniform_budget(digits_task.teacher, 8) < 8.5
+    plain = seed_configs(space, uniform_budgets={8: uniform_budget(digits_task.teacher, 8)})
+    assert plain == seed_configs(space)
+
+
+def test_a_search_seeds_int8_at_the_budget_uniform_int8_takes_on_its_teacher(
+        tiny_llama_dir, tmp_path):
+    """The search enqueues its seeds with its teacher's uniform budgets (a baseline
+    without a hardware probe, so no precision is skipped as slow on this machine)."""
+    import math
+
+    import optuna
+    from optuna.trial import TrialState
+
+    from objectives import uniform_budget
+    from search import Search
+    from tests.objectives.tiny_decoder import tiny_decoder_task
+
+    task = tiny_decoder_task(tiny_llama_dir)
+    space = SearchSpace.preset("decoder").per_layer_precision(5.5, 32.0, saving=(0.0, 1.0))
+    search = Search(task, space, storage=f"sqlite:///{tmp_path / 'study.db'}",
+                    study_name="s", n_trials=1, progress=False)
+    study = optuna.create_study(directions=["maximize", "minimize", "minimize"])
+    search._enqueue_first(study, space, {})
+    # Each enqueued trial, asked for, takes its seed's values.
+    queued = [study.ask(space.distributions()).params
+              for _ in study.get_trials(states=(TrialState.WAITING,))]
+    assert queued
+    budgets = {p["bit_budget"] for p in queued if p.get("latency_saving") == 1.0}
+    assert budgets == {math.ceil(4 * uniform_budget(task.teacher, 8)) / 4}
+
+
 def test_per_layer_seeds_follow_the_hardware_probe_as_uniform_ones_do():
     from search._seeds import space_precisions
 
