@@ -198,9 +198,9 @@ def precisions(
     ``config.layer_bits`` (a recipe's) is used as given; otherwise the allocation is
     computed from ``profile`` (default: ``task_profile(task, base=config.quant_bits)``,
     measured once per task and base) and, where pruning changed a layer's shape, the
-    student's own per-layer timing table (``student_layer_latency``: each shape timed
-    once per machine; it takes the measurement lock, so call this outside a shared
-    hold).
+    student's own per-layer timing table (``student_layer_latency``: timed in the
+    student, each structure once per machine; it takes the measurement lock, so call
+    this outside a shared hold).
 
     Raises:
         TaskError: ``profile`` was measured on another base than ``config.quant_bits``.
@@ -263,9 +263,9 @@ def compress(
 
     Deterministic for a given task, config, seed, device and ``task.threads`` — an
     allocation on a pruned student also for the per-layer timings measured on this
-    machine, which are cached per layer shape, so repeats on one machine agree; the hooks
-    observe the student but must not change it. ``after_prune`` sees the pruned student
-    before fine-tuning; ``on_epoch`` (see ``finetune``) may stop the fine-tune, in which
+    machine, which are cached per student structure, so repeats on one machine agree; the
+    hooks observe the student but must not change it. ``after_prune`` sees the pruned
+    student before fine-tuning; ``on_epoch`` (see ``finetune``) may stop the fine-tune, in which
     case the returned model is ``None``. With ``config.bit_budget`` the per-layer
     precisions are allocated on the pruned student (``precisions``; ``layer_profile`` is
     the teacher's sensitivity, default ``task_profile(task)``) and passed to

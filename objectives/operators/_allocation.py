@@ -15,13 +15,15 @@ Four steps, each measured rather than assumed:
    ``plain_tensors``, the file's own layout). The bias is the same at every precision and
    is not part of the allocation.
 3. **Time** (``measure_layer_latency``, once per task with the sensitivity, and again
-   on each pruned student's shapes: ``student_layer_latency``): the hardware feedback.
-   Each layer is timed alone at each precision on the activation it sees in the
-   task's latency measurement (one token's row for decode latency), the four
-   precisions' samples interleaved (``measure_latencies``),
-   on the CPU and threads the search times on. Whether int8 or int4 is faster than
-   fp32 depends on the layer's shape and the hardware (int4 weight-only is slower
-   than fp32 on CPUs without its kernels): a per-layer table says which.
+   on each pruned student: ``student_layer_latency``): the hardware feedback. Each
+   layer is timed *inside the model* at each precision — the model built with every
+   layer at that precision, running the task's latency workload (a decode's one-token
+   steps for decode latency), hooks on each layer reading the clock, the four
+   precisions' runs interleaved (``objectives.operators._layer_timing``) — on the CPU
+   and threads the search times on. Whether int8 or int4 is faster than fp32 depends on
+   the layer's shape, the hardware (int4 weight-only is slower than fp32 on CPUs without
+   its kernels) and the rest of the model (whose weights evict the layer's from the
+   caches): a layer timed alone misread that on both CPUs measured (``_layer_timing``).
 4. **Allocation** (``allocate``): the precisions that minimise the summed sensitivity
    with total weight bytes ≤ ``bit_budget / 8`` bytes per weight element — and, with a
    ``latency_budget``, with the layers' summed time ≤ that fraction of their time at
@@ -51,9 +53,9 @@ noise-level changes). Byte costs do not depend on the base.
 
 After pruning, a layer keeps its teacher sensitivity scaled by the share of its weight
 elements that remain (quantization noise adds up over the weights a layer keeps), its
-byte costs are those of its pruned shape, and its time is **measured again on the pruned
-shape** (``student_layer_latency``: the trial's own timing table, each layer shape timed
-once per machine and cached on disk). Scaling the teacher's times by the share of
+byte costs are those of its pruned shape, and its time is **measured again in the pruned
+model** (``student_layer_latency``: the trial's own timing table, each student structure
+timed once per machine and cached on disk). Scaling the teacher's times by the share of
 weights kept — what this did first — ignores per-call overhead (int8's activation
 quantization, bf16's casts), which dominates small layers: on digits (AMX) a 79 %-pruned
 MLP allocated int8/bf16/fp32 by the scaled table was predicted at 0.71 of its fp32 time
@@ -83,7 +85,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,6 +96,7 @@ from torch import nn
 
 from objectives._errors import TaskError
 from objectives.operators._conv1d import ORIGIN_ATTR, linearize_conv1d
+from objectives.operators._layer_timing import measure_layer_latency
 from objectives.operators._linear_quant import (
     BFloat16Module,
     Float32Island,
@@ -144,7 +146,13 @@ def check_base(base: int) -> int:
 SENSITIVITY_ROWS = 64
 """Calibration rows (the first training rows) the sensitivity is averaged over."""
 
-PROFILE_VERSION = 5
+PROFILE_VERSION = 6
+
+IN_MODEL_VERSION = 6
+"""The first profile version whose timing table was timed inside the model
+(``measure_layer_latency``); a student of an older profile is timed again even where
+pruning left its shapes alone, so a study resumed on an older stored profile allocates
+every trial by in-model times."""
 
 MILP_TIME_LIMIT_S = 30.0
 """Seconds HiGHS may search for the optimal allocation of one trial."""
@@ -161,9 +169,10 @@ class LayerProfile:
         sensitivity: Mean KL divergence (nats per row or token) of the teacher's outputs
             when that layer alone is stored at each precision; 0 at 32.
         rows: Calibration rows the divergence was averaged over.
-        latency_ms: Median time (ms) of each layer alone at each precision on the
-            activation it sees in the task's latency measurement (``measure_layer_latency``);
-            empty when not measured (a ``latency_budget`` then cannot be allocated).
+        latency_ms: Median time (ms) of each allocated layer at each precision, timed
+            inside the model on the task's latency workload (``measure_layer_latency``;
+            before version 6, each layer alone); empty when not measured (a
+            ``latency_budget`` then cannot be allocated).
         hardware: Where ``latency_ms`` was measured (``describe_hardware``).
         base: The precision the rest of the model ran in while it was measured
             (``BASES``); allocations on another base need their own profile.
@@ -203,10 +212,13 @@ class LayerProfile:
         try:
             # Profiles stored on studies by earlier versions still read: version 2 has no
             # timing table, 2 and 3 no bf16 (16) entries, which the allocation then skips;
-            # 4 has no base (always 32). 5 adds bf16-base profiles.
-            if int(data["version"]) not in (2, 3, 4, PROFILE_VERSION):
+            # 4 has no base (always 32). 5 adds bf16-base profiles; before 6, the table
+            # timed each layer alone (student_layer_latency then times every student).
+            version = int(data["version"])
+            if version not in (2, 3, 4, 5, PROFILE_VERSION):
                 raise ValueError(f"version {data['version']}")
             return cls(
+                version=version,
                 weights={str(n): int(w) for n, w in data["weights"].items()},
                 sensitivity={
                     str(n): {int(b): float(v) for b, v in s.items()}
@@ -422,125 +434,16 @@ def _on_base(work: nn.Module, base: int) -> tuple[nn.Module, nn.Module]:
     return run, run.module
 
 
-LAYER_TIMING_REPEATS = 30
-
-_LAYER_TIMES: dict[str, dict[int, float]] = {}
-
-
-def _timing_file(cache: Path, key: tuple[Any, ...], threads: int) -> tuple[str, Path]:
-    """``(digest, file)`` of one layer shape's timings: the shape and activation, base,
-    threads, machine, torch and the timing settings, so another machine or torch times
-    again."""
-    from objectives.measure._hardware import describe_hardware
-
-    digest = hashlib.sha256(
-        f"{key}|{LAYER_BITS}|{LAYER_TIMING_REPEATS}|{PROFILE_VERSION}|{torch.__version__}|"
-        f"{describe_hardware('cpu', threads)}".encode()).hexdigest()[:24]
-    return digest, cache / "layer_times" / f"{digest}.json"
-
-
-def _cached_times(cache: Path | None, key: tuple[Any, ...],
-                  threads: int) -> tuple[str, Path | None, dict[int, float] | None]:
-    if cache is None:
-        return "", None, None
-    digest, file = _timing_file(cache, key, threads)
-    if digest in _LAYER_TIMES:
-        return digest, file, _LAYER_TIMES[digest]
-    if file.is_file():
-        try:
-            got = {int(b): float(t) for b, t in json.loads(file.read_text("utf-8")).items()}
-        except (OSError, ValueError, AttributeError):
-            got = None  # a damaged entry is timed again
-        if got is not None and set(got) == set(LAYER_BITS) and all(
-                math.isfinite(t) and t >= 0 for t in got.values()):
-            _LAYER_TIMES[digest] = got
-            return digest, file, got
-    return digest, file, None
-
-
-@torch.inference_mode()
-def measure_layer_latency(
-    model: nn.Module,
-    inputs: Inputs,
-    *,
-    threads: int = 1,
-    last_position: bool = False,
-    base: int = 32,
-    cache: str | Path | None = None,
-) -> dict[str, dict[int, float]]:
-    """Median ms of each ``nn.Linear`` of ``model`` alone at each of ``LAYER_BITS``, on CPU,
-    as it is stored in a model of precision ``base`` (``quantize_layer``).
-
-    Each layer is timed on the activation it receives when ``model`` runs on ``inputs``
-    (on a bf16 base, the bf16 copy's: casts in and out of fp32 islands are timed with
-    them), captured by a forward hook; with ``last_position`` only the last sequence position
-    of it (``[..., -1:, :]``: one generated token's row, for decode latency). The
-    precisions' samples are interleaved (``measure_latencies``); layers of the same shape
-    on the same activation shape are timed once. With ``cache`` (a directory), each
-    shape's timings are kept under ``cache/layer_times`` (and in this process) by shape,
-    base, threads, machine and torch version, and read back instead of timed again.
-    """
-    from objectives._task import forward
-    from objectives.measure._latency import measure_latencies
-
-    check_base(base)
-    root = None if cache is None else Path(cache)
-    work = linearize_conv1d(copy.deepcopy(model)).float().cpu().eval()
-    names = [n for n, m in work.named_modules() if isinstance(m, nn.Linear)]
-    run, tree = _on_base(work, base)
-    seen: dict[str, torch.Tensor] = {}
-    hooks = []
-    for name in names:
-        def hook(_m: nn.Module, args: tuple[Any, ...], name: str = name) -> None:
-            if name not in seen and args and isinstance(args[0], torch.Tensor):
-                seen[name] = args[0].detach()
-        hooks.append(tree.get_submodule(name).register_forward_pre_hook(hook))
-    try:
-        forward(run, inputs)
-    finally:
-        for h in hooks:
-            h.remove()
-    timed: dict[tuple[Any, ...], dict[int, float]] = {}
-    out: dict[str, dict[int, float]] = {}
-    for name in names:
-        if name not in seen:  # a layer the forward pass never called costs nothing here
-            out[name] = {b: 0.0 for b in LAYER_BITS}
-            continue
-        layer = work.get_submodule(name)
-        x = seen[name]
-        if last_position and x.dim() >= 3:
-            x = x[..., -1:, :].contiguous()
-        key = (layer.in_features, layer.out_features, layer.bias is not None, tuple(x.shape),
-               str(x.dtype), base)
-        if key not in timed:
-            digest, file, got = _cached_times(root, key, threads)
-            if got is None:
-                stats = measure_latencies(
-                    [(quantize_layer(layer, b, base), "cpu") for b in LAYER_BITS], x,
-                    threads=threads,
-                    repeats=LAYER_TIMING_REPEATS, warmup=3,
-                )
-                got = {b: st.median_ms for b, st in zip(LAYER_BITS, stats, strict=True)}
-                if file is not None:
-                    file.parent.mkdir(parents=True, exist_ok=True)
-                    tmp = file.with_suffix(f".{os.getpid()}.tmp")
-                    tmp.write_text(json.dumps(got), encoding="utf-8")
-                    tmp.replace(file)
-                    _LAYER_TIMES[digest] = got
-            timed[key] = got
-        out[name] = dict(timed[key])
-    return out
-
-
 def student_layer_latency(
     student: nn.Module, task: Task, profile: LayerProfile, cache: str | Path | None = None
 ) -> dict[str, dict[int, float]] | None:
-    """The per-layer timing table of ``student`` (a pruned copy of ``task``'s teacher) on
-    its own shapes, on ``profile``'s base — or ``None`` where the profile has no timing
-    table (nothing to replace) or pruning left every allocatable layer its teacher shape
-    (the profile's table is that table). Timed as the profile's (``measure_layer_latency``
-    on the task's latency inputs, the decode prompt's last position for decode latency),
-    each shape once per machine (``cache``, default the task cache directory).
+    """The per-layer timing table of ``student`` (a pruned copy of ``task``'s teacher),
+    timed in the student itself on ``profile``'s base — or ``None`` where the profile has
+    no timing table (nothing to replace) or pruning left every allocated layer its
+    teacher shape and the profile's table was timed the same way (the profile's table is
+    then that table). Timed as the profile's (``measure_layer_latency`` on the task's
+    latency workload), each student structure once per machine (``cache``, default the
+    task cache directory).
 
     Takes the measurement lock exclusively while timing: call it outside a shared hold.
     """
@@ -551,21 +454,25 @@ def student_layer_latency(
     # In place, as ``allocate`` treats the student next (measure_layer_latency copies it).
     work = linearize_conv1d(student)
     names = allocated(work)
-    if all(work.get_submodule(n).weight.numel()
-           == profile.weights.get(getattr(work.get_submodule(n), ORIGIN_ATTR, n), -1)
-           for n in names):
+    if profile.version >= IN_MODEL_VERSION and all(
+            work.get_submodule(n).weight.numel()
+            == profile.weights.get(getattr(work.get_submodule(n), ORIGIN_ATTR, n), -1)
+            for n in names):
         return None
+    return _task_layer_latency(work, task, profile.base,
+                               cache if cache is not None else cache_dir())
+
+
+def _task_layer_latency(
+    model: nn.Module, task: Task, base: int, cache: str | Path | None
+) -> dict[str, dict[int, float]]:
+    """``measure_layer_latency`` of ``model`` on ``task``'s latency workload: a decode
+    from its decode prompt for decode latency, else a pass over its latency inputs."""
     decode = task.latency_mode == "decode"
-    previous = torch.get_num_threads()
-    torch.set_num_threads(task.threads)
-    try:
-        return measure_layer_latency(
-            work, task.decode_prompt if decode else task.latency_inputs,
-            threads=task.threads, last_position=decode, base=profile.base,
-            cache=cache if cache is not None else cache_dir(),
-        )
-    finally:
-        torch.set_num_threads(previous)
+    return measure_layer_latency(
+        model, task.decode_prompt if decode else task.latency_inputs, threads=task.threads,
+        decode_tokens=task.decode_tokens if decode else 0, base=base, cache=cache,
+    )
 
 
 def calibration_rows(inputs: Inputs) -> int:
@@ -611,11 +518,7 @@ def task_profile(
         torch.set_num_threads(task.threads)
         try:
             profile = measure_sensitivity(task.teacher, calibration, base=base)
-            decode = task.latency_mode == "decode"
-            latency = measure_layer_latency(
-                task.teacher, task.decode_prompt if decode else task.latency_inputs,
-                threads=task.threads, last_position=decode, base=base,
-            )
+            latency = _task_layer_latency(task.teacher, task, base, None)
         finally:
             torch.set_num_threads(previous)
         from objectives.measure._hardware import describe_hardware

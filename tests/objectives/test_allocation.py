@@ -325,17 +325,39 @@ def test_where_int8_is_every_layers_fastest_the_fastest_allocation_of_its_size_i
     assert set(least.layer_bits.values()) != {8} and least.sensitivity < fastest.sensitivity
 
 
-def test_layer_timing_table_times_each_layer_on_its_own_activation():
+def test_layer_timing_table_times_each_layer_inside_the_model():
     model = nn.Sequential(nn.Linear(256, 1024), nn.ReLU(), nn.Linear(1024, 4)).eval()
+    before = copy.deepcopy(model.state_dict())
     table = measure_layer_latency(model, torch.randn(64, 256))
     assert sorted(table) == ["0", "2"] and all(set(t) == set(LAYER_BITS) for t in table.values())
     # 256x1024 on 64 rows is 64x the multiply-adds of 1024x4: it reads far slower.
     assert table["0"][32] > 3 * table["2"][32], table
-    # Decode: one position of a [batch, seq, hidden] activation is timed, not all 32.
-    seq = nn.Sequential(nn.Linear(256, 1024)).eval()
-    full = measure_layer_latency(seq, torch.randn(4, 32, 256))["0"][32]
-    last = measure_layer_latency(seq, torch.randn(4, 32, 256), last_position=True)["0"][32]
-    assert last < full / 3, (last, full)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
+def test_decode_timing_records_the_one_token_steps_only():
+    from objectives.operators._layer_timing import _recorder
+
+    layer = nn.Sequential(nn.Linear(8, 8))
+    for decode, calls in ((True, 1), (False, 2)):
+        times, hooks = _recorder(layer, ["0"], decode)
+        layer(torch.randn(2, 5, 8))  # a prompt's prefill: five positions
+        layer(torch.randn(2, 1, 8))  # one generated token
+        for h in hooks:
+            h.remove()
+        assert len(times["0"]) == calls
+
+
+def test_a_decoder_is_timed_in_its_decode_steps(tiny_llama_dir):
+    from objectives.operators._allocation import allocated
+    from tests.objectives.tiny_decoder import tiny_decoder_task
+
+    task = tiny_decoder_task(tiny_llama_dir)
+    table = measure_layer_latency(task.teacher, task.decode_prompt, decode_tokens=4, rounds=2)
+    # Every allocated layer, the tied head too, timed at every precision as a trial
+    # builds it.
+    assert sorted(table) == sorted(allocated(task.teacher))
+    assert all(set(t) == set(LAYER_BITS) and min(t.values()) > 0 for t in table.values())
 
 
 def test_a_timing_table_passed_for_the_pruned_model_replaces_the_scaled_one():
@@ -363,8 +385,8 @@ def test_a_timing_table_passed_for_the_pruned_model_replaces_the_scaled_one():
                  latency_ms={n: v for n, v in own.items() if n != "0"})
 
 
-def test_a_pruned_student_is_timed_on_its_own_shapes_once_per_machine(digits_task, tmp_path):
-    from objectives.operators import _allocation
+def test_a_pruned_student_is_timed_in_itself_once_per_machine(digits_task, tmp_path):
+    from objectives.operators import _layer_timing
 
     profile = task_profile(digits_task)
     unpruned = pruned_copy(digits_task, CompressionConfig())
@@ -374,19 +396,29 @@ def test_a_pruned_student_is_timed_on_its_own_shapes_once_per_machine(digits_tas
     table = student_layer_latency(student, digits_task, profile, cache=tmp_path)
     assert table is not None and sorted(table) == sorted(profile.latency_ms)
     assert all(set(t) == set(LAYER_BITS) and min(t.values()) > 0 for t in table.values())
-    # Each shape timed once, on disk: a new process (the in-memory copy dropped) reads
-    # exactly the same figures back, which timing again would not give.
+    # Each student structure timed once, on disk: a new process (the in-memory copy
+    # dropped) reads exactly the same figures back, which timing again would not give.
     files = sorted((tmp_path / "layer_times").glob("*.json"))
-    assert len(files) == 3
-    _allocation._LAYER_TIMES.clear()
+    assert len(files) == 1
+    _layer_timing._TABLES.clear()
     assert student_layer_latency(student, digits_task, profile, cache=tmp_path) == table
     # A damaged entry is timed again, not trusted.
     files[0].write_text("{not json", encoding="utf-8")
-    _allocation._LAYER_TIMES.clear()
+    _layer_timing._TABLES.clear()
     again = student_layer_latency(student, digits_task, profile, cache=tmp_path)
     assert sorted(again) == sorted(table) and all(
         set(t) == set(LAYER_BITS) for t in again.values())
     assert len(files[0].read_text(encoding="utf-8")) > 10
+    # Another structure is another table.
+    other = pruned_copy(digits_task, CompressionConfig(prune_ratio=0.5))
+    assert student_layer_latency(other, digits_task, profile, cache=tmp_path) != table
+    assert len(list((tmp_path / "layer_times").glob("*.json"))) == 2
+    # A profile stored before in-model timing (version 5, each layer timed alone): even
+    # an unpruned student is timed in the model, so every trial allocates by in-model
+    # times.
+    older = LayerProfile.from_dict({**profile.to_dict(), "version": 5})
+    assert older.version == 5
+    assert student_layer_latency(unpruned, digits_task, older, cache=tmp_path) is not None
     # A profile without a timing table has nothing to replace.
     bare = LayerProfile(weights=profile.weights, sensitivity=profile.sensitivity,
                         rows=profile.rows)
