@@ -9,14 +9,15 @@ import os
 import ray
 
 NAMES = ("hypervolume", "orchestration", "quantization", "logit_cache", "families", "decoder",
-         "mixed", "trust", "noise")
+         "mixed", "trust", "noise", "layer_timing")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("--only", nargs="*", choices=NAMES, default=list(NAMES))
     parser.add_argument("--task", default="digits",
-                        help="task for the hypervolume, mixed and trust benchmarks")
+                        help="task for the hypervolume, mixed, trust and layer_timing "
+                             "benchmarks")
     parser.add_argument("--trials", type=int, default=None,
                         help="trials per search (default: each benchmark's own)")
     parser.add_argument("--seeds", type=int, default=3, help="how many seeds")
@@ -95,6 +96,11 @@ def main() -> None:
                 run_trust(lambda: get_task(args.task), args.task,
                           n_trials=args.trials or 24, seeds=seeds,
                           storage=args.storage)
+        if "layer_timing" in args.only:
+            from benchmarks._layer_timing import run as run_layer_timing
+            from objectives.tasks import get_task
+
+            run_layer_timing(lambda: get_task(args.task), args.task)
         if "logit_cache" in args.only:
             from benchmarks._logit_cache import run as run_logit_cache
 

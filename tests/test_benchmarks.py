@@ -165,3 +165,25 @@ def test_benchmark_cli_refuses_bad_seeds_in_one_line(args, says):
     assert done.returncode == 2
     assert says in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_layer_timing_benchmark_compares_both_tables_with_the_whole_model(
+        digits_task, tmp_path, monkeypatch):
+    from benchmarks import _layer_timing, _report
+
+    monkeypatch.setattr(_report, "DOC", tmp_path / "benchmarks.md")
+    monkeypatch.setattr(_layer_timing, "ROUNDS", 1)
+    got = _layer_timing.run(lambda: digits_task, "digits")
+    text = (tmp_path / "benchmarks.md").read_text(encoding="utf-8")
+    assert "<!-- bench:layer-timing-digits -->" in text
+    # Every-layer allocations and the random mixes; digits has no tied head.
+    assert text.count("| every layer ") == 3 and text.count("| random mix ") == 6
+    assert "every layer 8 but" not in text and "only " not in text
+    assert got["mae_in"] >= 0 and got["mae_alone"] >= 0
+
+
+def test_spearman_reads_order_only():
+    from benchmarks._layer_timing import _spearman
+
+    assert _spearman([1.0, 2.0, 3.0], [10.0, 20.0, 90.0]) == pytest.approx(1.0)
+    assert _spearman([1.0, 2.0, 3.0], [3.0, 2.0, 1.0]) == pytest.approx(-1.0)
