@@ -140,7 +140,7 @@ def run(task_factory: Callable[[], Task], task_name: str) -> dict[str, Any]:
     mae_alone = statistics.fmean(abs(p - m) for p, m in zip(p_alone, measured, strict=True))
     unit = "ms/token" if decode else "ms"
     body = "\n\n".join([
-        f"### Per-layer timing table against the whole model: {task_name}",
+        f"## Per-layer timing table against the whole model ({task_name})",
         f"Command: `python -m benchmarks --only layer_timing --task {task_name}`. "
         f"{machine()}. The teacher (fp32: **{fp32:.3f} {unit}**) with each allocation "
         f"below, timed whole, interleaved with fp32, {ROUNDS} rounds (medians); beside "
