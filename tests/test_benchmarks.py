@@ -178,7 +178,7 @@ def test_layer_timing_benchmark_compares_both_tables_with_the_whole_model(
     assert "<!-- bench:layer-timing-digits -->" in text
     # Every-layer allocations and the random mixes; digits has no tied head.
     assert text.count("| every layer ") == 3 and text.count("| random mix ") == 6
-    assert "every layer 8 but" not in text and "only " not in text
+    assert "| every layer 8 but" not in text and "| only " not in text
     assert got["mae_in"] >= 0 and got["mae_alone"] >= 0
 
 
