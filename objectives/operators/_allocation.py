@@ -310,8 +310,8 @@ def tied_layers(model: nn.Module) -> list[str]:
     on ``tiny_lm`` an int8 ``lm_head`` was 4–6 % of decode time); the embedding then
     keeps the table at the base precision, so the copy's bytes are added to the file.
     At the base precision it stays tied and adds nothing (``layer_costs``)."""
-    tables = {m.weight.data_ptr() for m in model.modules()
-              if type(m) is nn.Embedding and m.weight.numel()}
+    tables = {m.weight.data_ptr() for m in model.modules()  # subclasses too (scaled ones)
+              if isinstance(m, nn.Embedding) and m.weight.numel()}
     return [name for name, m in model.named_modules()
             if isinstance(m, nn.Linear) and m.weight.data_ptr() in tables]
 

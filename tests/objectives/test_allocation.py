@@ -765,3 +765,28 @@ def test_bf16_base_never_allocates_fp32_even_where_fp32_is_the_fastest():
             assert set(fastest.layer_bits.values()) == {16}
             assert fastest.time_share == pytest.approx(
                 sum(t[16] for t in table.values()) / fp32_time)
+
+
+def test_tied_layers_are_heads_sharing_an_embedding_table_subclasses_included():
+    from objectives.operators._allocation import allocatable, allocated, tied_layers
+
+    class Scaled(nn.Embedding):  # as Gemma scales its embeddings
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            return super().forward(ids) * 2.0
+
+    class LM(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed = Scaled(50, 16)
+            self.body = nn.Linear(16, 16)
+            self.twin = nn.Linear(16, 16)
+            self.twin.weight = self.body.weight  # shared by two Linears only
+            self.head = nn.Linear(16, 50, bias=False)
+            self.head.weight = self.embed.weight
+
+    model = LM()
+    assert tied_layers(model) == ["head"]
+    # Linears sharing a weight with each other only are neither (they stay as they are).
+    assert allocatable(model) == [] and allocated(model) == ["head"]
+    model.twin = nn.Linear(16, 16)
+    assert allocated(model) == ["body", "twin", "head"]
