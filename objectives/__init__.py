@@ -94,9 +94,9 @@ from objectives.operators._allocation import (
     LayerProfile,
     allocate,
     measure_sensitivity,
-    task_profile,
     uniform_budget,
 )
+from objectives.operators._profile import task_profile
 
 __all__ = [
     "IGNORE_INDEX",

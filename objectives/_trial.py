@@ -34,11 +34,10 @@ from objectives.operators._allocation import (
     Allocation,
     LayerProfile,
     allocate,
-    student_layer_latency,
     tag_origins,
-    task_profile,
 )
 from objectives.operators._distill import finetune
+from objectives.operators._profile import student_layer_latency, task_profile
 from objectives.operators._quantize import quantize
 from objectives.operators._structure import applied_pruning, restructure
 

@@ -81,13 +81,10 @@ outside the budget.
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -96,7 +93,6 @@ from torch import nn
 
 from objectives._errors import TaskError
 from objectives.operators._conv1d import ORIGIN_ATTR, linearize_conv1d
-from objectives.operators._layer_timing import measure_layer_latency
 from objectives.operators._linear_quant import (
     BFloat16Module,
     Float32Island,
@@ -110,7 +106,7 @@ from objectives.operators._static_int8 import conv_names
 from spaces import ALLOCATION_BASES
 
 if TYPE_CHECKING:
-    from objectives._task import Inputs, Task
+    from objectives._task import Inputs
 
 LAYER_BITS: tuple[int, ...] = (32, 16, 8, 4)
 """The precisions one layer may get: fp32, bf16 (``BFloat16Linear``), int8 dynamic, int4
@@ -147,12 +143,6 @@ SENSITIVITY_ROWS = 64
 """Calibration rows (the first training rows) the sensitivity is averaged over."""
 
 PROFILE_VERSION = 6
-
-IN_MODEL_VERSION = 6
-"""The first profile version whose timing table was timed inside the model
-(``measure_layer_latency``); a student of an older profile is timed again even where
-pruning left its shapes alone, so a study resumed on an older stored profile allocates
-every trial by in-model times."""
 
 MILP_TIME_LIMIT_S = 30.0
 """Seconds HiGHS may search for the optimal allocation of one trial."""
@@ -434,105 +424,10 @@ def _on_base(work: nn.Module, base: int) -> tuple[nn.Module, nn.Module]:
     return run, run.module
 
 
-def student_layer_latency(
-    student: nn.Module, task: Task, profile: LayerProfile, cache: str | Path | None = None
-) -> dict[str, dict[int, float]] | None:
-    """The per-layer timing table of ``student`` (a pruned copy of ``task``'s teacher),
-    timed in the student itself on ``profile``'s base — or ``None`` where the profile has
-    no timing table (nothing to replace) or pruning left every allocated layer its
-    teacher shape and the profile's table was timed the same way (the profile's table is
-    then that table). Timed as the profile's (``measure_layer_latency`` on the task's
-    latency workload), each student structure once per machine (``cache``, default the
-    task cache directory).
-
-    Takes the measurement lock exclusively while timing: call it outside a shared hold.
-    """
-    from objectives._cache import cache_dir
-
-    if not profile.latency_ms:
-        return None
-    # In place, as ``allocate`` treats the student next (measure_layer_latency copies it).
-    work = linearize_conv1d(student)
-    names = allocated(work)
-    if profile.version >= IN_MODEL_VERSION and all(
-            work.get_submodule(n).weight.numel()
-            == profile.weights.get(getattr(work.get_submodule(n), ORIGIN_ATTR, n), -1)
-            for n in names):
-        return None
-    return _task_layer_latency(work, task, profile.base,
-                               cache if cache is not None else cache_dir())
-
-
-def _task_layer_latency(
-    model: nn.Module, task: Task, base: int, cache: str | Path | None
-) -> dict[str, dict[int, float]]:
-    """``measure_layer_latency`` of ``model`` on ``task``'s latency workload: a decode
-    from its decode prompt for decode latency, else a pass over its latency inputs."""
-    decode = task.latency_mode == "decode"
-    return measure_layer_latency(
-        model, task.decode_prompt if decode else task.latency_inputs, threads=task.threads,
-        decode_tokens=task.decode_tokens if decode else 0, base=base, cache=cache,
-    )
-
-
 def calibration_rows(inputs: Inputs) -> int:
     """Rows in ``inputs`` (a tensor or a mapping of tensors)."""
     first = next(iter(inputs.values())) if isinstance(inputs, Mapping) else inputs
     return int(first.shape[0])
-
-
-_PROFILES: dict[str, LayerProfile] = {}
-
-
-def task_profile(
-    task: Task, cache: str | Path | None = None, *, base: int = 32
-) -> LayerProfile:
-    """``measure_sensitivity`` of ``task``'s teacher on its first ``SENSITIVITY_ROWS``
-    calibration rows, with the per-layer timing table (``measure_layer_latency`` on the
-    task's latency inputs, or its decode prompt's last position for decode latency), both
-    on ``base`` (``BASES``), computed once per task fingerprint, base and machine (in this
-    process and on disk under ``cache/sensitivity``)."""
-    from objectives._cache import cache_dir
-    from objectives._task import take
-    from objectives.measure._hardware import describe_hardware
-
-    key = hashlib.sha256(f"{task.fingerprint}|{SENSITIVITY_ROWS}|{LAYER_BITS}|"
-                         f"{PROFILE_VERSION}|{torch.__version__}|"
-                         f"{describe_hardware('cpu', task.threads)}|"
-                         f"base{check_base(base)}".encode()).hexdigest()[:20]
-    if key in _PROFILES:
-        return _PROFILES[key]
-    file = (Path(cache) if cache is not None else cache_dir()) / "sensitivity" / f"{key}.json"
-    profile = None
-    if file.is_file():
-        try:
-            profile = LayerProfile.from_dict(json.loads(file.read_text(encoding="utf-8")))
-        except (OSError, ValueError, TaskError):
-            profile = None  # a damaged cache entry is measured again
-        if profile is not None and profile.base != base:
-            profile = None
-    if profile is None:
-        rows = min(SENSITIVITY_ROWS, len(task.train))
-        calibration = take(task.calibration_inputs, slice(0, rows))
-        previous = torch.get_num_threads()
-        torch.set_num_threads(task.threads)
-        try:
-            profile = measure_sensitivity(task.teacher, calibration, base=base)
-            latency = _task_layer_latency(task.teacher, task, base, None)
-        finally:
-            torch.set_num_threads(previous)
-        from objectives.measure._hardware import describe_hardware
-
-        profile = LayerProfile(
-            weights=profile.weights, sensitivity=profile.sensitivity, rows=profile.rows,
-            latency_ms=latency, hardware=describe_hardware("cpu", task.threads), base=base,
-        )
-        file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(profile.to_dict()), encoding="utf-8")
-        tmp.replace(file)
-    _PROFILES[key] = profile
-    return profile
 
 
 def budget_bounds(model: nn.Module) -> tuple[float, float]:

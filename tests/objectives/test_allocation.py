@@ -30,10 +30,10 @@ from objectives.measure import describe_hardware
 from objectives.operators._allocation import (
     budget_bounds,
     layer_costs,
-    measure_layer_latency,
-    student_layer_latency,
     tag_origins,
 )
+from objectives.operators._layer_timing import measure_layer_latency
+from objectives.operators._profile import student_layer_latency
 from objectives.operators._quantize import quantize
 from objectives.operators._quantized_state import plain_tensors
 from spaces import SearchSpace, SpaceError
