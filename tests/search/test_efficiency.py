@@ -164,8 +164,10 @@ def test_new_study_evaluates_seeds_first(searched):
     url, name, _ = searched
     study = optuna.load_study(study_name=name, storage=url)
     want = [(0.0, 32), (0.0, 8), (0.0, 16), (0.25, 8), (0.5, 8)]
-    probe = study.user_attrs["slimsearch_baseline"]["precision_latency_ms"]
-    if probe["16"] > probe["32"]:  # bf16 slower than fp32 on this hardware: not seeded
+    from search._seeds import slower_precisions
+
+    # bf16 measured slower than fp32 beyond the noise margin on this hardware: not seeded
+    if 16 in slower_precisions(study.user_attrs["slimsearch_baseline"]):
         want.remove((0.0, 16))
     first = sorted(study.trials, key=lambda t: t.number)[: len(want)]
     assert all(t.user_attrs.get(SEED_ATTR) == "seed" for t in first)

@@ -223,7 +223,10 @@ def test_hardware_and_coverage_are_recorded_on_baseline_trials_and_recipes(searc
     assert set(probe) == {"32", "16", "8"} and all(v > 0 for v in probe.values())
     seeded = {t.params.get("quant_bits") for t in study.trials
               if t.user_attrs.get("slimsearch_seed_config") == "seed"}
-    assert (16 in seeded) == (probe["16"] <= probe["32"])
+    from search._seeds import slower_precisions
+
+    # Slower than fp32 beyond the noise margin (SLOWER_MARGIN) is what the seeds skip.
+    assert (16 in seeded) == (16 not in slower_precisions(study.user_attrs[ATTR_BASELINE]))
 
     info = StudyInfo.from_study(study, url)
     recipe = Recipe.from_candidate(next(iter(front)), info)
