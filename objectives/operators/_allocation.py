@@ -430,12 +430,17 @@ def calibration_rows(inputs: Inputs) -> int:
     return int(first.shape[0])
 
 
+def _fp32_base_costs(work: nn.Module) -> tuple[dict[str, dict[int, int]], int]:
+    """``(layer_costs on an fp32 base, weight elements the budget counts)`` of ``work``
+    (a linearized copy)."""
+    costs = layer_costs(work, allocated(work))
+    return costs, sum(work.get_submodule(n).weight.numel() for n in allocatable(work))
+
+
 def budget_bounds(model: nn.Module) -> tuple[float, float]:
     """Fewest and most effective bits per weight an allocation of ``model`` can have on
     an fp32 base (a tied layer stored apart counts its bytes, not its elements)."""
-    work = linearize_conv1d(copy.deepcopy(model))
-    costs = layer_costs(work, allocated(work))
-    weights = sum(work.get_submodule(n).weight.numel() for n in allocatable(work))
+    costs, weights = _fp32_base_costs(linearize_conv1d(copy.deepcopy(model)))
     low = sum(min(c.values()) for c in costs.values())
     high = sum(max(c.values()) for c in costs.values())
     return 8.0 * low / weights, 8.0 * high / weights
@@ -455,8 +460,7 @@ def uniform_budget(model: nn.Module, bits: int) -> float:
         raise TaskError(f"layer precision {bits!r} is not supported; allowed: {ALLOWED}")
     work = linearize_conv1d(copy.deepcopy(model))
     refuse_unallocatable(work)
-    costs = layer_costs(work, allocated(work))
-    weights = sum(work.get_submodule(n).weight.numel() for n in allocatable(work))
+    costs, weights = _fp32_base_costs(work)
     return 8.0 * sum(c[bits] for c in costs.values()) / weights
 
 
