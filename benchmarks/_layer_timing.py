@@ -11,9 +11,15 @@ each one's change in time against fp32 as
 * **in-model table**: the sum of the layers' changes in the table the search uses
   (``objectives.operators._layer_timing.measure_layer_latency``: each layer timed inside
   the running model);
+* **in-model + switches**: that sum plus the profile's cost of each change of precision
+  between neighbouring layers (``measure_switch_costs``), what ``allocate`` charges;
 * **alone table**: the same sum from each layer timed alone on the activation it sees,
   called again and again (what the allocation used before version 6; kept here only as
   the comparison: ``_alone_table``).
+
+Beside those fixed allocations, what ``allocate`` itself chooses at three sizes and two
+``latency_saving`` values, with the switch costs charged and left out: whether charging
+them makes the allocations the search runs faster.
 
 Reported per allocation, then the mean absolute error of each table's prediction (ms,
 and as a share of the fp32 model's time) and Spearman's rank correlation with the
@@ -23,6 +29,8 @@ measured changes: the allocation chooses by comparing options, so order is what 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import itertools
 import random
 import statistics
 from collections.abc import Callable
@@ -36,15 +44,20 @@ from objectives import Task, pruned_copy
 from objectives._config import CompressionConfig
 from objectives.operators._allocation import (
     LAYER_BITS,
+    _Switches,
+    allocate,
     allocated,
     quantize_layer,
     tied_layers,
+    uniform_budget,
 )
-from objectives.operators._layer_timing import measure_layer_latency
+from objectives.operators._layer_timing import switches
+from objectives.operators._profile import task_profile
 from objectives.operators._quantize import quantize
 
 RANDOM_MIXES = 6
 ROUNDS = 5
+ALLOCATION_SAVINGS = (0.5, 1.0)
 
 
 @torch.inference_mode()
@@ -108,9 +121,12 @@ def run(task_factory: Callable[[], Task], task_name: str) -> dict[str, Any]:
     names = allocated(student)
     tied = tied_layers(student)
     decode = task.latency_mode == "decode"
-    inside = measure_layer_latency(
-        student, task.decode_prompt if decode else task.latency_inputs, threads=task.threads,
-        decode_tokens=task.decode_tokens if decode else 0)
+    # The search's own profile of the teacher (fp32 base): its in-model table and switch
+    # costs are what allocations are made by; the unpruned student has its layers.
+    profile = task_profile(task)
+    inside = profile.latency_ms
+    changes = _Switches(pairs=list(itertools.pairwise(profile.order)),
+                        ms=dict(profile.switch_ms))
     alone = _alone_table(task, student, names)
     rng = random.Random(0)
     allocations: dict[str, dict[str, int]] = {
@@ -120,6 +136,15 @@ def run(task_factory: Callable[[], Task], task_name: str) -> dict[str, Any]:
         allocations[f"only {n} at 8"] = {**dict.fromkeys(names, 32), n: 8}
     for i in range(RANDOM_MIXES):
         allocations[f"random mix {i}"] = {n: rng.choice(LAYER_BITS) for n in names}
+    # What the search would allocate at a few sizes, charging switches or not.
+    b8, b16 = uniform_budget(student, 8), uniform_budget(student, 16)
+    blind = dataclasses.replace(profile, switch_ms={})
+    for budget in (b8 + 0.5, (b8 + b16) / 2, (b16 + 32) / 2):
+        for saving in ALLOCATION_SAVINGS:
+            for label, prof in (("switches charged", profile), ("switches not charged", blind)):
+                got = allocate(student, prof, budget, latency_saving=saving).layer_bits
+                allocations[f"{budget:.2f} bits, saving {saving:g}, {label} "
+                            f"({switches(profile.order, got)} switches)"] = got
     models = [copy.deepcopy(student)] + [
         quantize(copy.deepcopy(student), 32, layer_bits=bits) for bits in allocations.values()]
     rounds = [_measure(task, models) for _ in range(ROUNDS)]
@@ -129,34 +154,46 @@ def run(task_factory: Callable[[], Task], task_name: str) -> dict[str, Any]:
     def predicted(t: dict[str, dict[int, float]], bits: dict[str, int]) -> float:
         return sum(t[n][b] - t[n][32] for n, b in bits.items())
 
-    rows, measured, p_in, p_alone = [], [], [], []
+    rows, measured, p_in, p_sw, p_alone = [], [], [], [], []
     for (label, bits), ms in zip(allocations.items(), medians[1:], strict=True):
         measured.append(ms - fp32)
         p_in.append(predicted(inside, bits))
+        p_sw.append(p_in[-1] + changes.total(bits))
         p_alone.append(predicted(alone, bits))
         rows.append([label, f"{ms:.3f}", f"{ms - fp32:+.3f} ({(ms - fp32) / fp32:+.0%})",
-                     f"{p_in[-1]:+.3f}", f"{p_alone[-1]:+.3f}"])
-    mae_in = statistics.fmean(abs(p - m) for p, m in zip(p_in, measured, strict=True))
-    mae_alone = statistics.fmean(abs(p - m) for p, m in zip(p_alone, measured, strict=True))
+                     f"{p_sw[-1]:+.3f}", f"{p_in[-1]:+.3f}", f"{p_alone[-1]:+.3f}"])
+
+    def mae(pred: list[float]) -> float:
+        return statistics.fmean(abs(p - m) for p, m in zip(pred, measured, strict=True))
+
     unit = "ms/token" if decode else "ms"
+    costs = ", ".join(f"{a}/{b} {1000 * v:.1f} µs" for (a, b), v in
+                      sorted(profile.switch_ms.items())) or "none measured"
     body = "\n\n".join([
         f"## Per-layer timing table against the whole model ({task_name})",
         f"Command: `python -m benchmarks --only layer_timing --task {task_name}`. "
         f"{machine()}. The teacher (fp32: **{fp32:.3f} {unit}**) with each allocation "
         f"below, timed whole, interleaved with fp32, {ROUNDS} rounds (medians); beside "
         "it the change each per-layer table predicts (the sum over layers of the chosen "
-        "precision's time minus fp32's). *In-model*: the table the search uses, each "
-        "layer timed inside the running model; *alone*: each layer timed alone on its "
-        "activation (the table before profile version 6).",
-        table(["allocation", unit, "measured change vs fp32",
+        "precision's time minus fp32's). *In-model*: the table the search uses "
+        "(`task_profile`), each layer timed inside the running model; *+ switches*: that "
+        "sum plus the profile's cost of each change of precision between neighbours in "
+        "execution order (`measure_switch_costs`: blocks against alternating layers, per "
+        f"pair of precisions; here {costs} a change); *alone*: each layer timed alone on "
+        "its activation (the table before profile version 6). The last rows are what "
+        "`allocate` chooses at three sizes (just above uniform int8's, between int8's "
+        "and bf16's, between bf16's and fp32's) and two `latency_saving`s, with the "
+        "profile's switch costs charged and with them left out.",
+        table(["allocation", unit, "measured change vs fp32", "in-model + switches",
                "in-model table predicts", "alone table predicts"], rows),
-        f"Mean absolute error of the predicted change: in-model **{mae_in:.3f} {unit}** "
-        f"({mae_in / fp32:.0%} of fp32's time), alone **{mae_alone:.3f}** "
-        f"({mae_alone / fp32:.0%}). Spearman rank correlation with the measured changes: "
-        f"in-model **{_spearman(p_in, measured):.2f}**, alone "
-        f"**{_spearman(p_alone, measured):.2f}**.",
+        f"Mean absolute error of the predicted change: in-model + switches "
+        f"**{mae(p_sw):.3f} {unit}** ({mae(p_sw) / fp32:.0%} of fp32's time), in-model "
+        f"**{mae(p_in):.3f}** ({mae(p_in) / fp32:.0%}), alone **{mae(p_alone):.3f}** "
+        f"({mae(p_alone) / fp32:.0%}). Spearman rank correlation with the measured "
+        f"changes: in-model + switches **{_spearman(p_sw, measured):.2f}**, in-model "
+        f"**{_spearman(p_in, measured):.2f}**, alone **{_spearman(p_alone, measured):.2f}**.",
     ])
     write_section(f"layer-timing-{task_name}", body)
     print(body)
-    return {"mae_in": mae_in, "mae_alone": mae_alone}
-
+    return {"mae_in": mae(p_in), "mae_alone": mae(p_alone), "mae_switches": mae(p_sw),
+            "measured": dict(zip(allocations, measured, strict=True))}

@@ -167,7 +167,7 @@ def test_benchmark_cli_refuses_bad_seeds_in_one_line(args, says):
     assert "Traceback" not in done.stderr
 
 
-def test_layer_timing_benchmark_compares_both_tables_with_the_whole_model(
+def test_layer_timing_benchmark_compares_the_tables_and_allocations_with_the_whole_model(
         digits_task, tmp_path, monkeypatch):
     from benchmarks import _layer_timing, _report
 
@@ -179,7 +179,13 @@ def test_layer_timing_benchmark_compares_both_tables_with_the_whole_model(
     # Every-layer allocations and the random mixes; digits has no tied head.
     assert text.count("| every layer ") == 3 and text.count("| random mix ") == 6
     assert "| every layer 8 but" not in text and "| only " not in text
+    # What allocate chooses at three sizes and two savings, switches charged or not:
+    # three layers are too few to measure a switch's cost, so both are the same.
+    assert text.count(", switches charged (") == 6
+    assert text.count(", switches not charged (") == 6
+    assert "none measured a change" in text
     assert got["mae_in"] >= 0 and got["mae_alone"] >= 0
+    assert got["mae_switches"] == pytest.approx(got["mae_in"])
 
 
 def test_spearman_reads_order_only():

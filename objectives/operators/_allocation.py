@@ -130,6 +130,11 @@ uniform bf16's 46 ms). ``quantize`` still builds an fp32 island for an explicit
 ``layer_bits`` of 32."""
 
 
+def _pair_key(text: str) -> tuple[int, int]:
+    a, b = (int(x) for x in str(text).split(","))
+    return (max(a, b), min(a, b))
+
+
 def check_base(base: int) -> int:
     """``base`` if it is one of ``BASES``; else ``TaskError`` naming what is allowed."""
     if base not in BASES:
@@ -142,7 +147,7 @@ def check_base(base: int) -> int:
 SENSITIVITY_ROWS = 64
 """Calibration rows (the first training rows) the sensitivity is averaged over."""
 
-PROFILE_VERSION = 6
+PROFILE_VERSION = 7
 
 MILP_TIME_LIMIT_S = 30.0
 """Seconds HiGHS may search for the optimal allocation of one trial."""
@@ -166,6 +171,11 @@ class LayerProfile:
         hardware: Where ``latency_ms`` was measured (``describe_hardware``).
         base: The precision the rest of the model ran in while it was measured
             (``BASES``); allocations on another base need their own profile.
+        order: The allocated layers in the order the model calls them (``call_order``);
+            neighbours in it are where a change of precision costs ``switch_ms``.
+        switch_ms: ms each change of precision between neighbours costs beyond the
+            table, by ``switch_key`` pair (``measure_switch_costs``); empty where not
+            measured (versions before 7, or too few layers), and no change is charged.
     """
 
     weights: dict[str, int]
@@ -175,6 +185,8 @@ class LayerProfile:
     latency_ms: dict[str, dict[int, float]] = field(default_factory=dict)
     hardware: str = ""
     base: int = 32
+    order: list[str] = field(default_factory=list)
+    switch_ms: dict[tuple[int, int], float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (precisions as string keys)."""
@@ -190,6 +202,8 @@ class LayerProfile:
             },
             "hardware": self.hardware,
             "base": self.base,
+            "order": list(self.order),
+            "switch_ms": {f"{a},{b}": float(v) for (a, b), v in self.switch_ms.items()},
         }
 
     @classmethod
@@ -203,9 +217,10 @@ class LayerProfile:
             # Profiles stored on studies by earlier versions still read: version 2 has no
             # timing table, 2 and 3 no bf16 (16) entries, which the allocation then skips;
             # 4 has no base (always 32). 5 adds bf16-base profiles; before 6, the table
-            # timed each layer alone (student_layer_latency then times every student).
+            # timed each layer alone (student_layer_latency then times every student);
+            # before 7, no switch costs (none is charged).
             version = int(data["version"])
-            if version not in (2, 3, 4, 5, PROFILE_VERSION):
+            if version not in (2, 3, 4, 5, 6, PROFILE_VERSION):
                 raise ValueError(f"version {data['version']}")
             return cls(
                 version=version,
@@ -221,6 +236,9 @@ class LayerProfile:
                 },
                 hardware=str(data.get("hardware", "")),
                 base=check_base(int(data.get("base", 32))),
+                order=[str(n) for n in data.get("order", [])],
+                switch_ms={_pair_key(k): float(v)
+                           for k, v in data.get("switch_ms", {}).items()},
             )
         except (KeyError, TypeError, ValueError, AttributeError, TaskError) as exc:
             raise TaskError(f"not a layer sensitivity profile: {exc}") from None
@@ -252,6 +270,34 @@ class Allocation:
     def effective_bits(self) -> float:
         """Stored bits per weight element of the allocated layers."""
         return 8.0 * self.weight_bytes / self.weights if self.weights else float("nan")
+
+
+@dataclass(frozen=True)
+class _Switches:
+    """What changes of precision between neighbouring layers cost (``LayerProfile``'s
+    ``switch_ms``): ``pairs`` are the neighbours, in execution order."""
+
+    pairs: list[tuple[str, str]]
+    ms: dict[tuple[int, int], float]
+
+    def cost(self, a: int, b: int) -> float:
+        return 0.0 if a == b else self.ms.get((max(a, b), min(a, b)), 0.0)
+
+    def total(self, choice: Mapping[str, int]) -> float:
+        return sum(self.cost(choice[a], choice[b]) for a, b in self.pairs)
+
+
+def _neighbours(names: list[str], origins: Mapping[str, str],
+                profile: LayerProfile) -> _Switches | None:
+    """The profile's switch costs over ``names`` (a student's layers, by their teacher
+    ``origins``) in the teacher's execution order: a layer pruning removed drops out,
+    and the layers either side of it become neighbours. None where the profile has none."""
+    if not profile.switch_ms or not profile.order:
+        return None
+    rank = {n: i for i, n in enumerate(profile.order)}
+    ordered = sorted(names, key=lambda n: rank.get(origins[n], len(rank)))
+    return _Switches(pairs=list(zip(ordered, ordered[1:], strict=False)),
+                     ms=dict(profile.switch_ms))
 
 
 def refuse_unallocatable(model: nn.Module) -> None:
@@ -512,8 +558,9 @@ def allocate(
         )
     scaled: dict[str, dict[int, float]] = {}
     timed: dict[str, dict[int, float]] = {}
+    origins = {n: getattr(work.get_submodule(n), ORIGIN_ATTR, n) for n in names}
     for n in names:
-        origin = getattr(work.get_submodule(n), ORIGIN_ATTR, n)
+        origin = origins[n]
         if n in tied and origin not in profile.sensitivity:
             # A profile stored before tied layers were measured: the layer stays tied.
             scaled[n] = {b: 0.0 if b == profile.base else math.inf for b in LAYER_BITS}
@@ -578,21 +625,32 @@ def allocate(
         )
     time_cap = None
     fp32_time = None if full is None else sum(full[n][32] for n in names)
+    # Each change of precision between neighbours costs time of its own (measured with
+    # the table: measure_switch_costs); every estimate of time below includes it.
+    changes = None if times is None else _neighbours(names, origins, profile)
+
+    def time_of(choice: Mapping[str, int]) -> float:
+        assert times is not None
+        extra = changes.total(choice) if changes is not None else 0.0
+        return sum(times[n][choice[n]] for n in names) + extra
+
     if (latency_budget > 0 or latency_saving > 0) and times is not None and fp32_time:
-        fastest = _solve(names, costs, times, capacity)  # least time within the size
-        reachable = sum(times[n][fastest[n]] for n in names)
+        # least time within the size
+        fastest = _solve(names, costs, times, capacity, switches=changes)
+        reachable = time_of(fastest)
         if latency_budget > 0:
             time_cap = max(latency_budget * fp32_time, reachable)
         else:
             least = _solve(names, costs, scaled, capacity)  # least sensitive, any time
-            t_least = sum(times[n][least[n]] for n in names)
+            t_least = time_of(least)
             time_cap = max(t_least - latency_saving * (t_least - reachable), reachable)
         time_cap *= 1 + 1e-9  # the reachable time itself must stay feasible
-    choice = _solve(names, costs, scaled, capacity, times=times, time_cap=time_cap)
+    choice = _solve(names, costs, scaled, capacity, times=times, time_cap=time_cap,
+                    switches=changes if time_cap is not None else None)
     used = sum(costs[n][choice[n]] for n in names)
     share_of_fp32 = None
     if times is not None and fp32_time:
-        share_of_fp32 = sum(times[n][choice[n]] for n in names) / fp32_time
+        share_of_fp32 = time_of(choice) / fp32_time
     return Allocation(
         layer_bits=choice,
         weight_bytes=used,
@@ -610,12 +668,19 @@ def _solve(
     *,
     times: dict[str, dict[int, float]] | None = None,
     time_cap: float | None = None,
+    switches: _Switches | None = None,
     time_limit: float = MILP_TIME_LIMIT_S,
 ) -> dict[str, int]:
     """Multiple-choice knapsack solved to optimality by HiGHS (see the module docstring),
     then checked in integer bytes: minimise the summed ``sensitivity`` (any per-option
     cost: ``allocate`` also passes the times) with bytes ≤ ``capacity`` and, with
     ``time_cap``, summed ``times`` ≤ it.
+
+    With ``switches``, each pair of neighbours at different precisions costs its switch
+    time: in the time constraint with ``time_cap``, else in the objective (which is then
+    a time: ``allocate``'s fastest solve). A change is a variable z ≥ x(a, p) + x(b, q) − 1
+    for each ordered pair of precisions p ≠ q of neighbours a, b (z ≥ 0, only ever
+    charged, so the optimum puts it at exactly 1 where the change is made and 0 where not).
 
     Raises:
         TaskError: HiGHS found no feasible allocation (infeasible, or out of time).
@@ -630,17 +695,38 @@ def _solve(
     # Ties in sensitivity go to the smaller layer file, never outweighing a real difference.
     top = float(s.max()) if s.size and s.max() > 0 else 1.0
     objective = s / top + 1e-9 * c / max(1.0, float(c.sum()))
-    pick = np.zeros((len(names), len(options)))
+    index = {o: j for j, o in enumerate(options)}
+    # One change variable per neighbours (a, b) and precisions (p, q), p != q, that cost.
+    change = [(j, index[(a, p)], index[(b, q)])
+              for j, (a, b, p, q) in enumerate(
+                  (a, b, p, q) for a, b in (switches.pairs if switches else [])
+                  for p in LAYER_BITS for q in LAYER_BITS
+                  if (a, p) in index and (b, q) in index and switches.cost(p, q) > 0)]
+    z_ms = np.array([switches.cost(options[i][1], options[k][1]) for _, i, k in change]
+                    if switches else [], dtype=float)
+    width = len(options) + len(change)
+    pick = np.zeros((len(names), width))
     for j, (n, _) in enumerate(options):
         pick[names.index(n), j] = 1.0
+    size = np.concatenate([c, np.zeros(len(change))])
     constraints = [
         LinearConstraint(pick, 1.0, 1.0),
-        LinearConstraint(c.reshape(1, -1), 0.0, float(capacity)),
+        LinearConstraint(size.reshape(1, -1), 0.0, float(capacity)),
     ]
+    if change:
+        link = np.zeros((len(change), width))
+        for row, (j, i, k) in enumerate(change):
+            link[row, i] = link[row, k] = 1.0
+            link[row, len(options) + j] = -1.0
+        constraints.append(LinearConstraint(link, -np.inf, 1.0))
+    z_cost = np.zeros(len(change))
     if times is not None and time_cap is not None:
-        t = np.array([times[n][b] for n, b in options], dtype=float)
+        t = np.concatenate([[times[n][b] for n, b in options], z_ms])
         constraints.append(LinearConstraint(t.reshape(1, -1), 0.0, float(time_cap)))
-    result = milp(objective, constraints=constraints, integrality=np.ones(len(options)),
+    elif change:
+        z_cost = z_ms / top  # the objective is a time: changes add to it
+    result = milp(np.concatenate([objective, z_cost]), constraints=constraints,
+                  integrality=np.concatenate([np.ones(len(options)), np.zeros(len(change))]),
                   bounds=Bounds(0, 1),
                   options={"time_limit": time_limit, "mip_rel_gap": 0.0})
     if result.x is None:
@@ -655,7 +741,8 @@ def _solve(
             "using the best allocation it found, which may not be the optimum",
             len(names), result.message,
         )
-    choice = {n: b for (n, b), x in zip(options, result.x, strict=True) if x > 0.5}
+    choice = {n: b for (n, b), x in zip(options, result.x[:len(options)], strict=True)
+              if x > 0.5}
     # Integer repair: the solver's tolerances may overshoot by a few bytes.
     order = sorted(LAYER_BITS, reverse=True)
     while sum(costs[n][choice[n]] for n in names) > capacity:

@@ -26,14 +26,22 @@ precision (a few microseconds a call), so the differences between a layer's opti
 which are all the allocation weighs, are unaffected; the time shares it records carry
 that constant in their denominator.
 
-A layer's time with its neighbours at the same precision is assumed to hold beside
-neighbours at others (second-order: the neighbours' weights' footprint in the cache).
+A layer's time with its neighbours at the same precision holds beside neighbours at
+others only to first order: each *change* of precision from one layer to the next in
+execution order costs time of its own, which no layer's figure holds. Measured on
+``tiny_lm`` decode, the same two precisions in two blocks of layers (one change) against
+alternating layer by layer (one at every layer): 3.5–10 µs a change on a Xeon with AMX,
+9–13 µs among fp32, int8 and bf16 on an AMD EPYC (AVX-512 BF16) — 0.4 ms a token over
+42 changes, a tenth of the model's time — where the table added up within 0.06 ms for
+the blocks. ``measure_switch_costs`` measures that cost per pair of precisions, the same
+way, for the allocation to charge each change (``_allocation.allocate``).
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -55,6 +63,14 @@ each layer per run, a forward pass one (or as many as the model calls it)."""
 
 TIMING_VERSION = 2
 """Bumped when what a table means changes (2: timed in the model, not alone)."""
+
+SWITCH_REPEATS = 30
+"""Interleaved samples of each blocks/alternating model ``measure_switch_costs`` times."""
+
+MIN_SWITCH_LAYERS = 8
+"""Fewer allocated layers than this and no switch cost is measured: blocks and
+alternating then differ by a handful of changes, whose cost (microseconds) is inside the
+timing noise of a whole model; the allocation charges none (``switch_ms`` empty)."""
 
 _TABLES: dict[str, dict[str, dict[int, float]]] = {}
 
@@ -203,3 +219,91 @@ def measure_layer_latency(
         tmp.replace(file)
         _TABLES[digest] = table
     return copy.deepcopy(table)
+
+
+def call_order(model: nn.Module, names: list[str], inputs: Inputs) -> list[str]:
+    """``names`` (layers of ``model``) in the order one forward pass over ``inputs``
+    first calls them; layers it never calls follow, in the order given."""
+    seen: list[str] = []
+    handles = [model.get_submodule(n).register_forward_pre_hook(
+        lambda _m, _a, n=n: None if n in seen else seen.append(n)) for n in names]
+    try:
+        with torch.inference_mode():
+            forward(model, inputs)
+    finally:
+        for h in handles:
+            h.remove()
+    return seen + [n for n in names if n not in seen]
+
+
+def switches(order: list[str], bits: dict[str, int]) -> int:
+    """How many neighbours in ``order`` have different precisions in ``bits``."""
+    return sum(bits[a] != bits[b] for a, b in itertools.pairwise(order))
+
+
+def switch_key(a: int, b: int) -> tuple[int, int]:
+    """The key of a change between precisions ``a`` and ``b`` (either way round)."""
+    return (max(a, b), min(a, b))
+
+
+@torch.inference_mode()
+def measure_switch_costs(
+    model: nn.Module,
+    inputs: Inputs,
+    table: dict[str, dict[int, float]],
+    *,
+    threads: int = 1,
+    decode_tokens: int = 0,
+    base: int = 32,
+    repeats: int = SWITCH_REPEATS,
+) -> tuple[list[str], dict[tuple[int, int], float]]:
+    """``(order, switch_ms)``: the allocated layers of ``model`` in execution order
+    (``call_order``), and the ms each change of precision between neighbours in that order
+    costs beyond what ``table`` (``model``'s ``measure_layer_latency``) sums to, per pair
+    of the precisions ``base`` offers (``BASE_BITS``; keyed by ``switch_key``).
+
+    For each pair (p, q): the model with the first half of the layers at p and the rest
+    at q (one change), and with the layers alternating p, q, p, … (a change at every
+    neighbour), both built as ``quantize`` builds a trial's model and timed whole on the
+    task's workload (a decode's one-token steps, or a forward pass), all pairs' models
+    interleaved. The cost is the alternating model's extra time over the blocks', less
+    what ``table`` predicts between them, per extra change; below 0 (noise) it is 0.
+    A model with fewer than ``MIN_SWITCH_LAYERS`` allocated layers gets ``{}``.
+    """
+    from objectives.measure._latency import measure_decode_latencies, measure_latencies
+    from objectives.operators._allocation import BASE_BITS, allocated, check_base
+    from objectives.operators._quantize import quantize
+
+    check_base(base)
+    work = linearize_conv1d(copy.deepcopy(model)).float().cpu().eval()
+    order = call_order(work, allocated(work), inputs)
+    if len(order) < MIN_SWITCH_LAYERS:
+        return order, {}
+    half = len(order) // 2
+    layouts: list[dict[str, int]] = []
+    pairs = list(itertools.combinations(BASE_BITS[base], 2))
+    for p, q in pairs:
+        layouts.append({n: p if i < half else q for i, n in enumerate(order)})
+        layouts.append({n: (p, q)[i % 2] for i, n in enumerate(order)})
+    built = [(quantize(copy.deepcopy(work), base, layer_bits=bits), "cpu") for bits in layouts]
+    previous = torch.get_num_threads()
+    try:
+        if decode_tokens > 0:
+            stats = measure_decode_latencies(built, inputs, tokens=decode_tokens,
+                                             threads=threads, repeats=repeats)
+        else:
+            stats = measure_latencies(built, inputs, threads=threads, repeats=repeats)
+    finally:
+        torch.set_num_threads(previous)
+
+    def predicted(bits: dict[str, int]) -> float:
+        return sum(table[n][b] for n, b in bits.items())
+
+    costs: dict[tuple[int, int], float] = {}
+    for k, (p, q) in enumerate(pairs):
+        blocks, alternating = layouts[2 * k], layouts[2 * k + 1]
+        extra = (stats[2 * k + 1].median_ms - stats[2 * k].median_ms
+                 - (predicted(alternating) - predicted(blocks)))
+        changes = switches(order, alternating) - switches(order, blocks)
+        costs[switch_key(p, q)] = max(0.0, extra / changes)
+    return order, costs

@@ -27,7 +27,7 @@ from objectives.operators._allocation import (
     measure_sensitivity,
 )
 from objectives.operators._conv1d import ORIGIN_ATTR, linearize_conv1d
-from objectives.operators._layer_timing import measure_layer_latency
+from objectives.operators._layer_timing import measure_layer_latency, measure_switch_costs
 
 if TYPE_CHECKING:
     from objectives._task import Task
@@ -88,9 +88,11 @@ def task_profile(
 ) -> LayerProfile:
     """``measure_sensitivity`` of ``task``'s teacher on its first ``SENSITIVITY_ROWS``
     calibration rows, with the per-layer timing table (``measure_layer_latency`` on the
-    task's latency inputs, or its decode prompt's last position for decode latency), both
-    on ``base`` (``BASES``), computed once per task fingerprint, base and machine (in this
-    process and on disk under ``cache/sensitivity``)."""
+    task's latency workload: a pass over its latency inputs, or a decode from its decode
+    prompt) and what a change of precision between neighbouring layers costs
+    (``measure_switch_costs``, the same workload), all on ``base`` (``BASES``), computed
+    once per task fingerprint, base and machine (in this process and on disk under
+    ``cache/sensitivity``)."""
     from objectives._cache import cache_dir
     from objectives._task import take
     from objectives.measure._hardware import describe_hardware
@@ -118,13 +120,18 @@ def task_profile(
         try:
             profile = measure_sensitivity(task.teacher, calibration, base=base)
             latency = _task_layer_latency(task.teacher, task, base, None)
+            decode = task.latency_mode == "decode"
+            order, switch_ms = measure_switch_costs(
+                task.teacher, task.decode_prompt if decode else task.latency_inputs,
+                latency, threads=task.threads,
+                decode_tokens=task.decode_tokens if decode else 0, base=base)
         finally:
             torch.set_num_threads(previous)
-        from objectives.measure._hardware import describe_hardware
 
         profile = LayerProfile(
             weights=profile.weights, sensitivity=profile.sensitivity, rows=profile.rows,
             latency_ms=latency, hardware=describe_hardware("cpu", task.threads), base=base,
+            order=order, switch_ms=switch_ms,
         )
         file.parent.mkdir(parents=True, exist_ok=True)
         tmp = file.with_suffix(".tmp")

@@ -4,6 +4,7 @@ keep their bits, the allocation is the optimum, trials and recipes carry it."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import math
 
@@ -32,7 +33,12 @@ from objectives.operators._allocation import (
     layer_costs,
     tag_origins,
 )
-from objectives.operators._layer_timing import measure_layer_latency
+from objectives.operators._layer_timing import (
+    call_order,
+    measure_layer_latency,
+    measure_switch_costs,
+    switches,
+)
 from objectives.operators._profile import student_layer_latency
 from objectives.operators._quantize import quantize
 from objectives.operators._quantized_state import plain_tensors
@@ -186,6 +192,9 @@ def test_profile_round_trips_and_is_cached_per_task(digits_task, tmp_path):
     # A profile stored on a study before the timing table existed still reads.
     old = {k: v for k, v in first.to_dict().items() if k not in ("latency_ms", "hardware")}
     assert LayerProfile.from_dict({**old, "version": 2}).latency_ms == {}
+    # The layers in the order the model calls them; three layers are too few to time a
+    # change of precision apart from the noise, so none is charged.
+    assert first.order == ["net.0", "net.2", "net.4"] and first.switch_ms == {}
 
 
 def _brute_force(model, profile, budget, time_cap=None):
@@ -290,6 +299,101 @@ def test_latency_saving_moves_between_the_least_sensitive_and_the_fastest_alloca
         allocate(tag_origins(copy.deepcopy(model)), profile, 8.0, 1.0, 0.5)
     with pytest.raises(TaskError, match="latency_saving needs the per-layer timing table"):
         allocate(tag_origins(copy.deepcopy(model)), measured, 8.0, latency_saving=0.5)
+
+
+def test_changes_of_precision_between_neighbours_are_charged_their_measured_time():
+    model = _fragile(_mlp((64, 48, 80, 32, 96, 40, 64, 10), seed=3), 4)
+    measured = measure_sensitivity(model, _inputs())
+    names = sorted(measured.sensitivity)
+    # Execution order as measured (here not the names' order: "10" and "12" sort before
+    # "2"). By the table, int8 is faster than fp32 on every other layer and slower on the
+    # rest; a change between fp32 and int8 costs more than a layer takes.
+    order = ["0", "2", "4", "6", "8", "10", "12"]
+    table = {n: {32: 3.0, 16: 9.0, 8: 2.0 if i % 2 == 0 else 3.5, 4: 18.0}
+             for i, n in enumerate(order)}
+    base = LayerProfile(weights=measured.weights, sensitivity=measured.sensitivity,
+                        rows=measured.rows, latency_ms=table)
+    fp32_time = 3.0 * len(order)
+    switch_ms = {(32, 8): 4.0, (32, 16): 1.0, (16, 8): 1.0, (32, 4): 0.5, (16, 4): 0.5,
+                 (8, 4): 0.5}
+    profile = dataclasses.replace(base, order=order, switch_ms=switch_ms)
+    assert LayerProfile.from_dict(profile.to_dict()) == profile
+    # Version 6 (before switch costs) reads with none, and charges none.
+    v6 = {k: v for k, v in profile.to_dict().items() if k not in ("order", "switch_ms")}
+    assert LayerProfile.from_dict({**v6, "version": 6}).switch_ms == {}
+    costs = layer_costs(model, names)
+    capacity_of = {b: math.floor(b * sum(measured.weights.values()) / 8)
+                   for b in (8.0, 10.0, 13.0, 20.0)}
+    combos = list(itertools.product(LAYER_BITS, repeat=len(names)))
+
+    def time_of(bits):
+        own = sum(profile.latency_ms[n][bits[n]] for n in names)
+        return own + sum(switch_ms.get((max(bits[a], bits[b]), min(bits[a], bits[b])), 0.0)
+                         for a, b in itertools.pairwise(order) if bits[a] != bits[b])
+
+    for budget, capacity in capacity_of.items():
+        fits = [dict(zip(names, c, strict=True)) for c in combos
+                if sum(costs[n][b] for n, b in zip(names, c, strict=True)) <= capacity]
+        fastest = min(time_of(b) for b in fits)
+        least = allocate(tag_origins(copy.deepcopy(model)), profile, budget)
+        for saving in (0.5, 1.0):
+            alloc = allocate(tag_origins(copy.deepcopy(model)), profile, budget,
+                             latency_saving=saving)
+            # The recorded share counts the changes the allocation makes.
+            assert alloc.time_share == pytest.approx(time_of(alloc.layer_bits) / fp32_time)
+            cap = least.time_share - saving * (least.time_share - fastest / fp32_time)
+            best = min(sum(profile.sensitivity[n][b[n]] for n in names) for b in fits
+                       if time_of(b) <= cap * fp32_time * (1 + 1e-9))
+            assert alloc.sensitivity == pytest.approx(best, rel=1e-6, abs=1e-12)
+            if saving == 1.0:
+                assert time_of(alloc.layer_bits) == pytest.approx(fastest)
+        # Blind to the changes, the fastest allocation of this size alternates fp32 and
+        # int8 wherever the size allows; charged, it makes fewer changes and runs faster
+        # by the measured costs.
+        blind = allocate(tag_origins(copy.deepcopy(model)), base, budget, latency_saving=1.0)
+        charged = allocate(tag_origins(copy.deepcopy(model)), profile, budget,
+                           latency_saving=1.0)
+        assert time_of(charged.layer_bits) <= time_of(blind.layer_bits) + 1e-9
+        assert switches(order, charged.layer_bits) <= switches(order, blind.layer_bits)
+    # With room for every odd layer at fp32 (20 bits), blind alternates (6 changes, 41
+    # ms counted) where charged stores every layer int8 (18.5 ms).
+    blind = allocate(tag_origins(copy.deepcopy(model)), base, 20.0, latency_saving=1.0)
+    charged = allocate(tag_origins(copy.deepcopy(model)), profile, 20.0, latency_saving=1.0)
+    assert switches(order, blind.layer_bits) == 6
+    assert set(charged.layer_bits.values()) == {8}
+    assert charged.time_share == pytest.approx(18.5 / fp32_time)
+
+
+class _Branches(nn.Module):
+    """Layers registered in another order than the one they run in."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.late = nn.Linear(32, 8)
+        self.body = nn.Sequential(*[nn.Linear(32, 32) for _ in range(8)])
+        self.early = nn.Linear(16, 32)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.late(self.body(self.early(x)))
+
+
+def test_switch_costs_are_measured_per_pair_of_precisions_in_execution_order():
+    model = _Branches().eval()
+    x = torch.randn(16, 16)
+    order = call_order(model, ["late", *(f"body.{i}" for i in range(8)), "early"], x)
+    assert order == ["early", *(f"body.{i}" for i in range(8)), "late"]
+    table = measure_layer_latency(model, x)
+    got_order, costs = measure_switch_costs(model, x, table, repeats=5)
+    assert got_order == order
+    assert set(costs) == {(32, 16), (32, 8), (32, 4), (16, 8), (16, 4), (8, 4)}
+    assert all(math.isfinite(v) and v >= 0.0 for v in costs.values())
+    # On a bf16 base the pairs are the base's own options.
+    table16 = measure_layer_latency(model, x, base=16)
+    assert set(measure_switch_costs(model, x, table16, base=16, repeats=3)[1]) == {
+        (16, 8), (16, 4), (8, 4)}
+    # Too few layers to time a change apart from the noise: none measured.
+    small = _mlp((16, 32, 8))
+    assert measure_switch_costs(small, x, measure_layer_latency(small, x))[1] == {}
 
 
 def test_a_budget_from_32_bits_up_leaves_the_size_unbound():
