@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import itertools
 import random
 import statistics
 from collections.abc import Callable
@@ -44,7 +43,7 @@ from objectives import Task, pruned_copy
 from objectives._config import CompressionConfig
 from objectives.operators._allocation import (
     LAYER_BITS,
-    _Switches,
+    _neighbours,
     allocate,
     allocated,
     quantize_layer,
@@ -125,8 +124,7 @@ def run(task_factory: Callable[[], Task], task_name: str) -> dict[str, Any]:
     # costs are what allocations are made by; the unpruned student has its layers.
     profile = task_profile(task)
     inside = profile.latency_ms
-    changes = _Switches(pairs=list(itertools.pairwise(profile.order)),
-                        ms=dict(profile.switch_ms))
+    changes = _neighbours(names, {n: n for n in names}, profile)
     alone = _alone_table(task, student, names)
     rng = random.Random(0)
     allocations: dict[str, dict[str, int]] = {
@@ -158,7 +156,7 @@ def run(task_factory: Callable[[], Task], task_name: str) -> dict[str, Any]:
     for (label, bits), ms in zip(allocations.items(), medians[1:], strict=True):
         measured.append(ms - fp32)
         p_in.append(predicted(inside, bits))
-        p_sw.append(p_in[-1] + changes.total(bits))
+        p_sw.append(p_in[-1] + (changes.total(bits) if changes else 0.0))
         p_alone.append(predicted(alone, bits))
         rows.append([label, f"{ms:.3f}", f"{ms - fp32:+.3f} ({(ms - fp32) / fp32:+.0%})",
                      f"{p_sw[-1]:+.3f}", f"{p_in[-1]:+.3f}", f"{p_alone[-1]:+.3f}"])
@@ -195,5 +193,4 @@ def run(task_factory: Callable[[], Task], task_name: str) -> dict[str, Any]:
     ])
     write_section(f"layer-timing-{task_name}", body)
     print(body)
-    return {"mae_in": mae(p_in), "mae_alone": mae(p_alone), "mae_switches": mae(p_sw),
-            "measured": dict(zip(allocations, measured, strict=True))}
+    return {"mae_in": mae(p_in), "mae_alone": mae(p_alone), "mae_switches": mae(p_sw)}

@@ -134,9 +134,15 @@ uniform bf16's 46 ms). ``quantize`` still builds an fp32 island for an explicit
 ``layer_bits`` of 32."""
 
 
+def switch_key(a: int, b: int) -> tuple[int, int]:
+    """The key of a change between precisions ``a`` and ``b`` (either way round) in
+    ``LayerProfile.switch_ms``."""
+    return (max(a, b), min(a, b))
+
+
 def _pair_key(text: str) -> tuple[int, int]:
     a, b = (int(x) for x in str(text).split(","))
-    return (max(a, b), min(a, b))
+    return switch_key(a, b)
 
 
 def check_base(base: int) -> int:
@@ -285,7 +291,7 @@ class _Switches:
     ms: dict[tuple[int, int], float]
 
     def cost(self, a: int, b: int) -> float:
-        return 0.0 if a == b else self.ms.get((max(a, b), min(a, b)), 0.0)
+        return 0.0 if a == b else self.ms.get(switch_key(a, b), 0.0)
 
     def total(self, choice: Mapping[str, int]) -> float:
         return sum(self.cost(choice[a], choice[b]) for a, b in self.pairs)
@@ -302,6 +308,13 @@ def _neighbours(names: list[str], origins: Mapping[str, str],
     ordered = sorted(names, key=lambda n: rank.get(origins[n], len(rank)))
     return _Switches(pairs=list(zip(ordered, ordered[1:], strict=False)),
                      ms=dict(profile.switch_ms))
+
+
+def _time_of(choice: Mapping[str, int], times: Mapping[str, Mapping[int, float]],
+             changes: _Switches | None) -> float:
+    """The estimated time of ``choice``: its layers' table times plus its changes'."""
+    extra = changes.total(choice) if changes is not None else 0.0
+    return sum(times[n][b] for n, b in choice.items()) + extra
 
 
 def refuse_unallocatable(model: nn.Module) -> None:
@@ -632,21 +645,15 @@ def allocate(
     # Each change of precision between neighbours costs time of its own (measured with
     # the table: measure_switch_costs); every estimate of time below includes it.
     changes = None if times is None else _neighbours(names, origins, profile)
-
-    def time_of(choice: Mapping[str, int]) -> float:
-        assert times is not None
-        extra = changes.total(choice) if changes is not None else 0.0
-        return sum(times[n][choice[n]] for n in names) + extra
-
     if (latency_budget > 0 or latency_saving > 0) and times is not None and fp32_time:
         # least time within the size
         fastest = _solve(names, costs, times, capacity, switches=changes)
-        reachable = time_of(fastest)
+        reachable = _time_of(fastest, times, changes)
         if latency_budget > 0:
             time_cap = max(latency_budget * fp32_time, reachable)
         else:
             least = _solve(names, costs, scaled, capacity)  # least sensitive, any time
-            t_least = time_of(least)
+            t_least = _time_of(least, times, changes)
             time_cap = max(t_least - latency_saving * (t_least - reachable), reachable)
         time_cap *= 1 + 1e-9  # the reachable time itself must stay feasible
     choice = _solve(names, costs, scaled, capacity, times=times, time_cap=time_cap,
@@ -654,7 +661,7 @@ def allocate(
     used = sum(costs[n][choice[n]] for n in names)
     share_of_fp32 = None
     if times is not None and fp32_time:
-        share_of_fp32 = time_of(choice) / fp32_time
+        share_of_fp32 = _time_of(choice, times, changes) / fp32_time
     return Allocation(
         layer_bits=choice,
         weight_bytes=used,

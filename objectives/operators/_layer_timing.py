@@ -241,11 +241,6 @@ def switches(order: list[str], bits: dict[str, int]) -> int:
     return sum(bits[a] != bits[b] for a, b in itertools.pairwise(order))
 
 
-def switch_key(a: int, b: int) -> tuple[int, int]:
-    """The key of a change between precisions ``a`` and ``b`` (either way round)."""
-    return (max(a, b), min(a, b))
-
-
 @torch.inference_mode()
 def measure_switch_costs(
     model: nn.Module,
@@ -271,7 +266,7 @@ def measure_switch_costs(
     A model with fewer than ``MIN_SWITCH_LAYERS`` allocated layers gets ``{}``.
     """
     from objectives.measure._latency import measure_decode_latencies, measure_latencies
-    from objectives.operators._allocation import BASE_BITS, allocated, check_base
+    from objectives.operators._allocation import BASE_BITS, allocated, check_base, switch_key
     from objectives.operators._quantize import quantize
 
     check_base(base)
@@ -286,15 +281,11 @@ def measure_switch_costs(
         layouts.append({n: p if i < half else q for i, n in enumerate(order)})
         layouts.append({n: (p, q)[i % 2] for i, n in enumerate(order)})
     built = [(quantize(copy.deepcopy(work), base, layer_bits=bits), "cpu") for bits in layouts]
-    previous = torch.get_num_threads()
-    try:
-        if decode_tokens > 0:
-            stats = measure_decode_latencies(built, inputs, tokens=decode_tokens,
-                                             threads=threads, repeats=repeats)
-        else:
-            stats = measure_latencies(built, inputs, threads=threads, repeats=repeats)
-    finally:
-        torch.set_num_threads(previous)
+    if decode_tokens > 0:  # both set (and restore) the threads, under the lock
+        stats = measure_decode_latencies(built, inputs, tokens=decode_tokens,
+                                         threads=threads, repeats=repeats)
+    else:
+        stats = measure_latencies(built, inputs, threads=threads, repeats=repeats)
 
     def predicted(bits: dict[str, int]) -> float:
         return sum(table[n][b] for n, b in bits.items())
