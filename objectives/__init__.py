@@ -93,6 +93,7 @@ from objectives.operators._allocation import (
     Allocation,
     LayerProfile,
     allocate,
+    fastest_allocation,
     measure_sensitivity,
     uniform_budget,
 )
@@ -159,6 +160,7 @@ __all__ = [
     "Allocation",
     "LayerProfile",
     "allocate",
+    "fastest_allocation",
     "measure_sensitivity",
     "task_profile",
     "uniform_budget",

@@ -14,10 +14,25 @@ shrinks the head), is
 from __future__ import annotations
 
 import logging
+import math
+from collections import Counter
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-from objectives import Task, check_setting, checked_parameters, rows_needed
+from objectives import (
+    LayerProfile,
+    Task,
+    TaskError,
+    check_setting,
+    checked_parameters,
+    fastest_allocation,
+    rows_needed,
+)
 from search._errors import SearchArgumentError
 from spaces import Choice, Fixed, FloatRange, SearchSpace
+
+if TYPE_CHECKING:
+    from torch import nn
 
 logger = logging.getLogger(__name__)
 
@@ -111,3 +126,81 @@ def split_size_warning(task: Task, max_drop: float | None, confidence: float) ->
         "uncertain — give more validation rows (and a confirmation split) or allow a larger "
         "max_accuracy_drop"
     )
+
+
+FAST_CORNER_SHARE = 0.15
+"""Below this share of ``bit_budget``'s range reaching the fastest allocation,
+``fast_corner_warning`` speaks, and suggests the ``high`` that gives it a sixth
+(``SearchSpace.per_layer_precision(high=45.25)`` gives every budget from 32 bits up a
+sixth of the log range from 5.5; a uniform search reaches each of its four precisions
+with a quarter of its draws)."""
+
+_NAMES = {32: "fp32", 16: "bf16", 8: "int8", 4: "int4"}
+
+
+def fast_corner_warning(
+    teacher: nn.Module, space: SearchSpace, profile: LayerProfile | Mapping[str, Any]
+) -> str | None:
+    """One line when the fastest allocation of ``teacher`` on this hardware
+    (``objectives.fastest_allocation`` by ``profile``, the fp32-base layer profile the
+    search measured) needs so many bits that less than ``FAST_CORNER_SHARE`` of
+    ``space``'s ``bit_budget`` range reaches it, naming the ``high`` that would give it
+    a sixth; None otherwise.
+
+    On CPUs where fp32 is the fastest precision of most layers, the fastest allocation
+    is every layer (or nearly every layer) fp32 — the fast corner a uniform search
+    reaches with ``quant_bits`` 32 and pruning — and a range that ends at 32 reaches it
+    only at its very top. Spaces that search ``bit_budget`` with a time parameter
+    (``latency_saving`` or ``latency_budget``) on an fp32 base only: without one the
+    allocation does not aim for speed.
+    """
+    params = space.parameters
+    budget = params.get("bit_budget")
+    if not isinstance(budget, FloatRange) or budget.low <= 0:
+        return None
+    timed = [params[n] for n in ("latency_saving", "latency_budget") if n in params]
+    if not timed or all(isinstance(p, Fixed) and not p.value for p in timed):
+        return None
+    bits = params.get("quant_bits")
+    bases = (bits.choices if isinstance(bits, Choice)
+             else [bits.value] if isinstance(bits, Fixed) else [32])
+    if 32 not in bases:
+        return None
+    if not isinstance(profile, LayerProfile):
+        try:
+            profile = LayerProfile.from_dict(profile)
+        except TaskError:
+            return None
+    if not profile.latency_ms or profile.base != 32:
+        return None
+    try:
+        fastest = fastest_allocation(teacher, profile)
+    except TaskError:  # a profile of another model: the trials will say so
+        return None
+    need, low, high = fastest.effective_bits, budget.low, budget.high
+    if need <= low:
+        return None
+    if need > high:
+        share = 0.0
+    elif budget.log:
+        share = math.log(high / need) / math.log(high / low)
+    else:
+        share = (high - need) / (high - low)
+    if share >= FAST_CORNER_SHARE:
+        return None
+    k = 1 / 6
+    suggest = (math.exp((math.log(need) - k * math.log(low)) / (1 - k)) if budget.log
+               else (need - k * low) / (1 - k))
+    suggest = min(64.0, math.ceil(suggest * 100) / 100)  # the catalog's most
+    counts = Counter(fastest.layer_bits.values())
+    layers = (f"every layer {_NAMES[next(iter(counts))]}" if len(counts) == 1 else
+              ", ".join(f"{n} {_NAMES[b]}" for b, n in sorted(counts.items(), reverse=True)))
+    return (
+        f"the fastest allocation on this hardware ({layers}, by the per-layer timing "
+        f"table) takes {need:.1f} effective bits per weight, and {100 * share:.0f} % of "
+        f"bit_budget's range [{low:g}, {high:g}] reaches it: the sampler will rarely try "
+        "the fast corner a uniform search reaches with one quant_bits value — search "
+        f"bit_budget up to {suggest:g} (SearchSpace.per_layer_precision(high={suggest:g}), "
+        "or its high in the space file) to give it a sixth of the range"
+    )
+

@@ -12,7 +12,7 @@ import optuna
 
 from objectives import DEFAULT_LOCK_PATH, RETIME_MIN_SECONDS, Task, TaskError, uniform_budget
 from search._errors import SearchArgumentError, StudyMismatchError
-from search._preflight import preflight, split_size_warning
+from search._preflight import fast_corner_warning, preflight, split_size_warning
 from search._seeds import (
     enqueue,
     seed_configs,
@@ -21,7 +21,13 @@ from search._seeds import (
     warm_start_configs,
 )
 from search.results import ParetoFront, library_versions
-from search.run import measure_baseline_remote, ray_session, retime_remote, run_round
+from search.run import (
+    measure_baseline_remote,
+    ray_session,
+    retime_remote,
+    run_round,
+    stored_profiles,
+)
 from search.study import (
     ATTR_BASELINE,
     ATTR_RETIMED,
@@ -319,6 +325,11 @@ class Search:
                 )
                 if created:
                     info = StudyInfo.from_study(study, self.storage_url)
+                    profile = stored_profiles(baseline).get(32)
+                    hint = None if profile is None else fast_corner_warning(
+                        self.task.teacher, space, profile)
+                    if hint is not None:
+                        logger.warning("%s", hint)
                     self._enqueue_first(study, space, baseline)
                 else:  # another process created it meanwhile: it must be the same search
                     info = self._check_existing(study)

@@ -527,6 +527,21 @@ def uniform_budget(model: nn.Module, bits: int) -> float:
     return 8.0 * sum(c[bits] for c in costs.values()) / weights
 
 
+def fastest_allocation(model: nn.Module, profile: LayerProfile) -> Allocation:
+    """The allocation of ``model`` that ``profile``'s timing table (switch costs
+    included) puts fastest at any size: ``allocate`` with the size unbound
+    (``bit_budget`` above the most an allocation of ``model`` can take) and
+    ``latency_saving`` 1, so among the fastest the least sensitive. Its
+    ``effective_bits`` is the smallest ``bit_budget`` that reaches it.
+
+    Raises:
+        TaskError: as ``allocate`` — the profile has no timing table, or belongs to
+            another model.
+    """
+    _, most = budget_bounds(model)
+    return allocate(model, profile, most + 1.0, latency_saving=1.0)
+
+
 def allocate(
     model: nn.Module,
     profile: LayerProfile,

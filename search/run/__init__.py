@@ -4,7 +4,13 @@ that cross Ray between them."""
 from __future__ import annotations
 
 from search.run._messages import EarlyStoppingSpec, TrialReport
-from search.run._tune import measure_baseline_remote, ray_session, retime_remote, run_round
+from search.run._tune import (
+    measure_baseline_remote,
+    ray_session,
+    retime_remote,
+    run_round,
+    stored_profiles,
+)
 
 __all__ = [
     "EarlyStoppingSpec",
@@ -13,4 +19,5 @@ __all__ = [
     "retime_remote",
     "ray_session",
     "run_round",
+    "stored_profiles",
 ]

@@ -21,6 +21,7 @@ from objectives import (
     allocate,
     check_setting,
     evaluate,
+    fastest_allocation,
     load_compressed,
     measure_sensitivity,
     precisions,
@@ -355,6 +356,17 @@ def test_changes_of_precision_between_neighbours_are_charged_their_measured_time
                            latency_saving=1.0)
         assert time_of(charged.layer_bits) <= time_of(blind.layer_bits) + 1e-9
         assert switches(order, charged.layer_bits) <= switches(order, blind.layer_bits)
+    # At any size, the fastest of all 4^7 allocations (changes charged), and among the
+    # equally fast the least sensitive; its effective bits are the bytes it stores.
+    every = [dict(zip(names, c, strict=True)) for c in combos]
+    quickest = min(time_of(b) for b in every)
+    fast = fastest_allocation(tag_origins(copy.deepcopy(model)), profile)
+    assert time_of(fast.layer_bits) == pytest.approx(quickest)
+    assert fast.sensitivity == pytest.approx(
+        min(sum(profile.sensitivity[n][b[n]] for n in names) for b in every
+            if time_of(b) <= quickest * (1 + 1e-9)), rel=1e-6, abs=1e-12)
+    assert fast.effective_bits == pytest.approx(
+        8.0 * sum(costs[n][fast.layer_bits[n]] for n in names) / sum(measured.weights.values()))
     # With room for every odd layer at fp32 (20 bits), blind alternates (6 changes, 41
     # ms counted) where charged stores every layer int8 (18.5 ms).
     blind = allocate(tag_origins(copy.deepcopy(model)), base, 20.0, latency_saving=1.0)

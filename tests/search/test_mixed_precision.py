@@ -4,14 +4,20 @@ its recipe re-applies exactly those precisions."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import logging
+import math
 
 import optuna
 import pytest
+import torch
+from torch import nn
 
 from objectives import LayerProfile, allocate, pruned_copy
 from objectives._config import CompressionConfig
 from search import Recipe, Search, SearchArgumentError, load_front
+from search._preflight import FAST_CORNER_SHARE, fast_corner_warning
 from search.study import ATTR_BASELINE
 from spaces import SearchSpace
 
@@ -30,16 +36,22 @@ def _space() -> SearchSpace:
 @pytest.mark.parametrize(("name", "bounds"), [("latency_budget", (0.5, 1.5)),
                                               ("latency_saving", (0.0, 1.0))])
 def test_latency_bound_is_searched_and_each_trial_records_its_time_share(
-    ray_session, digits_task, tmp_path, name, bounds
+    ray_session, digits_task, tmp_path, name, bounds, caplog
 ):
     url = f"sqlite:///{tmp_path / 'study.db'}"
     key = "latency" if name == "latency_budget" else "saving"
     space = _space().per_layer_precision(6.0, 12.0, **{key: bounds})
-    Search(digits_task, space, storage=url, study_name="timed", n_trials=2,
-           max_accuracy_drop=0.05, seed=1, progress=False, seed_configs=False,
-           retime_rounds=0).run()
+    with caplog.at_level(logging.WARNING, logger="search"):
+        Search(digits_task, space, storage=url, study_name="timed", n_trials=2,
+               max_accuracy_drop=0.05, seed=1, progress=False, seed_configs=False,
+               retime_rounds=0).run()
     study = optuna.load_study(study_name="timed", storage=url)
     profile = LayerProfile.from_dict(study.user_attrs[ATTR_BASELINE]["layer_profile"])
+    # The search said whether this machine's fastest allocation lies beyond the range,
+    # as its stored profile says (which it does depends on the CPU).
+    hint = fast_corner_warning(digits_task.teacher, space, profile)
+    said = [r.getMessage() for r in caplog.records if "fastest allocation" in r.getMessage()]
+    assert said == ([] if hint is None else [hint])
     assert len(study.trials) == 2
     for t in study.trials:
         assert bounds[0] <= t.params[name] <= bounds[1]
@@ -184,3 +196,66 @@ def test_uniform_int8_beside_the_allocation_runs_uniform_and_its_recipe_reapplie
     assert applied.result.layer_bits is None
     assert applied.result.size_bytes == candidate.size_bytes
     assert applied.result.accuracy == pytest.approx(candidate.accuracy, abs=1e-6)
+
+
+def _mlp(widths: tuple[int, ...] = (64, 96, 96, 10)) -> nn.Sequential:
+    torch.manual_seed(0)
+    layers: list[nn.Module] = []
+    for a, b in itertools.pairwise(widths):
+        layers += [nn.Linear(a, b), nn.ReLU()]
+    return nn.Sequential(*layers[:-1]).eval()
+
+
+def _profile(model: nn.Sequential, table: dict[int, float]) -> LayerProfile:
+    """A measured-looking profile of ``model``: sensitivity grows as bits fall, every
+    layer's time at each precision is ``table``'s."""
+    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    return LayerProfile(
+        weights={n: model.get_submodule(n).weight.numel() for n in names},
+        sensitivity={n: {32: 0.0, 16: 0.001, 8: 0.01, 4: 0.1} for n in names},
+        rows=64, latency_ms={n: dict(table) for n in names},
+    )
+
+
+def test_a_range_that_barely_reaches_the_fastest_allocation_is_named_with_a_fix():
+    model = _mlp()
+    saving = SearchSpace.default().per_layer_precision(5.5, 32.0, saving=(0.0, 1.0))
+    # fp32 fastest on every layer (an AVX2-only CPU): the fastest allocation is every
+    # layer fp32, which a range ending at 32 reaches only at its top.
+    fp32_first = _profile(model, {32: 1.0, 16: 10.0, 8: 1.05, 4: 1.4})
+    line = fast_corner_warning(model, saving, fp32_first)
+    assert line is not None
+    assert "(every layer fp32, by the per-layer timing table) takes 32.0 effective bits" in line
+    assert "0 % of bit_budget's range [5.5, 32] reaches it" in line
+    high = float(line.split("per_layer_precision(high=")[1].split(")")[0])
+    # The suggested high gives budgets from 32 up a sixth of the log range, and silences it.
+    assert math.log(high / 32) / math.log(high / 5.5) == pytest.approx(1 / 6, abs=1e-3)
+    assert fast_corner_warning(
+        model, SearchSpace.default().per_layer_precision(5.5, high, saving=(0.0, 1.0)),
+        fp32_first) is None
+    # The benchmark's "fp32 reachable" range (45.25) is above the line too.
+    assert math.log(45.25 / 32) / math.log(45.25 / 5.5) >= FAST_CORNER_SHARE
+    # A latency_budget aims for speed too; stored as a dict, the profile reads the same.
+    timed = SearchSpace.default().per_layer_precision(5.5, 32.0, latency=(0.5, 1.0))
+    assert fast_corner_warning(model, timed, fp32_first.to_dict()) == line
+    # Where int8 is faster, the fastest allocation is int8, well inside the range.
+    int8_first = _profile(model, {32: 1.0, 16: 0.8, 8: 0.5, 4: 0.9})
+    assert fast_corner_warning(model, saving, int8_first) is None
+    # No time parameter (the allocation does not aim for speed), a bf16-only base, a
+    # fixed budget, or a profile without a timing table: nothing to say.
+    assert fast_corner_warning(
+        model, SearchSpace.default().per_layer_precision(5.5, 32.0), fp32_first) is None
+    assert fast_corner_warning(
+        model, SearchSpace.default().per_layer_precision(5.5, 32.0, saving=(0.0, 1.0),
+                                                         bases=(16,)), fp32_first) is None
+    assert fast_corner_warning(model, saving.fix("bit_budget", 8.0), fp32_first) is None
+    bare = LayerProfile(weights=fp32_first.weights, sensitivity=fp32_first.sensitivity,
+                        rows=64)
+    assert fast_corner_warning(model, saving, bare) is None
+    # Mixed: the last layer is faster in int8, so the fastest allocation stores it int8
+    # and needs fewer bits; the line counts the layers at each precision.
+    mixed = _profile(model, {32: 1.0, 16: 10.0, 8: 1.05, 4: 1.4})
+    mixed.latency_ms["4"][8] = 0.2
+    line = fast_corner_warning(model, saving, mixed)
+    assert line is not None and "(2 fp32, 1 int8, by the per-layer timing table)" in line
+
