@@ -49,7 +49,27 @@ def hypervolume(study: optuna.Study, upto: int | None = None,
     study's own ``slimsearch_baseline``); latency as ``latency_share`` (trials timed
     beside the teacher read as the ratio they measured, whatever the baseline says).
     Studies compared with each other should share one (``common_baseline``)."""
-    base = baseline or study.user_attrs["slimsearch_baseline"]
+    return _volume(_points(study, baseline or study.user_attrs["slimsearch_baseline"], upto))
+
+
+def exclusive_hypervolume(studies: Mapping[str, optuna.Study],
+                          baseline: Mapping[str, float]) -> dict[str, float]:
+    """What each study alone adds to the joint front of ``studies``: the hypervolume of
+    all their feasible trials together less that of the others' (0 where the others
+    dominate every point it found), each read against the one ``baseline``. Two arms
+    whose exclusive volumes are both positive each found part of the front the other
+    missed; the hypervolumes alone do not say so."""
+    points = {name: _points(study, baseline) for name, study in studies.items()}
+    joint = _volume([p for pts in points.values() for p in pts])
+    return {name: joint - _volume([p for other, pts in points.items() if other != name
+                                   for p in pts])
+            for name in points}
+
+
+def _points(study: optuna.Study, base: Mapping[str, float],
+            upto: int | None = None) -> list[list[float]]:
+    """The normalised (−accuracy, latency share, size share) of ``study``'s feasible
+    COMPLETE trials among its first ``upto``, inside the reference point."""
     trials = sorted(study.trials, key=lambda t: t.number)[:upto]
     points = [
         [-t.values[0] / base["accuracy"], latency_share(t, base),
@@ -57,10 +77,11 @@ def hypervolume(study: optuna.Study, upto: int | None = None,
         for t in trials
         if t.state == TrialState.COMPLETE and all(v <= 0 for v in t.constraints.values())
     ]
-    points = [p for p in points if all(a < b for a, b in zip(p, REFERENCE))]
-    if not points:
-        return 0.0
-    return float(compute_hypervolume(np.array(points), REFERENCE))
+    return [p for p in points if all(a < b for a, b in zip(p, REFERENCE))]
+
+
+def _volume(points: list[list[float]]) -> float:
+    return float(compute_hypervolume(np.array(points), REFERENCE)) if points else 0.0
 
 
 def common_baseline(studies: list[optuna.Study]) -> dict[str, float]:

@@ -44,7 +44,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from benchmarks._hypervolume import common_baseline, hypervolume
+from benchmarks._hypervolume import common_baseline, exclusive_hypervolume, hypervolume
 from benchmarks._report import machine, search_minutes, table, write_section
 from objectives import CompressionConfig, Task, TrialResult, evaluate
 from search import Search
@@ -200,8 +200,10 @@ def run(task_factory: Callable[[], Task], task_label: str, *, n_trials: int = 30
                 studies[arm] = optuna.load_study(study_name=name, storage=url)
                 minutes += search_minutes(studies[arm])
             common = common_baseline(list(studies.values()))
+            only = exclusive_hypervolume(studies, common)
             for arm, study in studies.items():
                 results[arm].append({"hv": hypervolume(study, baseline=common),
+                                     "only": only[arm],
                                      **readings(study, int8_size, a8)})
                 r = results[arm][-1]
                 print(f"{task_label} {arm} seed {seed}: hv={r['hv']:.4f} "
@@ -238,6 +240,11 @@ def run(task_factory: Callable[[], Task], task_label: str, *, n_trials: int = 30
     per_seed = "; ".join(
         f"seed {seed}: " + ", ".join(f"{arm} {results[arm][i]['hv']:.4f}" for arm in arms)
         for i, seed in enumerate(seeds))
+    alone = "; ".join(
+        f"seed {seed}: " + ", ".join(f"{arm} {results[arm][i]['only']:.4f}" for arm in arms)
+        for i, seed in enumerate(seeds))
+    alone_means = ", ".join(
+        f"{arm} {statistics.mean(r['only'] for r in results[arm]):.4f}" for arm in arms)
     first_flag = f" --first-seed {seeds[0]}" if seeds[0] else ""
     arms_flag = "" if arms == ARMS else " --arms " + " ".join(f"'{a}'" for a in arms)
     label = task_label + tail
@@ -290,5 +297,9 @@ def run(task_factory: Callable[[], Task], task_label: str, *, n_trials: int = 30
                "test", f"KiB within {100 * NEAR:g} pt of int8 acc", "test"], rows),
         "",
         "Hypervolume, seed by seed: " + "; ".join(wins) + " (" + per_seed + ").",
+        "",
+        "What each arm alone adds to a seed's joint front (the hypervolume of every "
+        "arm's feasible trials together, less that of the other arms'; 0 where the "
+        f"others dominate all it found): on the mean {alone_means} ({alone}).",
     ])
     write_section(f"mixed-{task_label}{suffix}", body)

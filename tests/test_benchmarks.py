@@ -10,7 +10,12 @@ import optuna
 import pytest
 from optuna.trial import TrialState, create_trial
 
-from benchmarks._hypervolume import REFERENCE, common_baseline, hypervolume
+from benchmarks._hypervolume import (
+    REFERENCE,
+    common_baseline,
+    exclusive_hypervolume,
+    hypervolume,
+)
 
 BASE = {"accuracy": 1.0, "latency_ms": 10.0, "size_bytes": 1000.0}
 
@@ -58,6 +63,24 @@ def test_hypervolume_counts_feasible_complete_trials_inside_the_reference_only()
     # Only the first trials count with ``upto``.
     assert hypervolume(two, upto=1) == pytest.approx(0.05)
     assert hypervolume(_study([])) == 0.0
+
+
+def test_exclusive_hypervolume_is_what_each_study_alone_adds_to_the_joint_front():
+    # a: one point with box 0.05 x 1 x 1; b: a point outside a's box, and one inside it.
+    a = _study([(0.95, 5.0, 500.0)])
+    b = _study([(0.92, 2.5, 500.0), (0.93, 6.0, 600.0)])
+    only = exclusive_hypervolume({"a": a, "b": b}, BASE)
+    # joint 0.05 + 0.02 * 0.25 * 1; without a: b's boxes 0.02 * 1.25 ∪ 0.03 * 0.9 * 0.9.
+    b_alone = 0.02 * 1.25 * 1.0 + 0.03 * 0.9 * 0.9 - 0.02 * 0.9 * 0.9
+    assert only["a"] == pytest.approx(0.05 + 0.005 - b_alone)
+    assert only["b"] == pytest.approx(0.005)
+    # A study every point of which the other dominates adds nothing; alone, all it has.
+    assert exclusive_hypervolume({"a": a, "dominated": _study([(0.92, 6.0, 600.0)])},
+                                 BASE)["dominated"] == 0.0
+    assert exclusive_hypervolume({"a": a}, BASE) == {"a": pytest.approx(0.05)}
+    # Read against the one baseline given, not each study's own.
+    slow_teacher = _study([(0.95, 5.0, 500.0)], base={**BASE, "latency_ms": 20.0})
+    assert exclusive_hypervolume({"x": slow_teacher}, BASE)["x"] == pytest.approx(0.05)
 
 
 def test_a_shared_baseline_normalises_every_study_by_one_teacher_latency():
