@@ -25,7 +25,8 @@ with the same space except for precision:
   bf16 on the bf16 base, which a range ending at 32 reaches only at its end point, with
   probability zero.
 
-Reported: hypervolume (as ``benchmarks._hypervolume``), and two equal-size readings
+Reported: hypervolume (as ``benchmarks._hypervolume``), what each arm alone adds to a
+seed's joint front (``exclusive_hypervolume``), and two equal-size readings
 chosen on validation with test beside: the best validation accuracy among feasible
 trials no larger than the uniform int8 reference (the uniform arm's int8 seed — no
 pruning, int8 — evaluated on its own: ``_int8_reference``), and the smallest feasible
